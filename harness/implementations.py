@@ -1,0 +1,70 @@
+"""Implementations under test: loading them by name or path, and what they provide.
+
+An implementation is any module with greenlet's public API.  The harness never imports
+the real greenlet behind an implementation's back: programs run against the module's own
+``greenlet`` class and functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Tuple
+
+from harness import runtime
+
+#: Names every implementation must have; programs cannot run without them.
+REQUIRED = ("greenlet", "getcurrent", "GreenletExit", "error")
+#: Names some implementations have; checks that need them are skipped without them.
+OPTIONAL = ("settrace", "gettrace")
+
+
+class ImplementationError(Exception):
+    """An implementation cannot be used; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A loaded implementation and the parts of the API it provides."""
+
+    spec: str
+    module: ModuleType = field(compare=False, repr=False)
+    missing_optional: Tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        version = getattr(self.module, "__version__", None)
+        return f"{self.spec} {version}" if version else self.spec
+
+    def has(self, feature: str) -> bool:
+        return feature not in self.missing_optional
+
+
+def load(spec: str) -> Implementation:
+    """Import ``spec`` (a module name or a ``.py`` path) and check its API."""
+    if spec.endswith(".py") and not os.path.exists(spec):
+        raise ImplementationError(f"implementation file not found: {spec}")
+    try:
+        module = runtime.load_implementation(spec)
+    except ModuleNotFoundError as e:
+        raise ImplementationError(f"cannot import implementation {spec!r}: {e}") from None
+    except Exception as e:  # the module itself failed to import
+        raise ImplementationError(
+            f"implementation {spec!r} failed to import: {type(e).__name__}: {e}"
+        ) from None
+    return check(spec, module)
+
+
+def check(spec: str, module: ModuleType) -> Implementation:
+    """Name what is missing from the API: required parts fail, optional ones are noted."""
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        raise ImplementationError(
+            f"implementation {spec!r} lacks the greenlet API: missing {', '.join(missing)}"
+        )
+    exit_type = module.GreenletExit
+    if not (isinstance(exit_type, type) and issubclass(exit_type, BaseException)):
+        raise ImplementationError(f"implementation {spec!r}: GreenletExit is not an exception")
+    optional_missing = tuple(name for name in OPTIONAL if not hasattr(module, name))
+    return Implementation(spec=spec, module=module, missing_optional=optional_missing)

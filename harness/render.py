@@ -1,0 +1,240 @@
+"""Programs as Python source.
+
+The runner executes exactly the code a reproducer contains: ``program_source`` turns a
+program into one function ``program(gl, T)`` whose nested ``run_<name>`` functions
+perform each script with plain greenlet API calls, and ``reproducer`` wraps that function
+with the runtime (``harness/runtime.py``, pasted verbatim) and the expected trace into a
+standalone script.  Generating code, rather than interpreting the IR, also keeps the
+harness's overhead per switch close to a hand-written script's.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import pprint
+from typing import Iterable, List, Optional, Sequence
+
+from harness import ir
+from harness.ir import (
+    MAIN,
+    Bogus,
+    Current,
+    Drop,
+    Exc,
+    Inspect,
+    Op,
+    Program,
+    Raise,
+    Return,
+    SetParent,
+    Spawn,
+    Switch,
+    Throw,
+)
+
+RUNTIME_PATH = pathlib.Path(__file__).with_name("runtime.py")
+
+_EXC_EXPR = {"GreenletExit": "GreenletExit", "FuzzError": "FuzzError"}
+
+
+def _exc_class(exc: Exc) -> str:
+    return _EXC_EXPR.get(exc.type, exc.type)
+
+
+def _args(args: Sequence[ir.Value], kwargs: Sequence[tuple] = ()) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs]
+    return ", ".join(parts)
+
+
+def _ref(name: str) -> str:
+    return f"ref({name!r})"
+
+
+def op_comment(op: Op) -> str:
+    """A one-line description of an op, for comments and reports."""
+    if isinstance(op, Switch):
+        return f"switch to {op.target}({_args(op.args, op.kwargs)})" + (
+            "" if op.catch else ", exceptions propagate"
+        )
+    if isinstance(op, Throw):
+        return f"throw into {op.target}: {_throw_args(op) or 'GreenletExit'}" + (
+            "" if op.catch else ", exceptions propagate"
+        )
+    if isinstance(op, Spawn):
+        return f"spawn {op.name}" + (f" with parent {op.parent}" if op.parent else "")
+    if isinstance(op, SetParent):
+        return f"set {op.target}.parent"
+    if isinstance(op, Drop):
+        return f"drop the program's reference to {op.target}"
+    if isinstance(op, Inspect):
+        return f"inspect {op.target}.{op.attr}"
+    if isinstance(op, Current):
+        return "which greenlet is current?"
+    if isinstance(op, Return):
+        return f"return {op.value!r}"
+    if isinstance(op, Raise):
+        return f"raise {op.exc.type}{op.exc.args!r}"
+    return type(op).__name__
+
+
+def _throw_args(op: Throw) -> str:
+    if op.style == "none" or op.exc is None:
+        return ""
+    cls = _exc_class(op.exc)
+    if op.style == "class":
+        return cls
+    if op.style == "class_args":
+        return f"{cls}, {_args(op.exc.args)}"
+    return f"{cls}({_args(op.exc.args)})"
+
+
+def _expression(op: Op) -> Optional[str]:
+    """The statement an op performs, as ``r = ...`` or a bare statement."""
+    if isinstance(op, Switch):
+        return f"r = {_ref(op.target)}.switch({_args(op.args, op.kwargs)})"
+    if isinstance(op, Throw):
+        return f"r = {_ref(op.target)}.throw({_throw_args(op)})"
+    if isinstance(op, Spawn):
+        parent = f", {_ref(op.parent)}" if op.parent else ""
+        return f"r = spawn({op.name!r}, run_{op.name}{parent})"
+    if isinstance(op, SetParent):
+        value = repr(op.parent.value) if isinstance(op.parent, Bogus) else _ref(op.parent)
+        return f"{_ref(op.target)}.parent = {value}"
+    if isinstance(op, Drop):
+        return f"r = drop({op.target!r})"
+    if isinstance(op, Current):
+        return "r = label(getcurrent())"
+    if isinstance(op, Inspect):
+        target = _ref(op.target)
+        return {
+            "dead": f"r = {target}.dead",
+            "bool": f"r = bool({target})",
+            "parent": f"r = label({target}.parent)",
+            "gr_frame": f"r = {target}.gr_frame is None",
+            "run": f"r = hasattr({target}, 'run')",
+        }[op.attr]
+    return None
+
+
+_RESULT_KIND = {Switch: "value", Throw: "value", Inspect: "attr", Current: "current"}
+
+
+def op_lines(who: str, pc: int, op: Op) -> List[str]:
+    """Source lines (indented for a function body) that perform one op and record it."""
+    head = f"# {pc}: {op_comment(op)}"
+    if isinstance(op, Return):
+        return [head, f"return ret({who!r}, {pc}, {op.value!r})"]
+    if isinstance(op, Raise):
+        return [head, f"raise {_exc_class(op.exc)}({_args(op.exc.args)})"]
+    stmt = _expression(op)
+    assert stmt is not None, op
+    kind = _RESULT_KIND.get(type(op), "done")
+    result = "r" if kind != "done" else "None"
+    lines = [head, "try:", f"    {stmt}", "except Unbound as e:",
+             f"    rec({who!r}, {pc}, 'unbound', e.args[0])"]
+    if getattr(op, "catch", False):
+        lines += ["except Exception as e:", f"    rec({who!r}, {pc}, 'caught', e)"]
+    lines += ["else:", f"    rec({who!r}, {pc}, {kind!r}, {result})"]
+    return lines
+
+
+def _run_function(name: str, script: Sequence[Op]) -> List[str]:
+    body: List[str] = []
+    for pc, op in enumerate(script):
+        body += op_lines(name, pc, op)
+        if isinstance(op, (Return, Raise)):
+            break
+    else:
+        body.append(f"return ret({name!r}, {len(script)}, None)")
+    lines = [
+        f"def run_{name}(*args, **kwargs):",
+        f"    rec({name!r}, -1, 'start', (args, kwargs))",
+        "    try:",
+    ]
+    lines += ["        " + line for line in body]
+    lines += [
+        "    except BaseException as e:",
+        f"        rec({name!r}, -1, 'died', e)",
+        "        raise",
+    ]
+    return lines
+
+
+def program_source(program: Program) -> str:
+    """``def program(gl, T): ...`` performing the whole program on implementation ``gl``."""
+    lines = [
+        "def program(gl, T):",
+        "    ref, rec, ret, spawn, drop, label = T.ref, T.rec, T.ret, T.spawn, T.drop, T.label",
+        "    getcurrent, GreenletExit = gl.getcurrent, gl.GreenletExit",
+        "",
+    ]
+    for name, script in (*program.greenlets, (MAIN, program.main)):
+        lines += ["    " + line for line in _run_function(name, script)]
+        lines.append("")
+    lines += [
+        "    try:",
+        "        run_main()",
+        "    except BaseException:",
+        "        pass  # recorded as main's 'died' event",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _indent_block(text: str, prefix: str) -> Iterable[str]:
+    for line in text.splitlines():
+        yield (prefix + line) if line else ""
+
+
+def reproducer(
+    program: Program,
+    expected: Sequence[tuple],
+    *,
+    impl: str,
+    title: str,
+    details: Sequence[str] = (),
+) -> str:
+    """A standalone script: exit 1 while the implementation diverges, 0 once it agrees."""
+    runtime = RUNTIME_PATH.read_text()
+    doc = [f"greenfuzz reproducer: {title}", ""]
+    doc += list(details)
+    doc += [
+        "",
+        "Run: python THIS_FILE  (implementation: GREENFUZZ_IMPL=module-or-path, default "
+        f"{impl!r}).",
+        "Exit status 1 while the implementation differs from the expected trace, 0 once "
+        "it agrees.",
+    ]
+    docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
+    expected_src = pprint.pformat([tuple(e) for e in expected], width=96)
+    parts = [
+        "#!/usr/bin/env python3",
+        docstring,
+        "",
+        "# ---- greenfuzz runtime (harness/runtime.py): recording and the registry ----",
+        runtime.split('"""', 2)[2].lstrip("\n"),
+        "# ---- the program ----",
+        program_source(program),
+        "# ---- what a correct greenlet implementation does (greenfuzz's model) ----",
+        f"EXPECTED = {expected_src}",
+        "",
+        "",
+        "def _main():",
+        "    import os",
+        f"    gl = load_implementation(os.environ.get('GREENFUZZ_IMPL', {impl!r}))",
+        "    observed = execute(program, gl)",
+        "    at = first_divergence(EXPECTED, observed)",
+        "    if at is None:",
+        "        print('OK: the implementation agrees with the expected trace')",
+        "        return 0",
+        "    print('DIVERGES at event %d (greenlet, op index, kind, value):' % at)",
+        "    for i in range(max(0, at - 3), at):",
+        "        print('   same     %r' % (EXPECTED[i],))",
+        "    print('   expected %r' % (EXPECTED[at] if at < len(EXPECTED) else 'end of trace',))",
+        "    print('   observed %r' % (observed[at] if at < len(observed) else 'end of trace',))",
+        "    return 1",
+        "",
+        "",
+        "if __name__ == '__main__':",
+        "    sys.exit(_main())",
+    ]
+    return "\n".join(parts) + "\n"
