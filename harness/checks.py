@@ -31,14 +31,12 @@ class Verdict:
     kind: str
     summary: str = ""
     index: Optional[int] = None  # first divergent event
+    #: What makes two findings 'the same bug', for de-duplication while fuzzing.
+    signature: str = ""
 
     @property
     def ok(self) -> bool:
         return self.kind == OK
-
-    def signature(self) -> str:
-        """What makes two findings 'the same bug', for de-duplication while fuzzing."""
-        return f"{self.kind}:{self.summary.splitlines()[0] if self.summary else ''}"
 
 
 def describe_event(program: Program, event: Optional[Event]) -> str:
@@ -57,10 +55,10 @@ def describe_event(program: Program, event: Optional[Event]) -> str:
 
 def compare(program: Program, expected: Sequence[Event], observed: Observation) -> Verdict:
     if observed.outcome == HANG:
-        return Verdict(HANG, f"hang: {observed.detail}")
+        return Verdict(HANG, f"hang: {observed.detail}", signature=HANG)
     if observed.outcome == CRASH:
         first = observed.detail.splitlines()[0] if observed.detail else "crashed"
-        return Verdict(CRASH, f"crash: {first}")
+        return Verdict(CRASH, f"crash: {first}", signature=f"{CRASH}:{first}")
     assert observed.outcome == COMPLETED, observed.outcome
     at = runtime.first_divergence(list(expected), list(observed.trace))
     if at is None:
@@ -72,7 +70,17 @@ def compare(program: Program, expected: Sequence[Event], observed: Observation) 
         f"  expected {describe_event(program, want)}\n"
         f"  observed {describe_event(program, got)}"
     )
-    return Verdict(MISMATCH, summary, at)
+    signature = f"{MISMATCH}:{_kind_of(want)}->{_kind_of(got)}"
+    return Verdict(MISMATCH, summary, at, signature)
+
+
+def _kind_of(event: Optional[Event]) -> str:
+    if event is None:
+        return "end"
+    payload = event[3]
+    if isinstance(payload, runtime.ExcValue):
+        return f"{event[2]}:{payload.type}"
+    return event[2]
 
 
 def context_lines(expected: Sequence[Event], observed: Sequence[Event], at: int,

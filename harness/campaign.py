@@ -1,0 +1,160 @@
+"""A fuzzing campaign: Hypothesis draws programs, the model and runner judge them.
+
+The campaign runs Hypothesis in batches (one ``@given`` run per batch, each with its own
+seed) so that a wall-clock budget can end it between batches; a failing batch ends in
+Hypothesis's shrinking, and the minimal program it settles on becomes the finding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Flaky
+
+from harness import checks, model, runner
+from harness.findings import Finding
+from harness.implementations import Implementation
+from harness.ir import Program
+from strategies import programs
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    impl: Implementation
+    out: Path
+    budget: float = 60.0
+    max_examples: int = 10**9
+    seed: Optional[int] = None
+    isolate: bool = True
+    timeout: float = 2.0
+    keep_going: bool = False
+    max_greenlets: int = 6
+    batch: int = 200
+
+
+@dataclass
+class CampaignResult:
+    examples: int = 0
+    findings: List[Finding] = field(default_factory=list)
+    saved: List[Path] = field(default_factory=list)
+    elapsed: float = 0.0
+    model_errors: int = 0
+    notes: List[str] = field(default_factory=list)
+
+
+class _FindingRaised(Exception):
+    """Tells Hypothesis that a program failed (it then shrinks it)."""
+
+
+def execute(program: Program, config: CampaignConfig, timeout: Optional[float] = None
+            ) -> runner.Observation:
+    if config.isolate:
+        return runner.run_forked(program, config.impl, timeout=timeout or config.timeout)
+    return runner.run_inprocess(program, config.impl)
+
+
+def judge(program: Program, config: CampaignConfig, timeout: Optional[float] = None
+          ) -> Finding:
+    """Run one program and compare; the returned Finding's verdict may be ``ok``."""
+    expected = model.predict(program)
+    observation = execute(program, config, timeout)
+    verdict = checks.compare(program, expected, observation)
+    return Finding(program, expected, observation, verdict, config.impl.spec,
+                   str(getattr(config.impl.module, "__version__", "")))
+
+
+def run_campaign(config: CampaignConfig,
+                 progress: Callable[[CampaignResult], None] = lambda r: None
+                 ) -> CampaignResult:
+    """Fuzz until the budget or example count runs out, or (unless ``keep_going``) the
+    first finding; every finding is saved before this returns."""
+    result = CampaignResult()
+    start = time.monotonic()
+    deadline = start + config.budget
+    seen: Dict[str, Finding] = {}
+    database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
+    batch_index = 0
+    while result.examples < config.max_examples and time.monotonic() < deadline:
+        if seen and not config.keep_going:
+            break
+        # Size the batch to what fits in the remaining budget at the rate seen so far,
+        # so that the budget is kept to within about one batch's shrinking.
+        elapsed = time.monotonic() - start
+        rate = result.examples / elapsed if result.examples else 20.0
+        fits = int(rate * (deadline - time.monotonic()) * 0.9)
+        n = max(5, min(config.batch, fits, config.max_examples - result.examples))
+        failures: List[Finding] = []
+        test = _make_test(config, result, start, failures, progress)
+        seed_value = None if config.seed is None else config.seed + batch_index
+        wrapped = given(programs(max_greenlets=config.max_greenlets))(test)
+        wrapped = settings(
+            max_examples=n,
+            deadline=None,
+            # Saved failures replay first; once one is found, a keep-going campaign
+            # must look elsewhere, not re-find it at the start of every batch.
+            database=None if seen else database,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            report_multiple_bugs=False,
+            print_blob=False,
+        )(wrapped)
+        if seed_value is not None:
+            wrapped = seed(seed_value)(wrapped)
+        batch_index += 1
+        try:
+            wrapped()
+        except _FindingRaised:
+            _record(failures[-1], result, seen, config)
+        except Flaky:
+            # The minimal example did not fail again (typical of crashes and hangs
+            # that depend on timing): keep the smallest one that did fail.
+            smallest = min(failures, key=lambda f: f.program.size())
+            result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
+            _record(smallest, result, seen, config)
+        result.elapsed = time.monotonic() - start
+        progress(result)
+    result.elapsed = time.monotonic() - start
+    return result
+
+
+def _make_test(config: CampaignConfig, result: CampaignResult, start: float,
+               failures: List[Finding], progress: Callable[[CampaignResult], None]
+               ) -> Callable[[Program], None]:
+    """The body Hypothesis runs for each program of one batch."""
+    shrink_timeout: List[float] = []
+
+    def test(program: Program) -> None:
+        result.examples += 1
+        result.elapsed = time.monotonic() - start
+        progress(result)
+        try:
+            finding = judge(program, config, shrink_timeout[0] if shrink_timeout else None)
+        except model.ModelError:
+            result.model_errors += 1
+            assume(False)
+            raise AssertionError("unreachable") from None
+        if not finding.verdict.ok:
+            if finding.kind == runner.HANG and not shrink_timeout:
+                # While shrinking a hang, every attempt that hangs costs the limit:
+                # keep it short; a genuine hang still exceeds it.
+                shrink_timeout.append(min(config.timeout, 1.0))
+            failures.append(finding)
+            raise _FindingRaised(finding.verdict.signature)
+
+    return test
+
+
+def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+            config: CampaignConfig) -> None:
+    signature = finding.verdict.signature
+    if signature in seen:
+        return
+    seen[signature] = finding
+    result.findings.append(finding)
+    result.saved += finding.save(config.out)

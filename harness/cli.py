@@ -1,0 +1,179 @@
+"""``greenfuzz``: the command line.
+
+Exit status: 0 nothing found, 1 a finding (already on disk), 2 bad usage or bad input,
+always with a one-line message and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import NoReturn, Optional, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import implementations
+from harness.campaign import CampaignConfig, CampaignResult, judge, run_campaign
+from harness.ir import ProgramError
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or bad input: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be positive, not {text}")
+        return value
+
+    return parse
+
+
+def _add_impl(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--impl", default="greenlet",
+        help="implementation: an importable module name or a path to a .py file "
+             "(default: greenlet)")
+    parser.add_argument("--timeout", type=_positive(float, "--timeout"), default=2.0,
+                        help="seconds one program may run before it counts as a hang")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run programs in this process (faster; for trusted "
+                             "implementations: a crash ends the harness)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="greenfuzz", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    fuzz = sub.add_parser("fuzz", help="fuzz an implementation against the model")
+    _add_impl(fuzz)
+    fuzz.add_argument("--budget", type=_positive(float, "--budget"), default=60.0,
+                      help="wall-clock seconds to fuzz for (default 60)")
+    fuzz.add_argument("--max-examples", type=_positive(int, "--max-examples"),
+                      default=10**9, help="stop after this many programs")
+    fuzz.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
+    fuzz.add_argument("--out", type=Path, default=Path("greenfuzz-findings"),
+                      help="folder for findings (default ./greenfuzz-findings)")
+    fuzz.add_argument("--keep-going", action="store_true",
+                      help="continue after a finding, looking for different ones")
+    fuzz.add_argument("--max-greenlets", type=_positive(int, "--max-greenlets"), default=6,
+                      help="most greenlets per program (default 6)")
+    fuzz.add_argument("--quiet", action="store_true", help="no progress output")
+
+    replay = sub.add_parser("replay", help="run a saved program again: exit 1 if it "
+                                           "still fails")
+    replay.add_argument("file", type=Path, help="a finding's .json (or a program .json)")
+    _add_impl(replay)
+    return parser
+
+
+def _load_impl(spec: str) -> implementations.Implementation:
+    try:
+        impl = implementations.load(spec)
+    except implementations.ImplementationError as e:
+        raise UsageError(str(e)) from None
+    return impl
+
+
+def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
+    impl = _load_impl(args.impl)
+    for name in impl.missing_optional:
+        console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
+    config = CampaignConfig(
+        impl=impl, out=args.out, budget=args.budget, max_examples=args.max_examples,
+        seed=args.seed, isolate=not args.in_process, timeout=args.timeout,
+        keep_going=args.keep_going, max_greenlets=args.max_greenlets,
+    )
+    mode = "in-process" if args.in_process else "isolated (fork per program)"
+    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, {mode}")
+
+    last = [0.0]
+
+    def progress(r: CampaignResult) -> None:
+        if not args.quiet and r.elapsed - last[0] >= 5.0:
+            last[0] = r.elapsed
+            rate = r.examples / r.elapsed if r.elapsed else 0.0
+            console.print(f"  {r.examples} programs, {rate:.0f}/s, "
+                          f"{len(r.findings)} finding(s), {r.elapsed:.0f} s",
+                          highlight=False)
+
+    result = run_campaign(config, progress)
+    _summary(console, impl, result)
+    return EXIT_FINDING if result.findings else EXIT_OK
+
+
+def _summary(console: Console, impl: implementations.Implementation,
+             result: CampaignResult) -> None:
+    rate = result.examples / result.elapsed if result.elapsed else 0.0
+    table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
+    table.add_row("programs run", str(result.examples))
+    table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
+    table.add_row("findings", str(len(result.findings)))
+    if impl.missing_optional:
+        table.add_row("skipped", ", ".join(f"checks needing {n}()" for n in
+                                           impl.missing_optional))
+    if result.model_errors:
+        table.add_row("model errors", f"{result.model_errors} programs skipped (a greenfuzz "
+                                      "bug: please report)")
+    console.print(table)
+    for finding in result.findings:
+        console.print(finding.report(), markup=False)
+    for path in result.saved:
+        console.print(f"  wrote {path}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    if not result.findings:
+        console.print("no findings")
+
+
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    from harness.findings import load_program
+
+    try:
+        program = load_program(args.file)
+    except ProgramError as e:
+        raise UsageError(str(e)) from None
+    impl = _load_impl(args.impl)
+    config = CampaignConfig(impl=impl, out=Path(os.devnull), isolate=not args.in_process,
+                            timeout=args.timeout)
+    finding = judge(program, config)
+    if finding.verdict.ok:
+        console.print(f"OK: {impl.name} agrees with the model on {args.file}")
+        return EXIT_OK
+    console.print(finding.report(), markup=False)
+    return EXIT_FINDING
+
+
+COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, console)
+    except UsageError as e:
+        err.print(f"greenfuzz: error: {e}", markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("greenfuzz: interrupted")
+        return 130

@@ -1,0 +1,124 @@
+"""Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste.
+
+Files are written atomically (temporary file, then rename), so a finding is either
+complete on disk or absent, even if the harness is killed while writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from harness import render, runtime
+from harness.checks import Verdict, context_lines
+from harness.ir import Program, ProgramError
+from harness.runner import Event, Observation
+
+FORMAT = "greenfuzz-finding/1"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A program on which an implementation disagrees with the model."""
+
+    program: Program
+    expected: Sequence[Event]
+    observation: Observation
+    verdict: Verdict
+    impl: str
+    impl_version: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.verdict.kind
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(
+            (self.kind + self.program.dumps() + self.impl).encode()
+        ).hexdigest()
+        return f"{self.kind}-{digest[:10]}"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "id": self.id,
+            "kind": self.kind,
+            "summary": self.verdict.summary,
+            "implementation": {"spec": self.impl, "version": self.impl_version},
+            "python": {
+                "version": platform.python_version(),
+                "implementation": platform.python_implementation(),
+                "executable": sys.executable,
+            },
+            "program": self.program.to_json(),
+            "expected": runtime.encode_trace(self.expected),
+            "observed": self.observation.to_json(),
+        }
+
+    def report(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip(),
+                 f"  program: {len(self.program.greenlets)} greenlets, "
+                 f"{self.program.size()} operations"]
+        lines += ["  " + line for line in self.verdict.summary.splitlines()]
+        return "\n".join(lines)
+
+    def reproducer(self) -> str:
+        details = [f"Kind: {self.kind}", f"Implementation: {self.impl} {self.impl_version}",
+                   f"Python: {platform.python_implementation()} {platform.python_version()}",
+                   "", *self.verdict.summary.splitlines()]
+        if self.verdict.index is not None:
+            details += ["", *context_lines(self.expected, self.observation.trace,
+                                           self.verdict.index)]
+        return render.reproducer(self.program, self.expected, impl=self.impl,
+                                 title=f"{self.kind} found by greenfuzz", details=details)
+
+    def save(self, directory: Path) -> List[Path]:
+        """Write ``<id>.json`` and ``<id>.py``; returns their paths."""
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / f"{self.id}.json"
+        py_path = directory / f"{self.id}.py"
+        _atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
+        _atomic_write(py_path, self.reproducer())
+        return [json_path, py_path]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        finally:
+            raise
+
+
+def load_program(path: Path) -> Program:
+    """A program from a finding file or a bare program file; ``ProgramError`` otherwise."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ProgramError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProgramError(f"cannot read {path}: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProgramError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        data = data.get("program")
+    try:
+        return Program.from_json(data)
+    except ProgramError as e:
+        raise ProgramError(f"{path}: {e}") from None

@@ -1,0 +1,63 @@
+"""The harness against deliberately broken implementations (``tests/mutants``).
+
+A harness that never fails is worthless: every mutant must be caught within a bounded
+number of programs, with the right kind, shrunk to a small program whose standalone
+reproducer fails on the mutant and passes on the real greenlet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import implementations
+from harness.campaign import CampaignConfig, run_campaign
+
+MUTANTS_DIR = Path(__file__).parent / "mutants"
+MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))
+
+#: Programs a mutant may survive before the harness counts as having missed it.
+EXAMPLE_LIMIT = 1500
+#: A shrunk finding is small: at most this many operations.
+SHRUNK_SIZE = 12
+
+
+def test_corpus_is_not_empty() -> None:
+    assert len(MUTANTS) >= 10
+
+
+@pytest.mark.parametrize("name", MUTANTS)
+def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
+    path = MUTANTS_DIR / f"{name}.py"
+    expected_kind = importlib.import_module(f"tests.mutants.{name}").KIND
+    impl = implementations.load(str(path))
+    config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
+                            seed=1234, isolate=True, timeout=1.0)
+    result = run_campaign(config)
+    assert result.findings, f"{name} survived {result.examples} programs"
+    finding = result.findings[0]
+    assert finding.kind == expected_kind, finding.report()
+    assert finding.program.size() <= SHRUNK_SIZE, finding.report()
+    json_file, script = (tmp_path / f"{finding.id}.json", tmp_path / f"{finding.id}.py")
+    assert json_file.exists() and script.exists()
+
+    def reproduce(impl_spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=20 if expected_kind != "hang" else 5,
+                              env={"GREENFUZZ_IMPL": impl_spec, "PATH": ""})
+
+    if expected_kind == "hang":
+        with pytest.raises(subprocess.TimeoutExpired):
+            reproduce(str(path))
+    else:
+        broken = reproduce(str(path))
+        assert broken.returncode != 0, broken.stdout + broken.stderr
+        if expected_kind == "crash":
+            assert broken.returncode < 0 or "Fatal Python error" in broken.stderr
+    fixed = reproduce("greenlet")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
