@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
@@ -166,14 +167,14 @@ COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, console)
     except UsageError as e:
-        err.print(f"greenfuzz: error: {e}", markup=False)
+        message = " ".join(str(e).split())  # one line, whatever the cause looked like
+        print(f"greenfuzz: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print("greenfuzz: interrupted")
+        print("greenfuzz: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,120 @@
+"""The command line as users run it: exit codes, one-line errors, files on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.ir import MAIN, Program, Spawn, Switch
+
+MUTANTS = Path(__file__).parent / "mutants"
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(capsys: pytest.CaptureFixture, argv: list) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def program_file(tmp_path: Path) -> Path:
+    program = Program(main=(Spawn("g1"), Switch("g1", (1, 2))),
+                      greenlets=(("g1", (Switch(MAIN, (3, 4)),)),))
+    path = tmp_path / "program.json"
+    path.write_text(program.dumps())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{", "not valid JSON"), ('{"format": "greenfuzz-program/1", "main": [',
+                               "not valid JSON"),
+     ('{"format": "greenfuzz-program/1", "main": [{"op": "Fly"}], "greenlets": {}}',
+      "unknown operation")],
+    ids=["malformed", "truncated", "unknown-op"],
+)
+def test_replay_bad_json(tmp_path: Path, capsys, content: str, message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert message in one_line_error(capsys, ["replay", str(bad)])
+
+
+def test_replay_missing_file(tmp_path: Path, capsys) -> None:
+    assert "no such file" in one_line_error(capsys, ["replay", str(tmp_path / "nope.json")])
+
+
+def test_unknown_implementation(capsys, program_file: Path) -> None:
+    err = one_line_error(capsys, ["replay", str(program_file), "--impl", "no_such_greenlet"])
+    assert "no_such_greenlet" in err
+
+
+def test_implementation_file_missing(capsys, tmp_path: Path) -> None:
+    err = one_line_error(capsys, ["fuzz", "--impl", str(tmp_path / "gone.py")])
+    assert "not found" in err
+
+
+def test_module_missing_getcurrent(capsys, tmp_path: Path) -> None:
+    partial = tmp_path / "partial.py"
+    partial.write_text("from greenlet import greenlet, GreenletExit, error\n")
+    err = one_line_error(capsys, ["fuzz", "--impl", str(partial), "--budget", "1"])
+    assert "missing getcurrent" in err
+
+
+def test_implementation_that_fails_to_import(capsys, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    assert "boom" in one_line_error(capsys, ["fuzz", "--impl", str(broken)])
+
+
+@pytest.mark.parametrize("argv", [["fuzz", "--budget", "-5"], ["fuzz", "--budget", "soon"],
+                                  ["fuzz", "--max-examples", "0"], ["fuzz", "--timeout", "0"],
+                                  ["explode"], []])
+def test_bad_options(capsys, argv: list) -> None:
+    one_line_error(capsys, argv)
+
+
+def test_missing_optional_api_is_reported_as_skipped(tmp_path: Path) -> None:
+    done = run_cli("fuzz", "--impl", str(MUTANTS / "no_args_none.py"), "--max-examples", "3",
+                   "--out", str(tmp_path), "--seed", "5", "--budget", "30")
+    assert "settrace" in done.stdout and "skipped" in done.stdout
+
+
+def test_replay_exit_codes(program_file: Path) -> None:
+    assert run_cli("replay", str(program_file)).returncode == 0
+    broken = run_cli("replay", str(program_file), "--impl", str(MUTANTS / "list_return.py"))
+    assert broken.returncode == 1
+    assert "expected" in broken.stdout and "observed" in broken.stdout
+
+
+def test_fuzz_clean_implementation_exits_zero(tmp_path: Path) -> None:
+    done = run_cli("fuzz", "--budget", "8", "--seed", "1", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no findings" in done.stdout
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_fuzz_finding_exits_one_with_files(tmp_path: Path) -> None:
+    done = run_cli("fuzz", "--impl", str(MUTANTS / "dead_switch_raises.py"), "--budget", "60",
+                   "--seed", "1", "--out", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    (finding,) = tmp_path.glob("*.json")
+    data = json.loads(finding.read_text())
+    assert data["kind"] == "mismatch" and data["python"]["version"]
+    assert data["implementation"]["spec"].endswith("dead_switch_raises.py")
+    assert finding.with_suffix(".py").exists()
+    # replay agrees: still failing on the mutant, fixed on greenlet
+    assert run_cli("replay", str(finding), "--impl", str(MUTANTS / "dead_switch_raises.py")
+                   ).returncode == 1
+    assert run_cli("replay", str(finding)).returncode == 0
