@@ -83,11 +83,14 @@ class Raise:
 class Spawn:
     """``registry[name] = greenlet(run_<name>, parent=registry[parent])``.
 
-    ``parent`` None means the constructor's default, the current greenlet.
+    ``parent`` None means the constructor's default, the current greenlet; ``subclass``
+    creates it from a trivial subclass of the implementation's greenlet class, which
+    must behave the same.
     """
 
     name: str
     parent: Union[str, None] = None
+    subclass: bool = False
 
 
 @dataclass(frozen=True)

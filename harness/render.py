@@ -61,7 +61,8 @@ def op_comment(op: Op) -> str:
             "" if op.catch else ", exceptions propagate"
         )
     if isinstance(op, Spawn):
-        return f"spawn {op.name}" + (f" with parent {op.parent}" if op.parent else "")
+        return (f"spawn {op.name}" + (" (a greenlet subclass)" if op.subclass else "")
+                + (f" with parent {op.parent}" if op.parent else ""))
     if isinstance(op, SetParent):
         return f"set {op.target}.parent"
     if isinstance(op, Drop):
@@ -95,8 +96,12 @@ def _expression(op: Op) -> Optional[str]:
     if isinstance(op, Throw):
         return f"r = {_ref(op.target)}.throw({_throw_args(op)})"
     if isinstance(op, Spawn):
-        parent = f", {_ref(op.parent)}" if op.parent else ""
-        return f"r = spawn({op.name!r}, run_{op.name}{parent})"
+        parts = [repr(op.name), f"run_{op.name}"]
+        if op.parent:
+            parts.append(_ref(op.parent))
+        if op.subclass:
+            parts.append("subclass=True")
+        return f"r = spawn({', '.join(parts)})"
     if isinstance(op, SetParent):
         value = repr(op.parent.value) if isinstance(op.parent, Bogus) else _ref(op.parent)
         return f"{_ref(op.target)}.parent = {value}"

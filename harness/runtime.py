@@ -163,6 +163,7 @@ class Tracer:
         self.labels = {}
         self.closed = False
         self.event_limit = event_limit
+        self._subclass = None
         self.main = gl.getcurrent()
         self.labels[id(self.main)] = "main"
 
@@ -221,13 +222,20 @@ class Tracer:
 
     # -- the registry ----------------------------------------------------------------
 
-    def spawn(self, name, run, parent=None):
+    def spawn(self, name, run, parent=None, subclass=False):
+        cls = self.subclass() if subclass else self.gl.greenlet
         if parent is None:
-            g = self.gl.greenlet(run)
+            g = cls(run)
         else:
-            g = self.gl.greenlet(run, parent)
+            g = cls(run, parent)
         self.labels[id(g)] = name
         self.registry[name] = g
+
+    def subclass(self):
+        """A subclass of the implementation's greenlet with an extra attribute."""
+        if self._subclass is None:
+            self._subclass = type("SubGreenlet", (self.gl.greenlet,), {"fuzz_tag": "sub"})
+        return self._subclass
 
     def drop(self, name):
         if name not in self.registry:

@@ -116,6 +116,7 @@ def _parents(targets: Tuple[str, ...]) -> st.SearchStrategy:
     return st.one_of(st.none(), st.sampled_from(targets))
 
 
+_subclass = st.integers(min_value=0, max_value=4).map(lambda n: n == 4)
 _kick_off = st.integers(min_value=0, max_value=3).map(bool)
 
 
@@ -143,7 +144,7 @@ def programs(draw: st.DrawFn, min_greenlets: int = 1, max_greenlets: int = 6,
         # Mostly spawn up front, so that later ops find the name bound.
         at = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=limit)))
         parent = draw(_parents(targets))
-        body.insert(at, Spawn(name, parent))
+        body.insert(at, Spawn(name, parent, draw(_subclass)))
         # Most greenlets get a kick-off switch from main (after their spawn, when main
         # spawns them); otherwise few would ever start.  Shrinks towards no kick-off.
         if draw(_kick_off):
