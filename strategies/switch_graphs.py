@@ -120,30 +120,59 @@ _subclass = st.integers(min_value=0, max_value=4).map(lambda n: n == 4)
 _kick_off = st.integers(min_value=0, max_value=3).map(bool)
 
 
+#: Shapes of switch graph ``programs`` can draw.  ``random``: any greenlet may spawn,
+#: switch to or re-parent any other; ``chain``: each greenlet is spawned by the one
+#: before it (a deep parent chain) and talks to its neighbours; ``fanout``: main spawns
+#: every greenlet and they talk to main and each other; ``ring``: each greenlet passes
+#: control on to the next one, round a ring.
+SHAPES = ("random", "chain", "fanout", "ring")
+
+
+def _neighbours(shape: str, names: List[str], i: int) -> Tuple[str, ...]:
+    """The greenlets that greenlet ``i`` (or main, for -1) mostly addresses."""
+    everyone = (MAIN, *names)
+    if shape == "random" or i < 0:
+        return everyone
+    n = len(names)
+    if shape == "chain":
+        return tuple(dict.fromkeys([MAIN, names[i - 1] if i else MAIN,
+                                    names[min(i + 1, n - 1)], names[i]]))
+    if shape == "ring":
+        return tuple(dict.fromkeys([names[(i + 1) % n], MAIN, names[i]]))
+    return everyone  # fanout
+
+
 @st.composite
 def programs(draw: st.DrawFn, min_greenlets: int = 1, max_greenlets: int = 6,
-             max_ops: int = 6) -> Program:
-    """A random switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets.
+             max_ops: int = 6, shapes: Tuple[str, ...] = SHAPES) -> Program:
+    """A switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets, in one of
+    ``shapes`` (see ``SHAPES``; shrinks towards ``random``).
 
     Main's script is twice as long as the others, since it drives the program; spawns
     are placed after the scripts are drawn, so shrinking a script never strands one.
     """
+    shape = draw(st.sampled_from(shapes))
     n = draw(st.integers(min_value=min_greenlets, max_value=max_greenlets))
     names = [f"g{i}" for i in range(1, n + 1)]
     targets = (MAIN, *names)
     main_script = draw(scripts(targets, max_ops=2 * max_ops, terminal=False))
     bodies: Dict[str, List[Op]] = {MAIN: main_script}
-    for name in names:
-        bodies[name] = draw(scripts(targets, max_ops=max_ops))
     for i, name in enumerate(names):
-        spawner = draw(st.sampled_from([MAIN, *names[:i]]))
+        bodies[name] = draw(scripts(_neighbours(shape, names, i), max_ops=max_ops))
+    for i, name in enumerate(names):
+        if shape == "chain":
+            spawner = MAIN if i == 0 else names[i - 1]
+        elif shape == "fanout":
+            spawner = MAIN
+        else:
+            spawner = draw(st.sampled_from([MAIN, *names[:i]]))
         body = bodies[spawner]
         limit = len(body)
         while limit and isinstance(body[limit - 1], (Return, Raise)):
             limit -= 1  # a spawn after return/raise would never run
         # Mostly spawn up front, so that later ops find the name bound.
         at = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=limit)))
-        parent = draw(_parents(targets))
+        parent = None if shape == "chain" else draw(_parents(targets))
         body.insert(at, Spawn(name, parent, draw(_subclass)))
         # Most greenlets get a kick-off switch from main (after their spawn, when main
         # spawns them); otherwise few would ever start.  Shrinks towards no kick-off.
@@ -155,6 +184,7 @@ def programs(draw: st.DrawFn, min_greenlets: int = 1, max_greenlets: int = 6,
     program = Program(
         main=tuple(bodies[MAIN]),
         greenlets=tuple((name, tuple(bodies[name])) for name in names),
+        meta=(("shape", shape),),
     )
     program.validate()
     return program
