@@ -44,6 +44,7 @@ class CampaignResult:
     saved: List[Path] = field(default_factory=list)
     elapsed: float = 0.0
     model_errors: int = 0
+    run_seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
 
 
@@ -139,11 +140,15 @@ def _make_test(config: CampaignConfig, result: CampaignResult, start: float,
             result.model_errors += 1
             assume(False)
             raise AssertionError("unreachable") from None
+        if finding.kind != runner.HANG:
+            result.run_seconds += finding.observation.seconds
         if not finding.verdict.ok:
             if finding.kind == runner.HANG and not shrink_timeout:
                 # While shrinking a hang, every attempt that hangs costs the limit:
-                # keep it short; a genuine hang still exceeds it.
-                shrink_timeout.append(min(config.timeout, 1.0))
+                # keep it short (but far above what programs take); a genuine hang
+                # still exceeds it.
+                typical = result.run_seconds / max(1, result.examples)
+                shrink_timeout.append(min(config.timeout, max(0.25, 50 * typical)))
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
 
