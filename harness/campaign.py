@@ -20,6 +20,7 @@ from harness import checks, model, runner
 from harness.findings import Finding
 from harness.implementations import Implementation
 from harness.ir import Program
+from harness.minimize import simplify
 from strategies import programs
 
 
@@ -160,6 +161,13 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
     signature = finding.verdict.signature
     if signature in seen:
         return
+    if finding.kind != runner.HANG:  # each attempt at a hang would cost the time limit
+        smaller = simplify(
+            finding.program, lambda p: judge(p, config).verdict.signature == signature)
+        if smaller != finding.program:
+            again = judge(smaller, config)
+            if again.verdict.signature == signature:
+                finding = again
     seen[signature] = finding
     result.findings.append(finding)
     result.saved += finding.save(config.out)

@@ -24,7 +24,7 @@ MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))
 #: Programs a mutant may survive before the harness counts as having missed it.
 EXAMPLE_LIMIT = 1500
 #: A shrunk finding is small: at most this many operations.
-SHRUNK_SIZE = 12
+SHRUNK_SIZE = 8
 
 
 def test_corpus_is_not_empty() -> None:

@@ -1,0 +1,121 @@
+"""Simplifying a failing program after Hypothesis has shrunk it.
+
+Hypothesis shrinks the choices that built a program; it cannot drop a greenlet whose
+name a later greenlet's name depends on, nor an op whose removal would change what
+later draws mean.  Working on the program itself, this pass removes whole greenlets and
+single ops while the failure stays the same, then renames the survivors ``g1, g2, ...``
+in order, so that a reproducer holds only what the bug needs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+from harness.ir import (
+    MAIN,
+    REFERENCING_FIELDS,
+    Op,
+    Program,
+    ProgramError,
+    Spawn,
+)
+
+Script = Tuple[Op, ...]
+
+
+def _names(op: Op) -> List[str]:
+    out = []
+    for fname in REFERENCING_FIELDS.get(type(op), ()):
+        ref = getattr(op, fname)
+        if isinstance(ref, str):
+            out.append(ref)
+    if isinstance(op, Spawn):
+        out.append(op.name)
+    return out
+
+
+def _rebuild(program: Program, scripts: Dict[str, Script]) -> Optional[Program]:
+    candidate = Program(
+        main=scripts[MAIN],
+        greenlets=tuple((n, scripts[n]) for n, _ in program.greenlets if n in scripts),
+        meta=program.meta,
+    )
+    try:
+        candidate.validate()
+    except ProgramError:
+        return None
+    return candidate
+
+
+def without_greenlet(program: Program, name: str) -> Optional[Program]:
+    """The program with greenlet ``name``, its spawn and every op naming it removed."""
+    scripts = {
+        owner: tuple(op for op in script if name not in _names(op))
+        for owner, script in program.scripts()
+        if owner != name
+    }
+    return _rebuild(program, scripts)
+
+
+def without_op(program: Program, owner: str, index: int) -> Optional[Program]:
+    script = program.script(owner)
+    if isinstance(script[index], Spawn):
+        return None  # removing a spawn is removing its greenlet
+    scripts = dict(program.scripts())
+    scripts[owner] = script[:index] + script[index + 1:]
+    return _rebuild(program, scripts)
+
+
+def renamed(program: Program) -> Program:
+    """Greenlets renamed ``g1, g2, ...`` in their order in the program."""
+    mapping = {old: f"g{i}" for i, old in enumerate(program.names, 1)}
+    mapping[MAIN] = MAIN
+
+    def fix(op: Op) -> Op:
+        changes = {}
+        for fname in REFERENCING_FIELDS.get(type(op), ()):
+            ref = getattr(op, fname)
+            if isinstance(ref, str):
+                changes[fname] = mapping[ref]
+        if isinstance(op, Spawn):
+            changes["name"] = mapping[op.name]
+        return type(op)(**{**op.__dict__, **changes}) if changes else op
+
+    return Program(
+        main=tuple(fix(op) for op in program.main),
+        greenlets=tuple((mapping[n], tuple(fix(op) for op in s)) for n, s in program.greenlets),
+        meta=program.meta,
+    )
+
+
+def simplify(program: Program, still_fails: Callable[[Program], bool],
+             max_attempts: int = 300) -> Program:
+    """The smallest program reachable by removals that ``still_fails``."""
+    attempts = 0
+
+    def accept(candidate: Optional[Program]) -> bool:
+        nonlocal attempts
+        if candidate is None or attempts >= max_attempts:
+            return False
+        attempts += 1
+        return still_fails(candidate)
+
+    changed = True
+    while changed and attempts < max_attempts:
+        changed = False
+        for name in reversed(program.names):
+            candidate = without_greenlet(program, name)
+            if accept(candidate):
+                program, changed = candidate, True  # type: ignore[assignment]
+        for owner, script in program.scripts():
+            index = len(script) - 1
+            while index >= 0:
+                candidate = without_op(program, owner, index)
+                if accept(candidate):
+                    program, changed = candidate, True  # type: ignore[assignment]
+                    script = program.script(owner)
+                index = min(index - 1, len(script) - 1)
+    candidate = renamed(program)
+    if candidate != program and accept(candidate):
+        program = candidate
+    return program
