@@ -7,6 +7,7 @@ Hypothesis's shrinking, and the minimal program it settles on becomes the findin
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
 from harness import checks, model, runner
+from harness.executor import IsolatedExecutor
 from harness.findings import Finding
 from harness.implementations import Implementation
 from harness.ir import Program
@@ -28,6 +30,7 @@ from strategies import programs
 class CampaignConfig:
     impl: Implementation
     out: Path
+    python: Optional[str] = None
     budget: float = 60.0
     max_examples: int = 10**9
     seed: Optional[int] = None
@@ -53,21 +56,29 @@ class _FindingRaised(Exception):
     """Tells Hypothesis that a program failed (it then shrinks it)."""
 
 
-def execute(program: Program, config: CampaignConfig, timeout: Optional[float] = None
-            ) -> runner.Observation:
-    if config.isolate:
-        return runner.run_forked(program, config.impl, timeout=timeout or config.timeout)
-    return runner.run_inprocess(program, config.impl)
+def open_executor(config: CampaignConfig) -> Optional[IsolatedExecutor]:
+    """The worker isolated programs run in (None in-process); ``ImplementationError``
+    when the interpreter or the implementation cannot be used."""
+    if not config.isolate:
+        return None
+    executor = IsolatedExecutor(config.impl.spec, python=config.python or sys.executable,
+                                timeout=config.timeout)
+    executor.start()
+    return executor
 
 
-def judge(program: Program, config: CampaignConfig, timeout: Optional[float] = None
-          ) -> Finding:
+def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedExecutor],
+          timeout: Optional[float] = None) -> Finding:
     """Run one program and compare; the returned Finding's verdict may be ``ok``."""
     expected = model.predict(program)
-    observation = execute(program, config, timeout)
+    if executor is not None:
+        observation = executor.run(program, timeout or config.timeout)
+    else:
+        observation = runner.run_inprocess(program, config.impl)
     verdict = checks.compare(program, expected, observation)
     return Finding(program, expected, observation, verdict, config.impl.spec,
-                   str(getattr(config.impl.module, "__version__", "")))
+                   config.impl.version, python=config.python,
+                   python_version=config.impl.python)
 
 
 def run_campaign(config: CampaignConfig,
@@ -75,6 +86,16 @@ def run_campaign(config: CampaignConfig,
                  ) -> CampaignResult:
     """Fuzz until the budget or example count runs out, or (unless ``keep_going``) the
     first finding; every finding is saved before this returns."""
+    executor = open_executor(config)
+    try:
+        return _campaign(config, executor, progress)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+              progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
     start = time.monotonic()
     deadline = start + config.budget
@@ -91,7 +112,7 @@ def run_campaign(config: CampaignConfig,
         fits = int(rate * (deadline - time.monotonic()) * 0.9)
         n = max(5, min(config.batch, fits, config.max_examples - result.examples))
         failures: List[Finding] = []
-        test = _make_test(config, result, start, failures, progress)
+        test = _make_test(config, executor, result, start, failures, progress)
         seed_value = None if config.seed is None else config.seed + batch_index
         wrapped = given(programs(max_greenlets=config.max_greenlets))(test)
         wrapped = settings(
@@ -112,20 +133,21 @@ def run_campaign(config: CampaignConfig,
         try:
             wrapped()
         except _FindingRaised:
-            _record(failures[-1], result, seen, config)
+            _record(failures[-1], result, seen, config, executor)
         except Flaky:
             # The minimal example did not fail again (typical of crashes and hangs
             # that depend on timing): keep the smallest one that did fail.
             smallest = min(failures, key=lambda f: f.program.size())
             result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
-            _record(smallest, result, seen, config)
+            _record(smallest, result, seen, config, executor)
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
     return result
 
 
-def _make_test(config: CampaignConfig, result: CampaignResult, start: float,
+def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+               result: CampaignResult, start: float,
                failures: List[Finding], progress: Callable[[CampaignResult], None]
                ) -> Callable[[Program], None]:
     """The body Hypothesis runs for each program of one batch."""
@@ -136,7 +158,8 @@ def _make_test(config: CampaignConfig, result: CampaignResult, start: float,
         result.elapsed = time.monotonic() - start
         progress(result)
         try:
-            finding = judge(program, config, shrink_timeout[0] if shrink_timeout else None)
+            finding = judge(program, config, executor,
+                            shrink_timeout[0] if shrink_timeout else None)
         except model.ModelError:
             result.model_errors += 1
             assume(False)
@@ -157,15 +180,16 @@ def _make_test(config: CampaignConfig, result: CampaignResult, start: float,
 
 
 def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
-            config: CampaignConfig) -> None:
+            config: CampaignConfig, executor: Optional[IsolatedExecutor]) -> None:
     signature = finding.verdict.signature
     if signature in seen:
         return
     if finding.kind != runner.HANG:  # each attempt at a hang would cost the time limit
         smaller = simplify(
-            finding.program, lambda p: judge(p, config).verdict.signature == signature)
+            finding.program,
+            lambda p: judge(p, config, executor).verdict.signature == signature)
         if smaller != finding.program:
-            again = judge(smaller, config)
+            again = judge(smaller, config, executor)
             if again.verdict.signature == signature:
                 finding = again
     seen[signature] = finding

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import implementations
-from harness.campaign import CampaignConfig, CampaignResult, judge, run_campaign
+from harness.campaign import CampaignConfig, CampaignResult, judge, open_executor, run_campaign
+from harness.executor import IsolatedExecutor
 from harness.ir import ProgramError
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
@@ -51,6 +52,10 @@ def _add_impl(parser: argparse.ArgumentParser) -> None:
              "(default: greenlet)")
     parser.add_argument("--timeout", type=_positive(float, "--timeout"), default=2.0,
                         help="seconds one program may run before it counts as a hang")
+    parser.add_argument("--python", default=None, metavar="PATH",
+                        help="run the programs under this interpreter (it needs only the "
+                             "implementation installed; generation, the model and "
+                             "shrinking stay here)")
     parser.add_argument("--in-process", action="store_true",
                         help="run programs in this process (faster; for trusted "
                              "implementations: a crash ends the harness)")
@@ -82,28 +87,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_impl(spec: str) -> implementations.Implementation:
+def _config(args: argparse.Namespace, **extra) -> CampaignConfig:
+    """Check the implementation (here, or in a worker under ``--python``)."""
+    if args.in_process and args.python:
+        raise UsageError("--in-process runs programs in this interpreter; it cannot be "
+                         "combined with --python")
     try:
-        impl = implementations.load(spec)
+        if args.in_process:
+            impl = implementations.load(args.impl)
+        else:
+            probe = IsolatedExecutor(args.impl, python=args.python or sys.executable,
+                                     timeout=args.timeout)
+            try:
+                probe.start()
+            finally:
+                probe.close()
+            impl = implementations.from_worker(args.impl, probe.info, args.python or "")
     except implementations.ImplementationError as e:
         raise UsageError(str(e)) from None
-    return impl
+    return CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
+                          timeout=args.timeout, **extra)
 
 
 def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
-    impl = _load_impl(args.impl)
-    for name in impl.missing_optional:
-        console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
-    config = CampaignConfig(
-        impl=impl, out=args.out, budget=args.budget, max_examples=args.max_examples,
-        seed=args.seed, isolate=not args.in_process, timeout=args.timeout,
-        keep_going=args.keep_going, max_greenlets=args.max_greenlets,
-    )
-    mode = "in-process" if args.in_process else "isolated (fork per program)"
+    config = _config(args, out=args.out, budget=args.budget, max_examples=args.max_examples,
+                     seed=args.seed, keep_going=args.keep_going,
+                     max_greenlets=args.max_greenlets)
+    impl = config.impl
+    for name in impl.missing_optional:
+        console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
+    mode = "in-process" if args.in_process else "isolated (a forked child per program)"
     console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, {mode}")
 
     last = [0.0]
@@ -152,10 +169,14 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         program = load_program(args.file)
     except ProgramError as e:
         raise UsageError(str(e)) from None
-    impl = _load_impl(args.impl)
-    config = CampaignConfig(impl=impl, out=Path(os.devnull), isolate=not args.in_process,
-                            timeout=args.timeout)
-    finding = judge(program, config)
+    config = _config(args, out=Path(os.devnull))
+    impl = config.impl
+    executor = open_executor(config)
+    try:
+        finding = judge(program, config, executor)
+    finally:
+        if executor is not None:
+            executor.close()
     if finding.verdict.ok:
         console.print(f"OK: {impl.name} agrees with the model on {args.file}")
         return EXIT_OK

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from harness import render, runtime
 from harness.checks import Verdict, context_lines
@@ -34,6 +34,9 @@ class Finding:
     verdict: Verdict
     impl: str
     impl_version: str = ""
+    #: The interpreter programs ran under, when not the harness's own, and its version.
+    python: Optional[str] = None
+    python_version: str = ""
 
     @property
     def kind(self) -> str:
@@ -53,15 +56,18 @@ class Finding:
             "kind": self.kind,
             "summary": self.verdict.summary,
             "implementation": {"spec": self.impl, "version": self.impl_version},
-            "python": {
-                "version": platform.python_version(),
-                "implementation": platform.python_implementation(),
-                "executable": sys.executable,
-            },
+            "python": self.python_info(),
             "program": self.program.to_json(),
             "expected": runtime.encode_trace(self.expected),
             "observed": self.observation.to_json(),
         }
+
+    def python_info(self) -> Dict[str, str]:
+        """The interpreter the programs ran under (the harness's own unless --python)."""
+        if self.python:
+            return {"executable": self.python, "version": self.python_version}
+        return {"executable": sys.executable,
+                "version": f"{platform.python_implementation()} {platform.python_version()}"}
 
     def report(self) -> str:
         """A few lines for the terminal."""
@@ -73,7 +79,7 @@ class Finding:
 
     def reproducer(self) -> str:
         details = [f"Kind: {self.kind}", f"Implementation: {self.impl} {self.impl_version}",
-                   f"Python: {platform.python_implementation()} {platform.python_version()}",
+                   f"Python: {self.python_info()['version']} ({self.python_info()['executable']})",
                    "", *self.verdict.summary.splitlines()]
         if self.verdict.index is not None:
             details += ["", *context_lines(self.expected, self.observation.trace,

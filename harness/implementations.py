@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from harness import runtime
 
@@ -26,16 +26,22 @@ class ImplementationError(Exception):
 
 @dataclass(frozen=True)
 class Implementation:
-    """A loaded implementation and the parts of the API it provides."""
+    """An implementation and the parts of the API it provides.
+
+    ``module`` is the imported module when it runs in this process; an implementation
+    examined by a worker under another interpreter has none, only what the worker said.
+    """
 
     spec: str
-    module: ModuleType = field(compare=False, repr=False)
+    module: Optional[ModuleType] = field(default=None, compare=False, repr=False)
     missing_optional: Tuple[str, ...] = ()
+    version: str = ""
+    python: str = ""
 
     @property
     def name(self) -> str:
-        version = getattr(self.module, "__version__", None)
-        return f"{self.spec} {version}" if version else self.spec
+        name = f"{self.spec} {self.version}" if self.version else self.spec
+        return f"{name} under {self.python}" if self.python else name
 
     def has(self, feature: str) -> bool:
         return feature not in self.missing_optional
@@ -67,4 +73,16 @@ def check(spec: str, module: ModuleType) -> Implementation:
     if not (isinstance(exit_type, type) and issubclass(exit_type, BaseException)):
         raise ImplementationError(f"implementation {spec!r}: GreenletExit is not an exception")
     optional_missing = tuple(name for name in OPTIONAL if not hasattr(module, name))
-    return Implementation(spec=spec, module=module, missing_optional=optional_missing)
+    version = getattr(module, "__version__", None)
+    return Implementation(spec=spec, module=module, missing_optional=optional_missing,
+                          version=version if isinstance(version, str) else "")
+
+
+def from_worker(spec: str, hello: Dict[str, Any], python: str = "") -> Implementation:
+    """The implementation as a worker process (``harness.worker``) reported it."""
+    return Implementation(
+        spec=spec,
+        missing_optional=tuple(hello.get("missing_optional") or ()),
+        version=hello.get("impl_version") or "",
+        python=python and f"{hello.get('implementation', 'python')} {hello.get('python', '')}",
+    )

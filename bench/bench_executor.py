@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Programs per second: in-process, fork-per-program (``run_forked``) and ``IsolatedExecutor``.
+
+Run on demand::
+
+    .venv/bin/python bench/bench_executor.py                  # 300 programs, greenlet
+    .venv/bin/python bench/bench_executor.py --count 500 --impl harness/threaded_greenlet.py
+
+The programs are drawn once from ``strategies.programs()`` (Hypothesis, generate phase
+only, no database) and every mode runs the same list, in the same order, after one
+warm-up program. ``IsolatedExecutor`` runs twice: one fresh child per program (the
+default), then ``programs_per_child=--reuse``. Besides wall-clock programs per second
+the table shows the CPU time per program of this process plus its children (the worker
+and what it forked), which is much less sensitive to other load on the machine; and it
+checks that every mode observed the same traces as in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from typing import Callable, List, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+
+from harness import implementations, runner  # noqa: E402
+from harness.executor import IsolatedExecutor  # noqa: E402
+from harness.ir import Program  # noqa: E402
+from strategies import programs  # noqa: E402
+
+
+def draw_programs(count: int, seed_value: int) -> List[Program]:
+    drawn: List[Program] = []
+
+    @seed(seed_value)
+    @settings(max_examples=count, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs())
+    def collect(program: Program) -> None:
+        drawn.append(program)
+
+    collect()
+    return drawn
+
+
+def cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(run: Callable[[Program], runner.Observation], progs: List[Program],
+            finish: Callable[[], None] = lambda: None
+            ) -> Tuple[float, float, List[runner.Observation]]:
+    run(progs[0])  # warm-up
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    observations = [run(p) for p in progs]
+    wall = time.perf_counter() - t0
+    finish()  # reap the worker, so that its CPU time is counted
+    return wall, cpu_seconds() - cpu0, observations
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--impl", default="greenlet")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=2.0)
+    parser.add_argument("--reuse", type=int, default=100,
+                        help="programs_per_child for the last row (default 100)")
+    args = parser.parse_args()
+
+    impl = implementations.load(args.impl)
+    progs = draw_programs(args.count, args.seed)
+    ops = sum(p.size() for p in progs) / len(progs)
+    print(f"{len(progs)} programs (mean {ops:.1f} ops), implementation {impl.name}, "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+    results = []
+    results.append(("in-process", *measure(lambda p: runner.run_inprocess(p, impl), progs)))
+    results.append(("run_forked", *measure(
+        lambda p: runner.run_forked(p, impl, timeout=args.timeout), progs)))
+    executor = IsolatedExecutor(args.impl, timeout=args.timeout)
+    executor.start()
+    results.append(("IsolatedExecutor", *measure(executor.run, progs, executor.close)))
+    executor = IsolatedExecutor(args.impl, timeout=args.timeout, programs_per_child=args.reuse)
+    executor.start()
+    results.append((f"  reuse={args.reuse}", *measure(executor.run, progs, executor.close)))
+
+    base_rate = len(progs) / results[0][1]
+    expected = [o.trace for o in results[0][3]]
+    print(f"{'mode':<18} {'programs/s':>10} {'x in-proc':>9} {'CPU ms/prog':>11} "
+          f"{'outcomes':>24} {'traces':>8}")
+    status = 0
+    for name, wall, cpu, observations in results:
+        rate = len(progs) / wall
+        outcomes: dict = {}
+        for o in observations:
+            outcomes[o.outcome] = outcomes.get(o.outcome, 0) + 1
+        same = sum(o.trace == want for o, want in zip(observations, expected))
+        if same != len(progs):
+            status = 1
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+        print(f"{name:<18} {rate:>10.0f} {rate / base_rate:>9.2f} "
+              f"{cpu / len(progs) * 1000:>11.2f} {summary:>24} {same:>4}/{len(progs)}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""harness.executor / harness.worker: programs run in a worker process, isolated per program.
+
+Every test runs real worker processes.  Each test is bounded by an alarm (``TEST_LIMIT``)
+on top of the executor's own deadlines, so a wedged worker fails a test, never the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+
+from harness import implementations, runner
+from harness.executor import KILL_SLACK, IsolatedExecutor
+from harness.implementations import ImplementationError
+from harness.ir import Drop, Exc, Inspect, Program, Raise, Return, Spawn, Switch, Throw
+
+TEST_LIMIT = 20.0
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Behaves as greenlet, except: ``switch(666)`` segfaults, ``switch(777)`` asks for 2 GiB,
+#: ``switch(888)`` prints, and ``throw()`` never returns.
+MUTANT = '''
+import ctypes
+import sys
+
+import greenlet as _real
+from greenlet import GreenletExit, error, getcurrent
+
+__version__ = "mutant"
+
+
+class greenlet(_real.greenlet):
+    def switch(self, *args, **kwargs):
+        if args == (666,):
+            ctypes.string_at(0)
+        if args == (777,):
+            args = (len(bytearray(2 << 30)),)
+        if args == (888,):
+            print("mutant says hello")
+            print("mutant complains", file=sys.stderr)
+        return super().switch(*args, **kwargs)
+
+    def throw(self, *args):
+        n = 0
+        while True:
+            n += 1
+'''
+
+#: Hand-built programs covering switch packing, throw, raise, parents and dropping.
+PROGRAMS = [
+    Program(main=(Spawn("g1"), Switch("g1", (1, 2))), greenlets=(("g1", (Switch("main", (3,)),)),)),
+    Program(
+        main=(Spawn("g1"), Switch("g1", (), (("a", 1),)), Throw("g1", Exc("ValueError", (5,))),
+              Inspect("g1", "dead"), Switch("g1", ("x",))),
+        greenlets=(("g1", (Switch("main", ({"b": None},)), Return((1, "y")))),),
+    ),
+    Program(
+        main=(Spawn("g1"), Spawn("g2", "g1"), Switch("g2", (None,)), Drop("g1"),
+              Inspect("g2", "parent"), Switch("g2")),
+        greenlets=(("g1", (Switch("main"),)),
+                   ("g2", (Switch("main", (4,)), Raise(Exc("KeyError", ("k",)))))),
+    ),
+]
+#: The ones the mutant runs as greenlet does (no throw).
+NO_THROW = [p for p in PROGRAMS
+            if not any(isinstance(op, Throw) for _, script in p.scripts() for op in script)]
+SEGFAULT = Program(main=(Spawn("g1"), Switch("g1", (666,))), greenlets=(("g1", ()),))
+HANG = Program(main=(Spawn("g1"), Switch("g1"), Throw("g1", Exc("ValueError"))),
+               greenlets=(("g1", (Switch("main"),)),))
+MODES: Dict[str, Dict[str, object]] = {
+    "fork": {},
+    "reuse": {"programs_per_child": 50},
+    "no-fork": {"fork": False, "margin": 0.5},
+}
+
+
+@pytest.fixture(autouse=True)
+def time_limit() -> Iterator[None]:
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test took more than {TEST_LIMIT:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, TEST_LIMIT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module")
+def greenlet_impl() -> implementations.Implementation:
+    return implementations.load("greenlet")
+
+
+@pytest.fixture(scope="module")
+def mutant(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("mutant") / "segv_mutant.py"
+    path.write_text(MUTANT)
+    return str(path)
+
+
+def expected(program: Program, impl: implementations.Implementation) -> list:
+    return runner.run_inprocess(program, impl).trace
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_same_traces_as_in_process(mode: str, greenlet_impl: implementations.Implementation
+                                   ) -> None:
+    with IsolatedExecutor("greenlet", timeout=5.0, **MODES[mode]) as ex:  # type: ignore[arg-type]
+        assert ex.info["fork"] is (mode != "no-fork")
+        for _ in range(2):  # the second round replays (compiled-code caches, reuse)
+            for program in PROGRAMS:
+                obs = ex.run(program)
+                assert obs.outcome == runner.COMPLETED, obs.detail
+                assert obs.trace == expected(program, greenlet_impl)
+        assert ex.starts == 1
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_segfault_is_a_crash_and_the_next_program_runs(
+        mode: str, mutant: str, greenlet_impl: implementations.Implementation) -> None:
+    with IsolatedExecutor(mutant, timeout=5.0, **MODES[mode]) as ex:  # type: ignore[arg-type]
+        assert ex.run(PROGRAMS[0]).outcome == runner.COMPLETED  # a reused child ran this
+        obs = ex.run(SEGFAULT)
+        assert obs.outcome == runner.CRASH
+        assert obs.extra["signal"] == "SIGSEGV"
+        assert f"killed by SIGSEGV ({int(signal.SIGSEGV)})" in obs.detail
+        assert "Segmentation fault" in obs.detail  # faulthandler's report
+        assert "in switch" in obs.detail  # ... with the mutant's frame
+        assert obs.trace == []
+        if mode == "reuse":
+            assert obs.extra["after_other_programs"]["outcome"] == runner.CRASH
+        for program in NO_THROW:
+            after = ex.run(program)
+            assert after.outcome == runner.COMPLETED, after.detail
+            assert after.trace == expected(program, greenlet_impl)
+        assert ex.starts == (2 if mode == "no-fork" else 1)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_throw_that_never_returns_is_a_hang(mode: str, mutant: str) -> None:
+    timeout = 0.5
+    attempts = 2 if mode == "reuse" else 1
+    with IsolatedExecutor(mutant, timeout=timeout, **MODES[mode]) as ex:  # type: ignore[arg-type]
+        ex.run(PROGRAMS[0])
+        start = time.monotonic()
+        obs = ex.run(HANG)
+        elapsed = time.monotonic() - start
+        assert obs.outcome == runner.HANG, obs.detail
+        assert elapsed < attempts * timeout + 1.5
+        assert elapsed >= timeout
+        assert "in throw" in obs.detail  # faulthandler's dump of where it was stuck
+        assert ex.run(PROGRAMS[0]).outcome == runner.COMPLETED
+
+
+def test_child_output_and_memory_limit(mutant: str) -> None:
+    printing = Program(main=(Spawn("g1"), Switch("g1", (888,))), greenlets=(("g1", ()),))
+    greedy = Program(main=(Spawn("g1"), Switch("g1", (777,))), greenlets=(("g1", ()),))
+    with IsolatedExecutor(mutant, timeout=5.0, memory_limit=1 << 30) as ex:
+        obs = ex.run(printing)
+        assert obs.outcome == runner.COMPLETED
+        assert "mutant says hello" in str(obs.extra["output"])
+        assert "mutant complains" in str(obs.extra["output"])
+        obs = ex.run(greedy)
+        assert obs.outcome == runner.COMPLETED, obs.detail
+        caught = [payload for who, _, kind, payload in obs.trace if kind == "caught"]
+        assert [c.type for c in caught] == ["MemoryError"]
+
+
+def test_a_dead_worker_is_restarted(greenlet_impl: implementations.Implementation) -> None:
+    with IsolatedExecutor("greenlet", timeout=5.0) as ex:
+        proc = ex._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        obs = ex.run(PROGRAMS[0])
+        assert obs.outcome == runner.COMPLETED
+        assert obs.trace == expected(PROGRAMS[0], greenlet_impl)
+        assert ex.starts == 2
+
+
+def test_a_wedged_worker_is_killed_and_the_program_is_a_hang() -> None:
+    with IsolatedExecutor("greenlet", timeout=0.3, margin=0.3) as ex:
+        proc = ex._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)  # stops answering; the executor must not wait
+        start = time.monotonic()
+        obs = ex.run(PROGRAMS[0])
+        assert time.monotonic() - start < 0.3 + KILL_SLACK + 0.3 + 1.0
+        assert obs.outcome == runner.HANG
+        assert "no answer from the worker" in obs.detail
+        assert proc.poll() is not None  # killed
+        assert ex.run(PROGRAMS[0]).outcome == runner.COMPLETED
+        assert ex.starts == 2
+
+
+def test_close_ends_the_worker() -> None:
+    ex = IsolatedExecutor("greenlet")
+    ex.start()
+    proc = ex._proc
+    assert proc is not None
+    ex.close()
+    ex.close()
+    assert proc.returncode is not None
+
+
+def one_line_error(spec: str, **kwargs: object) -> str:
+    with pytest.raises(ImplementationError) as info:
+        IsolatedExecutor(spec, **kwargs).start()  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+def test_missing_interpreter() -> None:
+    assert one_line_error("greenlet", python="/no/such/python3") == (
+        "python interpreter not found: /no/such/python3")
+    assert "not found" in one_line_error("greenlet", python="no-such-python-anywhere")
+
+
+def test_unusable_implementations(tmp_path: Path) -> None:
+    assert one_line_error("no_such_module_xyz") == (
+        "cannot import implementation 'no_such_module_xyz': No module named 'no_such_module_xyz'")
+    assert "implementation file not found" in one_line_error(str(tmp_path / "absent.py"))
+    (tmp_path / "not_greenlet.py").write_text("x = 1\n")
+    assert one_line_error(str(tmp_path / "not_greenlet.py")).endswith(
+        "lacks the greenlet API: missing greenlet, getcurrent, GreenletExit, error")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no\\nway')\n")
+    assert "failed to import: RuntimeError: no way" in one_line_error(str(tmp_path / "broken.py"))
+    # Messages agree with the in-process loader's.
+    with pytest.raises(ImplementationError) as info:
+        implementations.load("no_such_module_xyz")
+    assert str(info.value) == one_line_error("no_such_module_xyz")
+
+
+def test_an_interpreter_that_is_not_python(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'this is no python' >&2\nexit 7\n")
+    fake.chmod(0o755)
+    message = one_line_error("greenlet", python=str(fake))
+    assert message == f"cannot start a worker with {fake}: exit status 7: this is no python"
+
+
+def pyenv_pythons(pattern: str) -> list:
+    root = os.environ.get("PYENV_ROOT")
+    if not root:
+        try:
+            root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            root = os.path.expanduser("~/.pyenv")
+    return sorted(glob.glob(os.path.join(root, "versions", pattern, "bin", "python")))
+
+
+def can_import(python: str, module: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", f"import {module}"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_greenlet_under_cpython_312(greenlet_impl: implementations.Implementation) -> None:
+    pythons = [p for p in pyenv_pythons("3.12.*") if can_import(p, "greenlet")]
+    if not pythons:
+        pytest.skip("no pyenv CPython 3.12 with greenlet importable")
+    with IsolatedExecutor("greenlet", python=pythons[-1], timeout=5.0) as ex:
+        assert ex.info["python"].startswith("3.12.")
+        for program in PROGRAMS:
+            obs = ex.run(program)
+            assert obs.outcome == runner.COMPLETED, obs.detail
+            assert obs.trace == expected(program, greenlet_impl)
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_stdlib_implementation_under_other_cpythons(version: str) -> None:
+    """The worker itself on the oldest and newest CPython: source, not marshalled code,
+    goes over the wire, and harness/threaded_greenlet.py needs only the stdlib."""
+    pythons = pyenv_pythons(f"{version}.*")
+    if not pythons:
+        pytest.skip(f"no pyenv CPython {version}")
+    spec = str(ROOT / "harness" / "threaded_greenlet.py")
+    impl = implementations.load(spec)
+    with IsolatedExecutor(spec, python=pythons[-1], timeout=5.0) as ex:
+        assert ex.info["python"].startswith(version + ".")
+        assert ex._send_code is (ex.info["cache_tag"] == sys.implementation.cache_tag)
+        for program in PROGRAMS:
+            obs = ex.run(program)
+            assert obs.outcome == runner.COMPLETED, obs.detail
+            assert obs.trace == expected(program, impl)
+
+
+def test_worker_source_uses_only_the_stdlib() -> None:
+    """worker.py runs in the target interpreter: no harness imports, nothing newer than 3.9."""
+    source = (ROOT / "harness" / "worker.py").read_text()
+    assert "from harness" not in source and "import harness" not in source
+    assert "from __future__" not in source
+    ast.parse(source, "worker.py", feature_version=(3, 9))
