@@ -146,6 +146,12 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     return result
 
 
+def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
+    """A time limit far above what programs take (50 times the mean, at least 0.25 s)."""
+    typical = result.run_seconds / max(1, result.examples)
+    return min(config.timeout, max(0.25, 50 * typical))
+
+
 def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                result: CampaignResult, start: float,
                failures: List[Finding], progress: Callable[[CampaignResult], None]
@@ -171,8 +177,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 # While shrinking a hang, every attempt that hangs costs the limit:
                 # keep it short (but far above what programs take); a genuine hang
                 # still exceeds it.
-                typical = result.run_seconds / max(1, result.examples)
-                shrink_timeout.append(min(config.timeout, max(0.25, 50 * typical)))
+                shrink_timeout.append(hang_timeout(config, result))
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
 
@@ -184,14 +189,16 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
     signature = finding.verdict.signature
     if signature in seen:
         return
-    if finding.kind != runner.HANG:  # each attempt at a hang would cost the time limit
-        smaller = simplify(
-            finding.program,
-            lambda p: judge(p, config, executor).verdict.signature == signature)
-        if smaller != finding.program:
-            again = judge(smaller, config, executor)
-            if again.verdict.signature == signature:
-                finding = again
+    # Every attempt that still hangs costs the time limit: keep it short for hangs.
+    timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
+    smaller = simplify(
+        finding.program,
+        lambda p: judge(p, config, executor, timeout).verdict.signature == signature,
+        max_attempts=60 if timeout else 300)
+    if smaller != finding.program:
+        again = judge(smaller, config, executor, timeout)
+        if again.verdict.signature == signature:
+            finding = again
     seen[signature] = finding
     result.findings.append(finding)
     result.saved += finding.save(config.out)
