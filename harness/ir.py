@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Tuple, Union
 
+from harness import runtime
+
 #: Plain data passed through switches: None, bool, int, str, tuples and str-keyed dicts.
 Value = Any
 
@@ -264,42 +266,17 @@ def _validate_op(owner: str, op: Op, known: set) -> None:
 # -- JSON codec for values and ops -------------------------------------------------------
 #
 # JSON has no tuples and no non-string keys, and the trace must keep tuple/list/dict
-# apart (switch() packing is all about them), so values are tagged where JSON is ambiguous.
+# apart (switch() packing is all about them), so values are tagged where JSON is
+# ambiguous.  The codec is the runtime's, which reproducers carry with them.
 
-
-def encode_value(value: Value) -> Any:
-    if value is None or isinstance(value, (bool, int, str, float)):
-        return value
-    if isinstance(value, tuple):
-        return {"tuple": [encode_value(v) for v in value]}
-    if isinstance(value, list):
-        return {"list": [encode_value(v) for v in value]}
-    if isinstance(value, dict):
-        return {"dict": [[encode_value(k), encode_value(v)] for k, v in value.items()]}
-    to_json = getattr(value, "to_json", None)
-    if to_json is not None:
-        return to_json()
-    raise TypeError(f"cannot encode {type(value).__name__}")
+encode_value = runtime.encode
 
 
 def decode_value(data: Any) -> Value:
-    if data is None or isinstance(data, (bool, int, str, float)):
-        return data
-    if isinstance(data, dict) and len(data) == 1:
-        ((tag, body),) = data.items()
-        if tag == "tuple":
-            return tuple(decode_value(v) for v in body)
-        if tag == "list":
-            return [decode_value(v) for v in body]
-        if tag == "dict":
-            return {decode_value(k): decode_value(v) for k, v in body}
-        if tag in VALUE_TAGS:
-            return VALUE_TAGS[tag](body)
-    raise ProgramError(f"cannot decode value {data!r}")
-
-
-#: Extra tagged value types (the trace's exception values register themselves here).
-VALUE_TAGS: Dict[str, Any] = {}
+    try:
+        return runtime.decode(data)
+    except (ValueError, TypeError, AttributeError, IndexError) as e:
+        raise ProgramError(f"cannot decode value {data!r}: {e}") from None
 
 
 def op_to_json(op: Op) -> Dict[str, Any]:
