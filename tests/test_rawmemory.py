@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
+import importlib.util
 import sys
+from pathlib import Path
 
 import greenlet
 import pytest
@@ -203,68 +203,26 @@ def test_map_limit_makes_verdict_unreliable(monkeypatch) -> None:
     assert "max_map_count" in verdict.reason and "UNRELIABLE" in verdict.summary()
 
 
-# A plain parking script, written the way a user would (module-level functions,
-# no harness code), as the reference for measure_parked.  Both run in fresh
-# processes: on CPython <= 3.10 frame objects come from pymalloc arenas that an
-# earlier test left partly resident, which makes in-process numbers depend on
-# test order.
-PLAIN_SCRIPT = r"""
-import ctypes, gc, sys
-import greenlet, psutil
-
-n, depth, via = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-libc = ctypes.CDLL(None)
-proc = psutil.Process()
-main = greenlet.getcurrent()
-
-def f(k):
-    if k:
-        if via == "c":
-            list(map(f, [k - 1]))
-        else:
-            f(k - 1)
-    else:
-        main.switch()
-
-def uss():
-    gc.collect()
-    libc.malloc_trim(0)
-    return proc.memory_full_info().uss
-
-before = uss()
-parked = []
-for _ in range(n):
-    g = greenlet.greenlet(f)
-    g.switch(depth)
-    parked.append(g)
-g = None
-print((uss() - before) / n)
-"""
-
-HARNESS_SCRIPT = r"""
-import sys
-import greenlet
-from harness.rawmemory import measure_parked
-
-n, depth, via = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-print(measure_parked(greenlet, [n], depth=depth, via=via).slope)
-"""
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def _load_bench():
+    """``bench/bench_memory.py``: its plain parking script (module-level functions, no
+    harness code) is the reference for measure_parked.  Both run in fresh processes:
+    on CPython <= 3.10 frame objects come from pymalloc arenas that an earlier test left
+    partly resident, which makes in-process numbers depend on test order."""
+    path = Path(__file__).parent.parent / "bench" / "bench_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_memory", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _bytes_per_greenlet_in_child(script: str, n: int, depth: int, via: str) -> float:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(n), str(depth), via],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=ROOT,
-        env=env,
-    )
-    return float(out.stdout.split()[-1])
+    result, _ = BENCH.run_child(script, ["greenlet", str(n), str(depth), via, "uss"], 120)
+    assert "error" not in result, result
+    return float(result["per_greenlet"])
+
+
+BENCH = _load_bench()
 
 
 def test_measure_parked_fit_grows_with_c_depth() -> None:
@@ -287,8 +245,8 @@ def test_measure_parked_matches_plain_script() -> None:
     configs = (("python", 0, 20000), ("c", 10, 10000))
     got = {}
     for via, depth, n in configs:
-        plain = _bytes_per_greenlet_in_child(PLAIN_SCRIPT, n, depth, via)
-        harness = _bytes_per_greenlet_in_child(HARNESS_SCRIPT, n, depth, via)
+        plain = _bytes_per_greenlet_in_child(BENCH.PLAIN, n, depth, via)
+        harness = _bytes_per_greenlet_in_child(BENCH.HARNESS, n, depth, via)
         got[via, depth] = (plain, harness)
     info = repr(got)
     for plain, harness in got.values():
