@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Programs per second: in-process, fork-per-program (``run_forked``) and ``IsolatedExecutor``.
+"""Programs per second: in-process and ``IsolatedExecutor`` (fresh child, reused child).
 
 Run on demand::
 
@@ -85,8 +85,6 @@ def main() -> int:
 
     results = []
     results.append(("in-process", *measure(lambda p: runner.run_inprocess(p, impl), progs)))
-    results.append(("run_forked", *measure(
-        lambda p: runner.run_forked(p, impl, timeout=args.timeout), progs)))
     executor = IsolatedExecutor(args.impl, timeout=args.timeout)
     executor.start()
     results.append(("IsolatedExecutor", *measure(executor.run, progs, executor.close)))
