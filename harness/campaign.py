@@ -82,10 +82,13 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
 
 
 def run_campaign(config: CampaignConfig,
-                 progress: Callable[[CampaignResult], None] = lambda r: None
-                 ) -> CampaignResult:
+                 progress: Callable[[CampaignResult], None] = lambda r: None,
+                 executor: Optional[IsolatedExecutor] = None) -> CampaignResult:
     """Fuzz until the budget or example count runs out, or (unless ``keep_going``) the
-    first finding; every finding is saved before this returns."""
+    first finding; every finding is saved before this returns.  Isolated campaigns use
+    ``executor`` when given (the caller closes it), else a worker of their own."""
+    if executor is not None or not config.isolate:
+        return _campaign(config, executor, progress)
     executor = open_executor(config)
     try:
         return _campaign(config, executor, progress)

@@ -10,13 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
 
 from harness import implementations
-from harness.campaign import CampaignConfig, CampaignResult, judge, open_executor, run_campaign
+from harness.campaign import CampaignConfig, CampaignResult, judge, run_campaign
 from harness.executor import IsolatedExecutor
 from harness.ir import ProgramError
 
@@ -87,26 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, **extra) -> CampaignConfig:
-    """Check the implementation (here, or in a worker under ``--python``)."""
+def _prepare(args: argparse.Namespace, **extra
+             ) -> Tuple[CampaignConfig, Optional[IsolatedExecutor]]:
+    """Check the implementation, here or in the started worker that is returned to run
+    the programs (None in-process); the caller closes it."""
     if args.in_process and args.python:
         raise UsageError("--in-process runs programs in this interpreter; it cannot be "
                          "combined with --python")
+    executor = None
     try:
         if args.in_process:
             impl = implementations.load(args.impl)
         else:
-            probe = IsolatedExecutor(args.impl, python=args.python or sys.executable,
-                                     timeout=args.timeout)
-            try:
-                probe.start()
-            finally:
-                probe.close()
-            impl = implementations.from_worker(args.impl, probe.info, args.python or "")
+            executor = IsolatedExecutor(args.impl, python=args.python or sys.executable,
+                                        timeout=args.timeout)
+            executor.start()
+            impl = implementations.from_worker(args.impl, executor.info, args.python or "")
     except implementations.ImplementationError as e:
+        if executor is not None:
+            executor.close()
         raise UsageError(str(e)) from None
-    return CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
-                          timeout=args.timeout, **extra)
+    config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
+                            timeout=args.timeout, **extra)
+    return config, executor
 
 
 def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
@@ -114,9 +117,18 @@ def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
-    config = _config(args, out=args.out, budget=args.budget, max_examples=args.max_examples,
-                     seed=args.seed, keep_going=args.keep_going,
-                     max_greenlets=args.max_greenlets)
+    config, executor = _prepare(
+        args, out=args.out, budget=args.budget, max_examples=args.max_examples,
+        seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets)
+    try:
+        return _fuzz(args, console, config, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
+          executor: Optional[IsolatedExecutor]) -> int:
     impl = config.impl
     for name in impl.missing_optional:
         console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
@@ -133,7 +145,7 @@ def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
                           f"{len(r.findings)} finding(s), {r.elapsed:.0f} s",
                           highlight=False)
 
-    result = run_campaign(config, progress)
+    result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
     return EXIT_FINDING if result.findings else EXIT_OK
 
@@ -169,9 +181,8 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         program = load_program(args.file)
     except ProgramError as e:
         raise UsageError(str(e)) from None
-    config = _config(args, out=Path(os.devnull))
+    config, executor = _prepare(args, out=Path(os.devnull))
     impl = config.impl
-    executor = open_executor(config)
     try:
         finding = judge(program, config, executor)
     finally:
