@@ -316,17 +316,11 @@ class Model:
 
     def receive(self, g: MG, delivery: Delivery) -> None:
         """The running greenlet's pending ``switch()``/``throw()`` call completes."""
-        op = g.script[g.pc] if not g.is_main or g.pc < len(g.script) else None
         if isinstance(delivery, Args):
             self.rec(g.name, g.pc, "value", pack(delivery.args, delivery.kwargs))
             g.pc += 1
-            return
-        exc = delivery.exc
-        if getattr(op, "catch", False) and exc.type in CATCHABLE:
-            self.rec(g.name, g.pc, "caught", exc)
-            g.pc += 1
-            return
-        self.finish(g, exc)
+        else:
+            self.fail(g, g.script[g.pc], delivery.exc)
 
     def finish(self, g: MG, outcome: Union[ExcValue, Return, None], record: bool = True) -> None:
         """``g``'s run ends: return value or exception goes to its parent.
@@ -477,7 +471,8 @@ class Model:
         g.pc += 1
 
     def fail(self, g: MG, op: Op, exc: ExcValue) -> None:
-        """An op raised in the running greenlet itself."""
+        """An op raised in the running greenlet: caught by ``except Exception`` when
+        the op catches, else fatal to the greenlet."""
         if getattr(op, "catch", False) and exc.type in CATCHABLE:
             self.rec(g.name, g.pc, "caught", exc)
             g.pc += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pathlib
 import pprint
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from harness import ir
 from harness.ir import (
@@ -183,11 +183,6 @@ def program_source(program: Program) -> str:
         "        pass  # recorded as main's 'died' event",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _indent_block(text: str, prefix: str) -> Iterable[str]:
-    for line in text.splitlines():
-        yield (prefix + line) if line else ""
 
 
 def reproducer(

@@ -154,8 +154,6 @@ class Tracer:
     releases it, which is what makes greenlet deliver ``GreenletExit``.
     """
 
-    Unbound = Unbound
-
     def __init__(self, gl, event_limit=100000):
         self.gl = gl
         self.events = []
