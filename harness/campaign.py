@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -23,6 +23,7 @@ from harness.findings import Finding
 from harness.implementations import Implementation
 from harness.ir import Program
 from harness.minimize import simplify
+from harness.reproduce import run_reproducer
 from strategies import programs
 
 
@@ -39,6 +40,8 @@ class CampaignConfig:
     keep_going: bool = False
     max_greenlets: int = 6
     batch: int = 200
+    #: Run each finding's standalone reproducer in a fresh process before reporting it.
+    verify: bool = True
 
 
 @dataclass
@@ -50,6 +53,8 @@ class CampaignResult:
     model_errors: int = 0
     run_seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    #: Findings that could not be written (disk full...), with the reason.
+    unsaved: List[Tuple[Finding, str]] = field(default_factory=list)
 
 
 class _FindingRaised(Exception):
@@ -204,4 +209,31 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             finding = again
     seen[signature] = finding
     result.findings.append(finding)
-    result.saved += finding.save(config.out)
+    try:
+        paths = finding.save(config.out)
+    except OSError as e:
+        # The finding stays in memory and the CLI prints it whole: never lost.
+        result.unsaved.append((finding, _why(e, config.out)))
+        return
+    result.saved += paths
+    if config.verify:
+        finding = verify(finding, paths[1], config)
+        result.findings[-1] = finding
+        try:
+            finding.save(config.out)  # again, now with the reproduction recorded
+        except OSError as e:
+            result.notes.append(f"{finding.id}: reproduction not recorded: "
+                                f"{_why(e, config.out)}")
+
+
+def _why(error: OSError, where: Path) -> str:
+    return f"{error.strerror or error} ({error.filename or where})"
+
+
+def verify(finding: Finding, script: Path, config: CampaignConfig) -> Finding:
+    """The finding with the result of its reproducer run standalone (``harness.reproduce``)."""
+    signum = finding.observation.extra.get("signum")
+    outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
+                             python=config.python, timeout=config.timeout,
+                             signum=signum if isinstance(signum, int) else None)
+    return replace(finding, reproduction=outcome)

@@ -7,6 +7,7 @@ always with a one-line message and never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import NoReturn, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from harness import implementations
+from harness import envs, implementations
 from harness.campaign import CampaignConfig, CampaignResult, judge, run_campaign
 from harness.executor import IsolatedExecutor
 from harness.ir import ProgramError
@@ -56,6 +57,10 @@ def _add_impl(parser: argparse.ArgumentParser) -> None:
                         help="run the programs under this interpreter (it needs only the "
                              "implementation installed; generation, the model and "
                              "shrinking stay here)")
+    parser.add_argument("--greenlet", default=None, metavar="VERSION",
+                        help="run the programs on this greenlet release from the package "
+                             "index, in a cached virtual environment of --python (see "
+                             "'greenfuzz env')")
     parser.add_argument("--in-process", action="store_true",
                         help="run programs in this process (faster; for trusted "
                              "implementations: a crash ends the harness)")
@@ -78,12 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue after a finding, looking for different ones")
     fuzz.add_argument("--max-greenlets", type=_positive(int, "--max-greenlets"), default=6,
                       help="most greenlets per program (default 6)")
+    fuzz.add_argument("--no-verify", action="store_true",
+                      help="do not run each finding's reproducer standalone to confirm it")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
 
     replay = sub.add_parser("replay", help="run a saved program again: exit 1 if it "
                                            "still fails")
     replay.add_argument("file", type=Path, help="a finding's .json (or a program .json)")
     _add_impl(replay)
+
+    env = sub.add_parser("env", help="make (once) and print an interpreter with a given "
+                                     "greenlet release; without options, list those made")
+    env.add_argument("--python", default=None, metavar="PATH",
+                     help="the interpreter to base it on (default: this one)")
+    env.add_argument("--greenlet", default=None, metavar="VERSION",
+                     help="the greenlet release to install from the package index")
     return parser
 
 
@@ -91,9 +105,16 @@ def _prepare(args: argparse.Namespace, **extra
              ) -> Tuple[CampaignConfig, Optional[IsolatedExecutor]]:
     """Check the implementation, here or in the started worker that is returned to run
     the programs (None in-process); the caller closes it."""
-    if args.in_process and args.python:
+    if args.in_process and (args.python or args.greenlet):
         raise UsageError("--in-process runs programs in this interpreter; it cannot be "
-                         "combined with --python")
+                         f"combined with {'--python' if args.python else '--greenlet'}")
+    try:
+        if args.greenlet:
+            args.python = envs.greenlet_python(args.greenlet, args.python)
+        elif args.python:
+            args.python = envs.find_interpreter(args.python)
+    except envs.EnvError as e:
+        raise UsageError(str(e)) from None
     executor = None
     try:
         if args.in_process:
@@ -108,6 +129,7 @@ def _prepare(args: argparse.Namespace, **extra
             executor.close()
         raise UsageError(str(e)) from None
     config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
+                            verify=not getattr(args, "no_verify", True),
                             timeout=args.timeout, **extra)
     return config, executor
 
@@ -170,6 +192,11 @@ def _summary(console: Console, impl: implementations.Implementation,
         console.print(f"  wrote {path}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+    for finding, why in result.unsaved:
+        # Never lost: the whole finding goes to stderr when it cannot go to disk.
+        print(json.dumps(finding.to_json()), file=sys.stderr)
+        print(f"greenfuzz: error: could not write finding {finding.id}: {why}; its JSON "
+              "is the line above on standard error", file=sys.stderr)
     if not result.findings:
         console.print("no findings")
 
@@ -195,7 +222,26 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FINDING
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay}
+def cmd_env(args: argparse.Namespace, console: Console) -> int:
+    if args.greenlet is None:
+        if args.python:
+            raise UsageError("env --python needs --greenlet VERSION")
+        made = envs.cached()
+        if not made:
+            console.print(f"no environments yet (cache: {envs.cache_root()})")
+        for info in made:
+            console.print(f"greenlet {info['greenlet']:<8} {info['tag']:<24} {info['python']}",
+                          markup=False)
+        return EXIT_OK
+    try:
+        python = envs.greenlet_python(args.greenlet, args.python)
+    except envs.EnvError as e:
+        raise UsageError(str(e)) from None
+    print(python)
+    return EXIT_OK
+
+
+COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "env": cmd_env}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from harness import render, runtime
 from harness.checks import Verdict, context_lines
 from harness.ir import Program, ProgramError
+from harness.reproduce import Reproduction
 from harness.runner import Event, Observation
 
 FORMAT = "greenfuzz-finding/1"
@@ -37,6 +38,8 @@ class Finding:
     #: The interpreter programs ran under, when not the harness's own, and its version.
     python: Optional[str] = None
     python_version: str = ""
+    #: Whether the standalone reproducer did the same in a fresh process (None: not run).
+    reproduction: Optional[Reproduction] = None
 
     @property
     def kind(self) -> str:
@@ -60,6 +63,7 @@ class Finding:
             "program": self.program.to_json(),
             "expected": runtime.encode_trace(self.expected),
             "observed": self.observation.to_json(),
+            "reproduction": self.reproduction.to_json() if self.reproduction else None,
         }
 
     def python_info(self) -> Dict[str, str]:
@@ -71,10 +75,14 @@ class Finding:
 
     def report(self) -> str:
         """A few lines for the terminal."""
-        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip(),
+        where = f" under {self.python_version}" if self.python else ""
+        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip() + where,
                  f"  program: {len(self.program.greenlets)} greenlets, "
                  f"{self.program.size()} operations"]
         lines += ["  " + line for line in self.verdict.summary.splitlines()]
+        if self.reproduction is not None:
+            said = "reproduced" if self.reproduction.reproduced else "NOT reproduced"
+            lines.append(f"  standalone reproducer: {said} ({self.reproduction.how})")
         return "\n".join(lines)
 
     def reproducer(self) -> str:

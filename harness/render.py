@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pathlib
 import pprint
+import zlib
 from typing import List, Optional, Sequence
 
 from harness import ir
@@ -25,11 +26,13 @@ from harness.ir import (
     Op,
     Program,
     Raise,
+    Recurse,
     Return,
     SetParent,
     Spawn,
     Switch,
     Throw,
+    span,
 )
 
 RUNTIME_PATH = pathlib.Path(__file__).with_name("runtime.py")
@@ -75,6 +78,9 @@ def op_comment(op: Op) -> str:
         return f"return {op.value!r}"
     if isinstance(op, Raise):
         return f"raise {op.exc.type}{op.exc.args!r}"
+    if isinstance(op, Recurse):
+        return (f"recurse {op.depth} level(s) via {op.via} (salt {op.salt}), there do "
+                f"{len(op.then)} op(s)")
     return type(op).__name__
 
 
@@ -143,14 +149,76 @@ def op_lines(who: str, pc: int, op: Op) -> List[str]:
     return lines
 
 
-def _run_function(name: str, script: Sequence[Op]) -> List[str]:
+def recurse_function(who: str, pc: int) -> str:
+    """The name of the level function a ``Recurse`` op at flat index ``pc`` calls."""
+    return f"recurse_{who}_{pc}"
+
+
+def canary_base(who: str, pc: int, salt: int) -> int:
+    """The canaries' seed: differs between greenlets, ops and salts, so that a frame
+    restored into the wrong greenlet or level is noticed too."""
+    return zlib.crc32(f"{who}:{pc}:{salt}".encode()) & 0xFFFFFF
+
+
+def _recurse_lines(who: str, pc: int, op: Recurse, helpers: List[List[str]]) -> List[str]:
+    """The call that performs a ``Recurse`` op, and (in ``helpers``) its level function.
+
+    Level ``k`` holds canaries ``a`` and ``b`` (functions of the seed and ``k``), calls
+    level ``k + 1`` through the via (a C function calling back), checks the C result and
+    the value the level below returned, and at the bottom performs the nested ops,
+    checking its canaries after each; every level checks its canaries as it unwinds,
+    normally or by an exception.  Only a failed check records anything (``stack``).
+    """
+    fn, base = recurse_function(who, pc), canary_base(who, pc, op.salt)
+    at = f"{who!r}, {pc}"
+    check = [f"if a != {base} + k or b != ({base} ^ k) * 31 + 7:",
+             f"    rec({at}, 'stack', ('canary', k))"]
+    bottom: List[str] = []
+    for i, nested in enumerate(op.then):
+        bottom += _op_block(who, pc + 1 + sum(span(o) for o in op.then[:i]), nested, helpers)
+        bottom += check
+    if op.via == "call":
+        down = [f"v, problem = {fn}(k + 1), None"]
+    else:
+        down = [f"v, problem = via[{op.via!r}]({fn}, k + 1)"]
+    lines = [
+        f"def {fn}(k):",
+        f"    # level k of op {pc} of {who}: {op_comment(op)}",
+        f"    a = {base} + k",
+        f"    b = ({base} ^ k) * 31 + 7",
+        "    try:",
+        f"        if k < {op.depth}:",
+        *("            " + line for line in down),
+        "            if problem is not None:",
+        f"                rec({at}, 'stack', ('result', {op.via!r}, k, problem))",
+        f"            if v != {2 * base} + k + 1:",
+        f"                rec({at}, 'stack', ('returned', k, v))",
+        "        else:",
+        *("            " + line for line in bottom or ["pass"]),
+        "    finally:",
+        *("        " + line for line in check),
+        f"    return {2 * base} + k",
+    ]
+    helpers.append(lines)
+    return [f"# {pc}: {op_comment(op)}", f"{fn}(0)", f"rec({at}, 'done', None)"]
+
+
+def _op_block(who: str, pc: int, op: Op, helpers: List[List[str]]) -> List[str]:
+    if isinstance(op, Recurse):
+        return _recurse_lines(who, pc, op, helpers)
+    return op_lines(who, pc, op)
+
+
+def _run_function(name: str, script: Sequence[Op], helpers: List[List[str]]) -> List[str]:
     body: List[str] = []
-    for pc, op in enumerate(script):
-        body += op_lines(name, pc, op)
+    pc = 0
+    for op in script:
+        body += _op_block(name, pc, op, helpers)
+        pc += span(op)
         if isinstance(op, (Return, Raise)):
             break
     else:
-        body.append(f"return ret({name!r}, {len(script)}, None)")
+        body.append(f"return ret({name!r}, {pc}, None)")
     lines = [
         f"def run_{name}(*args, **kwargs):",
         f"    rec({name!r}, -1, 'start', (args, kwargs))",
@@ -170,11 +238,15 @@ def program_source(program: Program) -> str:
     lines = [
         "def program(gl, T):",
         "    ref, rec, ret, spawn, drop, label = T.ref, T.rec, T.ret, T.spawn, T.drop, T.label",
-        "    getcurrent, GreenletExit = gl.getcurrent, gl.GreenletExit",
+        "    getcurrent, GreenletExit, via = gl.getcurrent, gl.GreenletExit, T.via",
         "",
     ]
+    helpers: List[List[str]] = []
     for name, script in (*program.greenlets, (MAIN, program.main)):
-        lines += ["    " + line for line in _run_function(name, script)]
+        lines += ["    " + line for line in _run_function(name, script, helpers)]
+        lines.append("")
+    for helper in helpers:
+        lines += ["    " + line for line in helper]
         lines.append("")
     lines += [
         "    try:",
@@ -219,7 +291,9 @@ def reproducer(
         "",
         "",
         "def _main():",
+        "    import faulthandler",
         "    import os",
+        "    faulthandler.enable()  # a crash prints where each thread was",
         f"    gl = load_implementation(os.environ.get('GREENFUZZ_IMPL', {impl!r}))",
         "    observed = execute(program, gl)",
         "    at = first_divergence(EXPECTED, observed)",

@@ -8,6 +8,7 @@ reproducer fails on the mutant and passes on the real greenlet.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     assert finding.program.size() <= SHRUNK_SIZE, finding.report()
     json_file, script = (tmp_path / f"{finding.id}.json", tmp_path / f"{finding.id}.py")
     assert json_file.exists() and script.exists()
+    # The campaign ran the reproducer standalone before reporting, and recorded it.
+    assert finding.reproduction is not None and finding.reproduction.reproduced, finding.report()
+    assert json.loads(json_file.read_text())["reproduction"]["reproduced"] is True
 
     def reproduce(impl_spec: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
