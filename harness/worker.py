@@ -206,6 +206,7 @@ class Worker:
         self.output = tempfile.TemporaryFile() if use_fork else None  # noqa: SIM115
         self.pidfd_open = getattr(os, "pidfd_open", None)
         self.child = None  # a child kept for the next program (reuse > 1)
+        self.spare = None  # a fresh child forked ahead, waiting for its program
         self.exiting = []  # (child, since): children done with their programs
 
     def serve(self):
@@ -227,6 +228,9 @@ class Worker:
                     self.reap_exiting()  # while the parent looks at the answer
         finally:
             self.retire_child()
+            if self.spare is not None:
+                self.retire_child(self.spare)
+                self.spare = None
             self.reap_exiting(wait=True)
 
     def handle(self, request, program):
@@ -292,11 +296,12 @@ class Worker:
     # -- with fork ----------------------------------------------------------------------
 
     def fork_child(self, code, memory_limit, reuse):
-        """Fork a child that runs ``code`` (an entry: see ``compile``) and, when ``reuse``
+        """Fork a child that runs ``code`` (an entry: see ``compile``; None: a spare that
+        reads its first program, marshalled, from its request pipe) and, when ``reuse``
         > 1, then the marshalled programs it reads from its request pipe until end of
         file."""
         request_r = request_w = None
-        if reuse > 1:
+        if reuse > 1 or code is None:
             request_r, request_w = os.pipe()
         result_r, result_w = os.pipe()
         flush_std()
@@ -334,17 +339,19 @@ class Worker:
                 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
                 if hard == resource.RLIM_INFINITY or hard > OUTPUT_FILE_LIMIT:
                     resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_FILE_LIMIT, hard))
-            code = code_object(code)
-            while True:
+            if code is None:  # a spare: its program comes through the pipe
+                data = read_frame(request_fd)
+                code = None if data is None else marshal.loads(data)
+            else:
+                code = code_object(code)
+            while code is not None:
                 payload = self.execute(code)
                 flush_std()
                 write_all(result_fd, frame(payload))
                 if request_fd is None:
                     break
-                data = read_frame(request_fd)
-                if data is None:  # retired by the worker
-                    break
-                code = marshal.loads(data)
+                data = read_frame(request_fd)  # None: retired by the worker
+                code = None if data is None else marshal.loads(data)
             status = 0
         except BaseException:
             try:
@@ -354,6 +361,25 @@ class Worker:
                 pass
         finally:
             os._exit(status)
+
+    def take_spare(self, code, memory_limit):
+        """The spare child, given ``code``; None when there is no usable spare."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        if spare.memory_limit != memory_limit:
+            self.retire_child(spare)
+            return None
+        if code[1] is None:
+            code[1] = marshal.dumps(code[0])
+        try:
+            write_all(spare.request_fd, frame(code[1]))
+        except OSError:  # it died while it waited (killed from outside)
+            self.retire_child(spare)
+            return None
+        close_quietly(spare.request_fd)  # one program only: it then reads end of file
+        spare.request_fd = None
+        return spare
 
     def retire_child(self, child=None):
         """Let a child that is done go (by default the kept one): a child that may run
@@ -385,8 +411,14 @@ class Worker:
             except OSError:  # it died while it waited
                 self.retire_child(child)
                 child, fresh = None, True
+        if child is None and reuse == 1:
+            child = self.take_spare(code, memory_limit)
         if child is None:
             child = self.fork_child(code, memory_limit, reuse)
+        if reuse == 1:
+            # Fork the next program's child now, while this one runs (on another core,
+            # where there is one): a fresh child per program at nearly the cost of none.
+            self.spare = self.fork_child(None, memory_limit, 1)
         child.programs += 1
         deadline = start + timeout
         buf = bytearray()
