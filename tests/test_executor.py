@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator
 
+import psutil
 import pytest
 
 from harness import envs, implementations, runner
@@ -187,6 +188,40 @@ def test_a_dead_worker_is_restarted(greenlet_impl: implementations.Implementatio
         assert obs.outcome == runner.COMPLETED
         assert obs.trace == expected(PROGRAMS[0], greenlet_impl)
         assert ex.starts == 2
+
+
+
+def test_each_program_gets_a_fresh_child_and_a_killed_spare_is_replaced(
+        greenlet_impl: implementations.Implementation) -> None:
+    """The child forked ahead for the next program is a separate process per program;
+    killed from outside while it waits, it is replaced and nothing is reported."""
+    with IsolatedExecutor("greenlet", timeout=5.0) as ex:
+        proc = ex._proc
+        assert proc is not None
+        worker = psutil.Process(proc.pid)
+        assert ex.run(PROGRAMS[0]).outcome == runner.COMPLETED
+        spare = waiting_child(worker)  # forked ahead, waiting for the next program
+        spare.kill()
+        deadline = time.monotonic() + 5
+        while spare.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)  # dead; the worker has not noticed yet
+        for program in PROGRAMS:
+            obs = ex.run(program)
+            assert obs.outcome == runner.COMPLETED, obs.detail
+            assert obs.trace == expected(program, greenlet_impl)
+        assert waiting_child(worker).pid != spare.pid
+        assert ex.starts == 1
+
+
+def waiting_child(worker: psutil.Process) -> psutil.Process:
+    """The worker's one live child once the last program's child has exited."""
+    deadline = time.monotonic() + 5
+    while True:
+        live = [c for c in worker.children() if c.status() != psutil.STATUS_ZOMBIE]
+        if len(live) == 1 or time.monotonic() > deadline:
+            assert len(live) == 1, live
+            return live[0]
+        time.sleep(0.01)
 
 
 def test_a_wedged_worker_is_killed_and_the_program_is_a_hang() -> None:
