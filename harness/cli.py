@@ -127,7 +127,10 @@ def _prepare(args: argparse.Namespace, **extra
     except implementations.ImplementationError as e:
         if executor is not None:
             executor.close()
-        raise UsageError(str(e)) from None
+        hint = ""
+        if "No module named 'greenlet'" in str(e) and not args.greenlet:
+            hint = "; add --greenlet VERSION to use a release from the package index"
+        raise UsageError(f"{e}{hint}") from None
     config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
                             verify=not getattr(args, "no_verify", True),
                             timeout=args.timeout, **extra)
