@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Iterator, Sequence, Tuple, Union
 
 from harness import runtime
 
@@ -34,9 +34,9 @@ EXCEPTION_TYPES = ("ValueError", "KeyError", "RuntimeError", "FuzzError", "Green
 #: ``g.gr_frame is None``, ``run`` is ``hasattr(g, "run")``).
 INSPECT_ATTRS = ("dead", "bool", "parent", "gr_frame", "run")
 
-#: How a ``Throw`` spells its exception: ``g.throw()``, ``g.throw(T)``, ``g.throw(T, *args)``
-#: or ``g.throw(T(*args))``.
-THROW_STYLES = ("none", "class", "class_args", "instance")
+#: How a ``Throw`` spells its exception: ``g.throw()``, ``g.throw(T)``, ``g.throw(T, *args)``,
+#: ``g.throw(T(*args))``, or ``g.throw(*sys.exc_info())`` (the exception being handled).
+THROW_STYLES = ("none", "class", "class_args", "instance", "exc_info")
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,181 @@ class Inspect:
     attr: str
 
 
-Op = Union[Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect]
+#: How a ``Recurse`` goes one level down: a plain Python call, or through C code that
+#: calls back into Python (``sorted`` key, ``map``, ``functools.reduce``, ``list.sort``
+#: with ``cmp_to_key``, and a ``ctypes`` comparator called by libc ``qsort``).
+VIAS = ("call", "sorted", "map", "reduce", "sort_cmp", "qsort")
+#: The deepest each via may go (C recursion is costlier, and ctypes callbacks most).
+MAX_DEPTH = {"call": 300, "sorted": 60, "map": 60, "reduce": 60, "sort_cmp": 60, "qsort": 12}
+#: Python frames one level costs: the level function, plus the via's helper and callback.
+LEVEL_FRAMES = {"call": 1, "sorted": 3, "map": 3, "reduce": 3, "sort_cmp": 3, "qsort": 3}
+#: Frames all of a program's recursions may take together.  A greenlet started from deep
+#: in another one's stack inherits its recursion depth, so the sum over the whole
+#: program bounds every stack and keeps it below the default recursion limit (1000)
+#: with room for the harness, pytest, and a chain of ~100 greenlets each started by the
+#: one before (two frames each).
+FRAME_BUDGET = 450
+
+
+@dataclass(frozen=True)
+class Recurse:
+    """Descend ``depth`` levels (through ``via``), perform ``then`` there, unwind.
+
+    Every level keeps canary locals derived from (greenlet, op, level, ``salt``) and
+    checks them after every resume and on the way back; each C level checks the result
+    of the C call it went through.  Any difference is recorded as a ``stack`` event,
+    which no correct implementation produces.
+    """
+
+    depth: int
+    via: str = "call"
+    salt: int = 0
+    then: Tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True)
+class Handle:
+    """``try: raise exc`` / ``except <type>:`` and perform ``then`` in the except block.
+
+    While ``then`` runs, ``sys.exc_info()`` is ``exc`` in this greenlet only, whatever
+    other greenlets do in between; ``exc``'s ``__context__`` is the exception this
+    greenlet was already handling (or None).
+    """
+
+    exc: Exc
+    then: Tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExcInfo:
+    """Record ``sys.exc_info()[1]`` and its ``__context__`` (None when nothing is handled)."""
+
+
+#: The context variables a program has (fresh ``ContextVar`` objects every run).
+CONTEXT_VARS = ("a", "b")
+
+
+@dataclass(frozen=True)
+class CtxSet:
+    """``var.set(value)`` in the current greenlet's context."""
+
+    var: str
+    value: Value = None
+
+
+@dataclass(frozen=True)
+class CtxGet:
+    """Record ``var.get('<unset>')`` as the current greenlet's context has it."""
+
+    var: str
+
+
+@dataclass(frozen=True)
+class CtxCopy:
+    """``registry[target].gr_context = contextvars.copy_context()``: the target runs with
+    a copy of the current greenlet's context (strategies only do this to a greenlet just
+    spawned; re-assigning a started one is a greenlet feature the threaded reference
+    implementation cannot offer)."""
+
+    target: str
+
+
+#: ``Trace`` modes: a tracer that records, one that records and raises, or none.
+TRACE_MODES = ("record", "raise", "off")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """``greenlet.settrace(...)`` with the program's tracer for ``mode``; records which
+    mode the previous tracer had.  The tracer records every ``switch``/``throw`` event it
+    is called with, in the greenlet it runs in (the target)."""
+
+    mode: str = "record"
+
+
+@dataclass(frozen=True)
+class InThread:
+    """Start a thread, perform ``then`` in it (its own main greenlet is current there),
+    join it; records whether the thread's main greenlet is dead once the thread ended.
+
+    Only ops that need no greenlet of that thread are allowed in ``then``: switches and
+    throws (into this thread's greenlets: ``greenlet.error``, caught), ``Inspect`` and
+    ``Current``.
+    """
+
+    then: Tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Record the functions on ``target``'s stack: ``gr_frame`` and its ``f_back`` chain,
+    innermost first, down to ``run_<target>`` (None when ``gr_frame`` is None).
+
+    Only the program's own functions are listed (``runtime.frame_names``), so that an
+    implementation's Python-level ``switch`` or bootstrap frames do not count.
+    """
+
+    target: str
+
+
+Op = Union[Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect, Recurse,
+           Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread]
 OP_TYPES: Dict[str, type] = {
     cls.__name__: cls
-    for cls in (Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect)
+    for cls in (Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect,
+                Recurse, Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread)
 }
+#: Ops that hold a block of nested ops (``then``).
+BLOCKS = (Recurse, Handle, InThread)
+
+#: Families of operations (``strategies.programs(families=...)``, ``--families``): the
+#: core switch graph is what every program is made of; the others add ops to it.
+FAMILIES = ("core", "stack", "frames", "exceptions", "contextvars", "tracing", "threads")
+_FAMILY_OF = {Recurse: "stack", Frames: "frames", Handle: "exceptions", ExcInfo: "exceptions",
+              CtxSet: "contextvars", CtxGet: "contextvars", CtxCopy: "contextvars",
+              Trace: "tracing", InThread: "threads"}
+#: The optional parts of the API (``harness.implementations.OPTIONAL``) a family needs:
+#: without them its programs are not drawn.
+FAMILY_NEEDS = {"tracing": ("settrace", "gettrace")}
+
+
+def family(op: Op) -> str:
+    """The family an op belongs to."""
+    if isinstance(op, Throw) and op.style == "exc_info":
+        return "exceptions"
+    return _FAMILY_OF.get(type(op), "core")
+
+
+def walk(script: Sequence[Op]) -> Iterator[Op]:
+    """Every op of a script in execution order, nested ones (``then`` of ``BLOCKS``)
+    included."""
+    for op in script:
+        yield op
+        if isinstance(op, BLOCKS):
+            yield from walk(op.then)
+
+
+def flatten(script: Sequence[Op]) -> Tuple[Op, ...]:
+    """The script as the runtime numbers it: op index ``pc`` in events is an index here."""
+    return tuple(walk(script))
+
+
+def span(op: Op) -> int:
+    """How many entries ``op`` takes in ``flatten``: itself and everything nested in it."""
+    return 1 + sum(span(o) for o in op.then) if isinstance(op, BLOCKS) else 1
+
+
+def frames_used(program: Program) -> int:
+    """Python frames all recursions of ``program`` take together (see ``FRAME_BUDGET``)."""
+    return sum((op.depth + 1) * LEVEL_FRAMES[op.via]
+               for _, script in program.scripts() for op in walk(script)
+               if isinstance(op, Recurse))
+
+
+def program_families(program: Program) -> Tuple[str, ...]:
+    """The families whose ops ``program`` contains (always ``core``)."""
+    found = {family(op) for _, script in program.scripts() for op in walk(script)}
+    return tuple(f for f in FAMILIES if f == "core" or f in found)
 
 #: Ops that name another greenlet, and the field(s) that do.
 REFERENCING_FIELDS = {
@@ -145,6 +315,8 @@ REFERENCING_FIELDS = {
     SetParent: ("target", "parent"),
     Drop: ("target",),
     Inspect: ("target",),
+    Frames: ("target",),
+    CtxCopy: ("target",),
 }
 
 
@@ -172,8 +344,8 @@ class Program:
         return ((MAIN, self.main), *self.greenlets)
 
     def size(self) -> int:
-        """Total number of operations: what shrinking minimises."""
-        return sum(len(script) for _, script in self.scripts())
+        """Total number of operations, nested ones included: what shrinking minimises."""
+        return sum(len(flatten(script)) for _, script in self.scripts())
 
     def validate(self) -> None:
         """Raise ``ProgramError`` unless the program is well formed (see module docstring)."""
@@ -183,7 +355,7 @@ class Program:
         known = {MAIN, *names}
         spawned_by: Dict[str, str] = {}
         for owner, script in self.scripts():
-            for op in script:
+            for op in walk(script):
                 if type(op) not in OP_TYPES.values():
                     raise ProgramError(f"{owner}: not an operation: {op!r}")
                 _validate_op(owner, op, known)
@@ -195,6 +367,9 @@ class Program:
         for child, owner in spawned_by.items():
             if order[owner] >= order[child]:
                 raise ProgramError(f"{child} must be spawned by main or an earlier greenlet")
+        if frames_used(self) > FRAME_BUDGET:
+            raise ProgramError(f"recursions take {frames_used(self)} frames, more than "
+                               f"{FRAME_BUDGET}")
 
     # -- serialisation -------------------------------------------------------------
 
@@ -254,13 +429,40 @@ def _validate_op(owner: str, op: Op, known: set) -> None:
     if isinstance(op, Throw):
         if op.style not in THROW_STYLES:
             raise ProgramError(f"{owner}: unknown throw style {op.style!r}")
-        if (op.style == "none") != (op.exc is None):
-            raise ProgramError(f"{owner}: throw style 'none' goes with no exception")
+        if (op.style in ("none", "exc_info")) != (op.exc is None):
+            raise ProgramError(f"{owner}: throw styles 'none' and 'exc_info' (only they) "
+                               "go with no exception")
     for exc in (getattr(op, "exc", None),):
         if exc is not None and exc.type not in EXCEPTION_TYPES:
             raise ProgramError(f"{owner}: unknown exception type {exc.type!r}")
     if isinstance(op, Spawn) and op.name in (MAIN, owner):
         raise ProgramError(f"{owner}: cannot spawn {op.name!r}")
+    if isinstance(op, Recurse):
+        if op.via not in VIAS:
+            raise ProgramError(f"{owner}: unknown via {op.via!r}")
+        if not (isinstance(op.depth, int) and 0 <= op.depth <= MAX_DEPTH[op.via]):
+            raise ProgramError(f"{owner}: depth via {op.via} must be 0 to "
+                               f"{MAX_DEPTH[op.via]}, not {op.depth!r}")
+        if not isinstance(op.salt, int):
+            raise ProgramError(f"{owner}: salt must be an int")
+    if isinstance(op, BLOCKS) and any(isinstance(o, Return) for o in op.then):
+        # ``return`` would leave a level function, not run(), and a return inside an
+        # except block is no different from one outside: kept out of blocks.
+        raise ProgramError(f"{owner}: no return inside a recursion or handler")
+    if isinstance(op, InThread):
+        for o in op.then:
+            if not isinstance(o, (Switch, Throw, Inspect, Current)):
+                raise ProgramError(f"{owner}: {type(o).__name__} cannot run in a thread")
+            if isinstance(o, (Switch, Throw)) and not o.catch:
+                raise ProgramError(f"{owner}: switches in a thread must catch")
+            if isinstance(o, Throw) and o.style == "exc_info":
+                raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in a thread")
+    if isinstance(op, Trace) and op.mode not in TRACE_MODES:
+        raise ProgramError(f"{owner}: unknown trace mode {op.mode!r}")
+    if isinstance(op, (CtxSet, CtxGet)) and op.var not in CONTEXT_VARS:
+        raise ProgramError(f"{owner}: unknown context variable {op.var!r}")
+    if isinstance(op, Handle) and op.exc.type == "GreenletExit":
+        raise ProgramError(f"{owner}: a handler cannot handle GreenletExit")
 
 
 # -- JSON codec for values and ops -------------------------------------------------------
@@ -289,6 +491,8 @@ def op_to_json(op: Op) -> Dict[str, Any]:
             value = {"bogus": encode_value(value.value)}
         elif f.name == "kwargs":
             value = {k: encode_value(v) for k, v in value}
+        elif f.name == "then":
+            value = [op_to_json(o) for o in value]
         else:
             value = encode_value(value)
         out[f.name] = value
@@ -312,6 +516,8 @@ def op_from_json(data: Any) -> Op:
             kwargs[f.name] = Bogus(decode_value(raw["bogus"]))
         elif f.name == "kwargs":
             kwargs[f.name] = tuple((str(k), decode_value(v)) for k, v in raw.items())
+        elif f.name == "then":
+            kwargs[f.name] = tuple(op_from_json(o) for o in raw)
         else:
             kwargs[f.name] = decode_value(raw)
     unknown = set(data) - {"op"} - {f.name for f in fields(cls)}

@@ -9,28 +9,35 @@ in order, so that a reproducer holds only what the bug needs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 from harness.ir import (
+    BLOCKS,
     MAIN,
     REFERENCING_FIELDS,
     Op,
     Program,
     ProgramError,
     Spawn,
+    flatten,
+    span,
+    walk,
 )
 
 Script = Tuple[Op, ...]
 
 
 def _names(op: Op) -> List[str]:
+    """Every greenlet ``op`` names, those of the ops nested in it included."""
     out = []
-    for fname in REFERENCING_FIELDS.get(type(op), ()):
-        ref = getattr(op, fname)
-        if isinstance(ref, str):
-            out.append(ref)
-    if isinstance(op, Spawn):
-        out.append(op.name)
+    for one in walk((op,)):
+        for fname in REFERENCING_FIELDS.get(type(one), ()):
+            ref = getattr(one, fname)
+            if isinstance(ref, str):
+                out.append(ref)
+        if isinstance(one, Spawn):
+            out.append(one.name)
     return out
 
 
@@ -57,12 +64,27 @@ def without_greenlet(program: Program, name: str) -> Optional[Program]:
     return _rebuild(program, scripts)
 
 
+def _without(script: Script, index: int) -> Script:
+    """``script`` without the op at ``index`` in ``flatten(script)`` (and its block)."""
+    out: List[Op] = []
+    at = 0  # the flat index of ``op``
+    for op in script:
+        if at < index < at + span(op):
+            out.append(replace(op, then=_without(op.then, index - at - 1)))
+        elif at != index:
+            out.append(op)
+        at += span(op)
+    return tuple(out)
+
+
 def without_op(program: Program, owner: str, index: int) -> Optional[Program]:
+    """The program without op ``index`` (in ``flatten`` order, so nested ones too)."""
     script = program.script(owner)
-    if isinstance(script[index], Spawn):
+    flat = flatten(script)
+    if any(isinstance(op, Spawn) for op in walk(flat[index:index + 1])):
         return None  # removing a spawn is removing its greenlet
     scripts = dict(program.scripts())
-    scripts[owner] = script[:index] + script[index + 1:]
+    scripts[owner] = _without(script, index)
     return _rebuild(program, scripts)
 
 
@@ -79,6 +101,8 @@ def renamed(program: Program) -> Program:
                 changes[fname] = mapping[ref]
         if isinstance(op, Spawn):
             changes["name"] = mapping[op.name]
+        if isinstance(op, BLOCKS):
+            changes["then"] = tuple(fix(o) for o in op.then)
         return type(op)(**{**op.__dict__, **changes}) if changes else op
 
     return Program(
@@ -108,12 +132,13 @@ def simplify(program: Program, still_fails: Callable[[Program], bool],
             if accept(candidate):
                 program, changed = candidate, True  # type: ignore[assignment]
         for owner, script in program.scripts():
+            script = flatten(script)
             index = len(script) - 1
             while index >= 0:
                 candidate = without_op(program, owner, index)
                 if accept(candidate):
                     program, changed = candidate, True  # type: ignore[assignment]
-                    script = program.script(owner)
+                    script = flatten(program.script(owner))
                 index = min(index - 1, len(script) - 1)
     candidate = renamed(program)
     if candidate != program and accept(candidate):

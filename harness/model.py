@@ -27,20 +27,31 @@ from typing import Dict, List, Optional, Tuple, Union
 from harness.ir import (
     MAIN,
     Bogus,
+    CtxCopy,
+    CtxGet,
+    CtxSet,
     Current,
     Drop,
     Exc,
+    ExcInfo,
+    Frames,
+    Handle,
     Inspect,
+    InThread,
     Op,
     Program,
     Raise,
+    Recurse,
     Return,
     SetParent,
     Spawn,
     Switch,
     Throw,
+    Trace,
+    flatten,
+    span,
 )
-from harness.runtime import ExcValue
+from harness.runtime import VIA_FRAMES, ExcValue
 
 Event = Tuple[str, int, str, object]
 
@@ -86,17 +97,29 @@ Delivery = Union[Args, Throwing]
 class MG:
     """A model greenlet object."""
 
-    __slots__ = ("hold", "is_main", "name", "parent", "pc", "rc", "script", "state")
+    __slots__ = ("context", "gone", "handling", "hold", "in_thread", "is_main", "levels",
+                 "name", "parent", "pc", "rc", "script", "state")
 
     def __init__(self, name: str, script: Tuple[Op, ...], parent: Optional[MG]) -> None:
         self.name = name
-        self.script = script
+        self.script = flatten(script)  # event op indexes are indexes here
+        #: The blocks (``Recurse``, ``Handle``) being performed: (op index, index past its
+        #: ops), outermost first.
+        self.levels: List[Tuple[int, int]] = []
+        #: The exceptions its open ``Handle`` blocks handle, with their ``__context__``.
+        self.handling: List[Tuple[ExcValue, Optional[ExcValue]]] = []
+        #: Its contextvars context: a greenlet starts with an empty one.
+        self.context: Dict[str, object] = {}
+        #: Performing an ``InThread`` block: its ops run in another thread.
+        self.in_thread = False
         self.parent = parent
         self.state = UNSTARTED
         self.pc = 0
         self.rc = 0
         self.hold: Optional[MG] = None
         self.is_main = False
+        #: Freed: its reference count reached zero (the liveness check's "gone").
+        self.gone = False
 
     def __repr__(self) -> str:
         return f"<MG {self.name} {self.state} pc={self.pc} rc={self.rc}>"
@@ -157,6 +180,8 @@ class Model:
         self.scripts = dict(program.greenlets)
         self.events: List[Event] = []
         self.registry: Dict[str, MG] = {}
+        #: Every greenlet spawned so far, in spawn order (registered or not).
+        self.spawned: List[MG] = []
         self.main = MG(MAIN, program.main, None)
         self.main.is_main = True
         self.main.state = RUNNING
@@ -165,6 +190,8 @@ class Model:
         self.pending: Optional[Tuple[MG, Delivery, MG]] = None
         self.finished = False
         self.steps = 0
+        #: The mode of the program's tracer installed (``greenlet.settrace``), or None.
+        self.tracing: Optional[str] = None
 
     # -- public ----------------------------------------------------------------------
 
@@ -215,6 +242,7 @@ class Model:
         ever switch back to this greenlet. In this case, a GreenletExit exception is
         generated into the greenlet."  Unstarted and dead greenlets run nothing; freeing
         any greenlet releases its parent."""
+        g.gone = True
         if g.state == SUSPENDED:
             self.kill(g)
         parent, g.parent = g.parent, None
@@ -235,12 +263,14 @@ class Model:
         g.rc += 1  # resurrected while it dies
         self.current = g
         g.state = RUNNING
+        self.trace("throw", dropper, g)
         hold, g.hold = g.hold, None
         self.release(hold)
         # greenlet gives this GreenletExit a message ("Killing the greenlet because all
         # references have vanished.") that other implementations need not copy.
         self.rec(g.name, -1, "died", harness_error("GreenletExit"))
         g.state = DEAD
+        self.trace("switch", g, dropper)  # the GreenletExit comes back as a value
         self.current = dropper
         g.parent = saved_parent
         g.rc -= 1
@@ -281,7 +311,9 @@ class Model:
         me = self.current
         dest = self.resolve(target)
         if dest is me:
-            self.receive(me, delivery)
+            # Not a switch at all, but greenlet still calls the tracer (origin is target).
+            raised = self.trace("throw" if isinstance(delivery, Throwing) else "switch", me, me)
+            self.receive(me, raised or delivery)
             return
         me.state = SUSPENDED
         me.hold = target
@@ -297,6 +329,8 @@ class Model:
         without calling ``run`` (``inner_bootstrap``), so it dies at once and the
         exception goes on to its parent.
         """
+        raised = self.trace("throw" if isinstance(delivery, Throwing) else "switch", origin, dest)
+        delivery = raised or delivery
         self.set_current(dest)
         if dest.state == UNSTARTED:
             if isinstance(delivery, Args):
@@ -343,6 +377,7 @@ class Model:
             delivery = Args((value,), {})
         if g.is_main:
             self.finished = True
+            self.tracing = None  # the program removes its tracer when main's script ends
             return
         g.state = DEAD
         assert g.parent is not None
@@ -352,6 +387,20 @@ class Model:
 
     def step(self, g: MG) -> None:
         """Perform the next op of the running greenlet ``g``."""
+        if g.levels and g.pc == g.levels[-1][1]:
+            # A recursion's nested ops are done: it unwinds and records that (a correct
+            # implementation never fails a canary or C-result check, so nothing else).
+            start, _ = g.levels.pop()
+            if isinstance(g.script[start], Handle):
+                g.handling.pop()
+            if isinstance(g.script[start], InThread):
+                # python_threads docs; the main greenlet of a thread that has exited
+                # reports dead (greenlet >= 2.0).
+                g.in_thread = False
+                self.rec(g.name, start, "thread", True)
+                return
+            self.rec(g.name, start, "done", None)
+            return
         if g.pc >= len(g.script):
             self.finish(g, None)
             return
@@ -361,6 +410,16 @@ class Model:
             return
         if isinstance(op, Raise):
             self.finish(g, exc_value(op.exc))
+            return
+        if isinstance(op, (Recurse, Handle, InThread)):
+            g.in_thread = g.in_thread or isinstance(op, InThread)
+            if isinstance(op, Handle):
+                # Python chains an exception raised while another is handled: its
+                # __context__ is the one this greenlet was handling.
+                context = g.handling[-1][0] if g.handling else None
+                g.handling.append((exc_value(op.exc), context))
+            g.levels.append((g.pc, g.pc + span(op)))
+            g.pc += 1
             return
         missing = self.unbound_name(op)
         if missing is not None:
@@ -389,6 +448,8 @@ class Model:
     def op_Switch(self, g: MG, op: Switch) -> None:
         target = self.lookup(op.target)
         assert target is not None
+        if g.in_thread:
+            return self.fail(g, op, harness_error("greenlet.error"))
         self.transfer(target, Args(tuple(op.args), dict(op.kwargs)))
 
     def op_Throw(self, g: MG, op: Throw) -> None:
@@ -397,7 +458,19 @@ class Model:
         regular return"); any other exception goes up the parent chain."""
         target = self.lookup(op.target)
         assert target is not None
-        exc = thrown(op)
+        if g.in_thread:
+            # python_threads docs: "It is not possible to mix or switch between greenlets
+            # belonging to different threads" (greenlet.error).
+            return self.fail(g, op, harness_error("greenlet.error"))
+        if op.style == "exc_info":
+            # ``g.throw(*sys.exc_info())``: the exception this greenlet handles (each
+            # greenlet has its own, test_exc_state); with none, ``throw(None, None,
+            # None)`` is a TypeError in the caller.
+            if not g.handling:
+                return self.fail(g, op, harness_error("TypeError"))
+            exc = g.handling[-1][0]
+        else:
+            exc = thrown(op)
         if target.state == DEAD and exc.type == "GreenletExit":
             self.transfer(target, Args((exc,), {}, exit_value=True))
         else:
@@ -410,6 +483,7 @@ class Model:
         child = MG(op.name, self.scripts[op.name], parent)
         self.incref(parent)
         child.rc = 1
+        self.spawned.append(child)
         old = self.registry.get(op.name)
         self.registry[op.name] = child
         self.release(old)
@@ -418,6 +492,7 @@ class Model:
     def op_Drop(self, g: MG, op: Drop) -> None:
         victim = self.registry.pop(op.target)
         self.release(victim)
+        self.check_alive()
         self.done(g)
 
     def op_SetParent(self, g: MG, op: SetParent) -> None:
@@ -446,7 +521,8 @@ class Model:
         self.done(g)
 
     def op_Current(self, g: MG, op: Current) -> None:
-        self.rec(g.name, g.pc, "current", self.label(self.current))
+        # In another thread, its own (unnamed) main greenlet is current.
+        self.rec(g.name, g.pc, "current", "?" if g.in_thread else self.label(self.current))
         g.pc += 1
 
     def op_Inspect(self, g: MG, op: Inspect) -> None:
@@ -466,6 +542,82 @@ class Model:
         self.rec(g.name, g.pc, "attr", value)
         g.pc += 1
 
+    def op_Frames(self, g: MG, op: Frames) -> None:
+        """api docs: "gr_frame: The frame that was active in this greenlet when it most
+        recently called some_other_greenlet.switch() ... The remainder of the greenlet's
+        stack can be accessed by following the frame object's f_back attributes.
+        gr_frame is non-None only for suspended greenlets".  A suspended greenlet is
+        always inside a switch()/throw() op: at the bottom level of each recursion it
+        is in, below its ``run``."""
+        t = self.lookup(op.target)
+        assert t is not None
+        self.rec(g.name, g.pc, "frames", self.stack_of(t) if t.state == SUSPENDED else None)
+        g.pc += 1
+
+    def trace(self, event: str, origin: MG, target: MG) -> Optional[Throwing]:
+        """tracing docs: the callback gets ``('switch', (origin, target))`` or ``('throw',
+        (origin, target))`` and "is running in the context of the target greenlet and any
+        exceptions will be passed as if target.throw() was used instead of a switch" (for
+        a throw: "will replace the original").  A tracer that raises is uninstalled
+        (greenlet's test_tracing); returns what the target then receives."""
+        if self.tracing is None:
+            return None
+        self.rec(target.name, -1, "trace", (event, origin.name, target.name))
+        if self.tracing != "raise" or not (self.held(origin) and self.held(target)):
+            return None
+        self.tracing = None
+        return Throwing(ExcValue("FuzzError", ("trace",)))
+
+    def held(self, g: MG) -> bool:
+        """Main, or a greenlet the program's registry holds (``runtime.tracers_for``)."""
+        return self.lookup(g.name) is g
+
+    def op_Trace(self, g: MG, op: Trace) -> None:
+        """api docs: settrace "Sets a new tracing function and returns the previous one"."""
+        self.rec(g.name, g.pc, "tracer", self.tracing)
+        self.tracing = None if op.mode == "off" else op.mode
+        g.pc += 1
+
+    def op_CtxSet(self, g: MG, op: CtxSet) -> None:
+        """contextvars docs (greenlet): "each greenlet has its own context"; a value set in
+        one is not seen in another.  The program's variables are fresh every run, so main
+        starts with none set too."""
+        g.context[op.var] = op.value
+        self.done(g)
+
+    def op_CtxGet(self, g: MG, op: CtxGet) -> None:
+        self.rec(g.name, g.pc, "context", g.context.get(op.var, "<unset>"))
+        g.pc += 1
+
+    def op_CtxCopy(self, g: MG, op: CtxCopy) -> None:
+        """api docs: ``gr_context`` is "the contextvars.Context in which g will run"; it is
+        writable, and a greenlet (suspended ones included, greenlet 3.x) then runs with
+        the assigned context: here a snapshot of the current one."""
+        target = self.lookup(op.target)
+        assert target is not None
+        target.context = dict(g.context)
+        self.done(g)
+
+    def op_ExcInfo(self, g: MG, op: ExcInfo) -> None:
+        """``sys.exc_info()`` is per greenlet: saved when it switches away and restored
+        when it resumes (greenlet's test_exc_state); a new greenlet starts with none."""
+        self.rec(g.name, g.pc, "exc_info", g.handling[-1] if g.handling else None)
+        g.pc += 1
+
+    @staticmethod
+    def stack_of(g: MG) -> Tuple[str, ...]:
+        """The program functions on a suspended greenlet's stack, innermost first."""
+        names = [f"run_{g.name}"]
+        for start, _ in g.levels:
+            op = g.script[start]
+            if not isinstance(op, Recurse):
+                continue  # a Handle runs inline
+            level = f"recurse_{g.name}_{start}"
+            names.append(level)
+            for _ in range(op.depth):
+                names += [*reversed(VIA_FRAMES[op.via]), level]
+        return tuple(reversed(names))
+
     def done(self, g: MG) -> None:
         self.rec(g.name, g.pc, "done", None)
         g.pc += 1
@@ -479,6 +631,37 @@ class Model:
         else:
             self.finish(g, exc)
 
+    # -- liveness ----------------------------------------------------------------------
+
+    def alive(self) -> Tuple[str, ...]:
+        """Names of the spawned greenlets that still exist, sorted."""
+        return tuple(sorted(g.name for g in self.spawned if not g.gone))
+
+    def check_alive(self) -> None:
+        """The runtime's ``alive`` event after a drop: reference counting frees exactly
+        the greenlets whose count reached zero, and nothing else ("If all the references
+        to a greenlet object go away ...", greenlet_gc)."""
+        self.rec(self.current.name, -1, "alive", self.alive())
+
+    def holders(self, name: str) -> List[str]:
+        """What keeps greenlet ``name`` alive now, in words (for leak reports)."""
+        g = next((m for m in self.spawned if m.name == name), None)
+        if g is None or g.gone:
+            return []
+        out = []
+        if self.registry.get(name) is g:
+            out.append("the program's registry")
+        for other in self.spawned:
+            if other.gone:
+                continue
+            if other.parent is g:
+                out.append(f"{other.name}'s parent link")
+            if other.hold is g:
+                out.append(f"{other.name}'s pending switch")
+        if self.current is g:
+            out.append("being the current greenlet")
+        return out
+
     # -- the end -----------------------------------------------------------------------
 
     def teardown(self) -> None:
@@ -489,8 +672,25 @@ class Model:
                 continue
             self.release(victim)
             self.rec(MAIN, -1, "teardown", name)
+        self.check_alive()
 
 
 def predict(program: Program) -> List[Event]:
     """The trace a correct implementation produces for ``program``."""
     return Model(program).run()
+
+
+def explain_alive(program: Program, index: int) -> Dict[str, List[str]]:
+    """For the ``alive`` event at ``index`` of the predicted trace: what the model counts
+    as holding each greenlet it says still exists (registry, parent links, pending
+    switches, being current)."""
+    found: Dict[str, List[str]] = {}
+
+    class Explaining(Model):
+        def check_alive(self) -> None:
+            if len(self.events) == index:
+                found.update({name: self.holders(name) for name in self.alive()})
+            super().check_alive()
+
+    Explaining(program).run()
+    return found

@@ -19,10 +19,17 @@ from harness import ir
 from harness.ir import (
     MAIN,
     Bogus,
+    CtxCopy,
+    CtxGet,
+    CtxSet,
     Current,
     Drop,
     Exc,
+    ExcInfo,
+    Frames,
+    Handle,
     Inspect,
+    InThread,
     Op,
     Program,
     Raise,
@@ -32,6 +39,7 @@ from harness.ir import (
     Spawn,
     Switch,
     Throw,
+    Trace,
     span,
 )
 
@@ -81,10 +89,30 @@ def op_comment(op: Op) -> str:
     if isinstance(op, Recurse):
         return (f"recurse {op.depth} level(s) via {op.via} (salt {op.salt}), there do "
                 f"{len(op.then)} op(s)")
+    if isinstance(op, Frames):
+        return f"list the functions on {op.target}'s stack (gr_frame, f_back...)"
+    if isinstance(op, Handle):
+        return f"raise and handle {op.exc.type}{op.exc.args!r}, in the except block do " \
+               f"{len(op.then)} op(s)"
+    if isinstance(op, ExcInfo):
+        return "which exception is being handled? (sys.exc_info())"
+    if isinstance(op, CtxSet):
+        return f"set context variable {op.var} to {op.value!r}"
+    if isinstance(op, CtxGet):
+        return f"read context variable {op.var}"
+    if isinstance(op, CtxCopy):
+        return f"give {op.target} a copy of the current context"
+    if isinstance(op, InThread):
+        return f"in a new thread, do {len(op.then)} op(s); is its main greenlet dead after?"
+    if isinstance(op, Trace):
+        return {"record": "install the tracer", "raise": "install a tracer that raises",
+                "off": "remove the tracer"}[op.mode]
     return type(op).__name__
 
 
 def _throw_args(op: Throw) -> str:
+    if op.style == "exc_info":
+        return "*sys.exc_info()"
     if op.style == "none" or op.exc is None:
         return ""
     cls = _exc_class(op.exc)
@@ -115,6 +143,18 @@ def _expression(op: Op) -> Optional[str]:
         return f"r = drop({op.target!r})"
     if isinstance(op, Current):
         return "r = label(getcurrent())"
+    if isinstance(op, Frames):
+        return f"r = T.frame_names({_ref(op.target)}.gr_frame, 'run_{op.target}')"
+    if isinstance(op, ExcInfo):
+        return "r = T.handled()"
+    if isinstance(op, CtxSet):
+        return f"r = ctx[{op.var!r}].set({op.value!r})"
+    if isinstance(op, CtxGet):
+        return f"r = ctx[{op.var!r}].get('<unset>')"
+    if isinstance(op, CtxCopy):
+        return f"{_ref(op.target)}.gr_context = T.copy_context()"
+    if isinstance(op, Trace):
+        return f"r = T.tracer_mode(tracers, gl.settrace(tracers[{op.mode!r}]))"
     if isinstance(op, Inspect):
         target = _ref(op.target)
         return {
@@ -127,7 +167,9 @@ def _expression(op: Op) -> Optional[str]:
     return None
 
 
-_RESULT_KIND = {Switch: "value", Throw: "value", Inspect: "attr", Current: "current"}
+_RESULT_KIND = {Switch: "value", Throw: "value", Inspect: "attr", Current: "current",
+                Frames: "frames", ExcInfo: "exc_info", CtxGet: "context",
+                Trace: "tracer"}
 
 
 def op_lines(who: str, pc: int, op: Op) -> List[str]:
@@ -176,6 +218,8 @@ def _recurse_lines(who: str, pc: int, op: Recurse, helpers: List[List[str]]) -> 
     bottom: List[str] = []
     for i, nested in enumerate(op.then):
         bottom += _op_block(who, pc + 1 + sum(span(o) for o in op.then[:i]), nested, helpers)
+        if isinstance(nested, Raise):
+            break
         bottom += check
     if op.via == "call":
         down = [f"v, problem = {fn}(k + 1), None"]
@@ -203,9 +247,35 @@ def _recurse_lines(who: str, pc: int, op: Recurse, helpers: List[List[str]]) -> 
     return [f"# {pc}: {op_comment(op)}", f"{fn}(0)", f"rec({at}, 'done', None)"]
 
 
+def _handle_lines(who: str, pc: int, op: Handle, helpers: List[List[str]]) -> List[str]:
+    """A ``Handle`` op: its nested ops run inline, inside the except block."""
+    cls = _exc_class(op.exc)
+    body: List[str] = []
+    for i, nested in enumerate(op.then):
+        body += _op_block(who, pc + 1 + sum(span(o) for o in op.then[:i]), nested, helpers)
+    return [f"# {pc}: {op_comment(op)}", "try:", f"    raise {cls}({_args(op.exc.args)})",
+            f"except {cls}:", *("    " + line for line in body or ["pass"]),
+            f"rec({who!r}, {pc}, 'done', None)"]
+
+
+def _thread_lines(who: str, pc: int, op: InThread, helpers: List[List[str]]) -> List[str]:
+    """An ``InThread`` op: its ops in a function that ``T.in_thread`` runs in a thread."""
+    body: List[str] = []
+    for i, nested in enumerate(op.then):
+        body += _op_block(who, pc + 1 + i, nested, helpers)
+    fn = f"thread_{who}_{pc}"
+    return [f"# {pc}: {op_comment(op)}", f"def {fn}():",
+            *("    " + line for line in body or ["pass"]),
+            f"r = T.in_thread(T, {fn})", f"rec({who!r}, {pc}, 'thread', r)"]
+
+
 def _op_block(who: str, pc: int, op: Op, helpers: List[List[str]]) -> List[str]:
+    if isinstance(op, InThread):
+        return _thread_lines(who, pc, op, helpers)
     if isinstance(op, Recurse):
         return _recurse_lines(who, pc, op, helpers)
+    if isinstance(op, Handle):
+        return _handle_lines(who, pc, op, helpers)
     return op_lines(who, pc, op)
 
 
@@ -237,8 +307,10 @@ def program_source(program: Program) -> str:
     """``def program(gl, T): ...`` performing the whole program on implementation ``gl``."""
     lines = [
         "def program(gl, T):",
+        "    import sys",
         "    ref, rec, ret, spawn, drop, label = T.ref, T.rec, T.ret, T.spawn, T.drop, T.label",
         "    getcurrent, GreenletExit, via = gl.getcurrent, gl.GreenletExit, T.via",
+        "    ctx, tracers = T.context_vars(), T.tracers_for(T)",
         "",
     ]
     helpers: List[List[str]] = []
@@ -254,6 +326,9 @@ def program_source(program: Program) -> str:
         "    except BaseException:",
         "        pass  # recorded as main's 'died' event",
     ]
+    if any(isinstance(op, Trace) for _, script in program.scripts() for op in ir.walk(script)):
+        lines += ["    finally:",
+                  "        gl.settrace(None)  # tracing ends with main's script"]
     return "\n".join(lines) + "\n"
 
 
@@ -305,6 +380,8 @@ def reproducer(
         "        print('   same     %r' % (EXPECTED[i],))",
         "    print('   expected %r' % (EXPECTED[at] if at < len(EXPECTED) else 'end of trace',))",
         "    print('   observed %r' % (observed[at] if at < len(observed) else 'end of trace',))",
+        "    for line in explain_leak(program, gl, EXPECTED, observed, at):",
+        "        print('   ' + line)",
         "    return 1",
         "",
         "",

@@ -9,6 +9,7 @@ newer than 3.9.
 
 import gc
 import sys
+import weakref
 
 
 class FuzzError(Exception):
@@ -116,6 +117,72 @@ def _is_collection_death(event):
         and payload.type == "GreenletExit"
 
 
+def holders(g, T, limit=6):
+    """What refers to greenlet ``g``: one line per referrer (``gc.get_referrers``), with
+    the module attribute, greenlet or frame behind a container where one is found, and
+    how many references no object ``gc`` tracks accounts for (C code, suspended frames).
+    """
+    mine = sys._getframe()
+    # This frame and check_alive's hold ``g`` as a local; so does getrefcount's argument.
+    skip = {id(mine), id(mine.f_back), id(T.weak), id(T.registry)}
+    mine = None
+    refs = [r for r in gc.get_referrers(g) if id(r) not in skip]
+    lines = []
+    for r in refs[:limit]:
+        lines.append(_describe_referrer(r, g, T, skip | {id(refs)}))
+    if len(refs) > limit:
+        lines.append("... and %d more referrers" % (len(refs) - limit))
+    # getrefcount's own argument, the ``g`` of our caller and this frame's ``g``.
+    untracked = sys.getrefcount(g) - 3 - len(refs)
+    if untracked > 0:
+        lines.append("%d reference(s) from objects gc does not track (C code, a "
+                     "suspended frame's stack, a pending switch)" % untracked)
+    refs = None
+    return tuple(lines)
+
+
+def _describe_referrer(r, g, T, skip):
+    """One referrer of ``g``, with what holds it in turn when that says more."""
+    if T.labels.get(id(r)) is not None and hasattr(r, "switch"):
+        if getattr(r, "parent", None) is g:
+            return "greenlet %s (its parent)" % T.label(r)
+        return "greenlet %s" % T.label(r)
+    what = type(r).__name__
+    if isinstance(r, (list, tuple, set, dict)):
+        what = "%s of %d item(s)" % (what, len(r))
+        owner = _module_attribute(r, skip)
+        if owner:
+            what += ", " + owner
+    elif type(r).__name__ == "frame":
+        what = "frame of %s (%s:%s)" % (r.f_code.co_name, r.f_code.co_filename, r.f_lineno)
+    elif type(r).__name__ == "method":
+        what = "bound method %s" % getattr(r, "__name__", "?")
+    return what
+
+
+def _module_attribute(container, skip):
+    """``module M attribute A`` (or ``class C attribute A``) for a container that a
+    module or class holds directly, else ''."""
+    for r in gc.get_referrers(container):
+        if id(r) in skip or not isinstance(r, dict):
+            continue
+        for key, value in r.items():
+            if value is container:
+                for m in list(sys.modules.values()):
+                    if getattr(m, "__dict__", None) is r:
+                        return "module %s attribute %s" % (m.__name__, key)
+                return "dict key %r" % (key,)
+    return ""
+
+
+def _same(want, got):
+    """Events agree; an ``alive`` event of None (the implementation's greenlets cannot
+    be weakly referenced) agrees with any prediction."""
+    if tuple(want) == tuple(got):
+        return True
+    return want[2] == got[2] == "alive" and got[3] is None and want[:2] == got[:2]
+
+
 def first_divergence(expected, observed):
     """Index of the first event that differs, or None when the traces agree.
 
@@ -139,7 +206,7 @@ def first_divergence(expected, observed):
                 window.remove(match)
             i = j
             continue
-        if tuple(expected[i]) != tuple(observed[i]):
+        if not _same(expected[i], observed[i]):
             return i
         i += 1
     if len(expected) != len(observed):
@@ -164,6 +231,12 @@ class Tracer:
         self._subclass = None
         self.main = gl.getcurrent()
         self.labels[id(self.main)] = "main"
+        #: Weak references to every greenlet spawned, by name (None: not weakly
+        #: referenceable), for the liveness check.
+        self.weak = {}
+        #: Also record what holds a greenlet that outlives the registry (``holders``
+        #: events): costly (``gc.get_referrers``), so only when a leak is explained.
+        self.explain = False
 
     # -- naming ----------------------------------------------------------------------
 
@@ -228,6 +301,10 @@ class Tracer:
             g = cls(run, parent)
         self.labels[id(g)] = name
         self.registry[name] = g
+        try:
+            self.weak[name] = weakref.ref(g)
+        except TypeError:
+            self.weak[name] = None
 
     def subclass(self):
         """A subclass of the implementation's greenlet with an extra attribute."""
@@ -239,6 +316,44 @@ class Tracer:
         if name not in self.registry:
             raise Unbound(name)
         del self.registry[name]
+        self.check_alive()
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def alive(self):
+        """Names of the spawned greenlets that still exist, sorted; None when the
+        implementation's greenlets cannot be weakly referenced (nothing to check)."""
+        names = []
+        for name, ref in self.weak.items():
+            if ref is None:
+                return None
+            if ref() is not None:
+                names.append(name)
+        return tuple(sorted(names))
+
+    def check_alive(self):
+        """Record which spawned greenlets exist (an ``alive`` event) and, when
+        explaining, what holds each one the registry no longer does."""
+        try:
+            who = self.label(self.gl.getcurrent())
+        except Exception:
+            who = "?"
+        names = self.alive()
+        if names and any(name not in self.registry for name in names):
+            # A greenlet that only garbage refers to (a reference cycle through a
+            # frame of a switch() written in Python, say) is not leaked: the cyclic
+            # collector, off while programs run, would free it.  The young
+            # generations hold everything the program made, so this is cheap.
+            gc.collect(1)
+            names = self.alive()
+        self.rec(who, -1, "alive", names)
+        if self.explain and names:
+            for name in names:
+                if name not in self.registry:
+                    g = self.weak[name]()
+                    if g is not None:
+                        self.rec(who, -1, "holders", (name, holders(g, self)))
+                    g = None
 
     def teardown(self):
         """Drop every greenlet still held, in name order, as the model does."""
@@ -246,6 +361,7 @@ class Tracer:
             if name in self.registry:
                 del self.registry[name]
                 self.rec("main", -1, "teardown", name)
+        self.check_alive()
         self.closed = True
 
 
@@ -253,14 +369,18 @@ class RunawayProgram(BaseException):
     """The implementation produced far more events than any program can."""
 
 
-def execute(program, gl, event_limit=100000):
+def execute(program, gl, event_limit=100000, explain=False):
     """Run a rendered ``program(gl, T)`` on implementation ``gl``; return its trace.
+
+    ``explain`` adds ``holders`` events saying what holds each greenlet that outlives
+    the program's reference to it (see ``Tracer.check_alive``).
 
     The cyclic collector is off while the program runs, so that greenlets die exactly
     when their reference count says, as the model predicts; exceptions that reach
     ``sys.unraisablehook`` are recorded, since the model predicts none.
     """
     T = Tracer(gl, event_limit)
+    T.explain = explain
     old_hook = getattr(sys, "unraisablehook", None)
 
     def hook(unraisable):
@@ -291,6 +411,38 @@ def execute(program, gl, event_limit=100000):
     return T.events
 
 
+def alive_holders(explained, ordinal):
+    """``{name: holder lines}`` recorded after the ``ordinal``-th ``alive`` event of an
+    explaining run's trace (``execute(..., explain=True)``)."""
+    seen = -1
+    found = {}
+    for _who, _pc, kind, payload in explained:
+        if kind == "alive":
+            seen += 1
+            if seen > ordinal:
+                break
+        elif kind == "holders" and seen == ordinal:
+            found[payload[0]] = list(payload[1])
+    return found
+
+
+def explain_leak(program, gl, expected, observed, at):
+    """Lines saying what holds each greenlet that outlived the model's prediction at
+    divergence ``at``; none unless the traces diverge at an ``alive`` event.  Runs the
+    program once more, recording ``gc.get_referrers`` (``execute(..., explain=True)``)."""
+    if at >= len(expected) or at >= len(observed) or expected[at][2] != "alive" \
+            or observed[at][2] != "alive" or not observed[at][3]:
+        return []
+    kept = sorted(set(observed[at][3]) - set(expected[at][3] or ()))
+    ordinal = sum(1 for e in observed[:at] if e[2] == "alive")
+    found = alive_holders(execute(program, gl, explain=True), ordinal)
+    lines = []
+    for name in kept:
+        held = found.get(name) or ["nothing gc can see"]
+        lines.append("%s is still alive, held by: %s" % (name, "; ".join(held)))
+    return lines
+
+
 def load_implementation(spec):
     """Import an implementation by module name or from a ``.py`` file path."""
     import importlib
@@ -308,3 +460,288 @@ def load_implementation(spec):
         loader_spec.loader.exec_module(module)
         return module
     return importlib.import_module(spec)
+
+
+# -- deep stacks: going one level down through Python or C ---------------------------------
+#
+# A ``Recurse`` op's level functions call the next level through one of these.  Each calls
+# ``fn(arg)`` exactly once from inside a C function (or directly, for ``call``), returns
+# ``(value, problem)`` where ``problem`` describes a wrong C result (None when right), and
+# lets exceptions from ``fn`` propagate.  A greenlet that switches away inside ``fn`` is
+# suspended with the C function's frames on its stack, which the implementation must save
+# and restore intact.
+
+
+def via_call(fn, arg):
+    return fn(arg), None
+
+
+def via_sorted(fn, arg):
+    box = []
+
+    def sorted_key(x):
+        if x is None:
+            box.append(fn(arg))
+            return 10 ** 9
+        return x
+
+    out = sorted([3, None, 1], key=sorted_key)
+    return box[0], (None if out == [1, 3, None] else "sorted() returned %r" % (out,))
+
+
+def via_map(fn, arg):
+    box = []
+
+    def map_fn(x):
+        if x is None:
+            box.append(fn(arg))
+            return -1
+        return 2 * x
+
+    out = list(map(map_fn, [1, None, 3]))
+    return box[0], (None if out == [2, -1, 6] else "map() gave %r" % (out,))
+
+
+def via_reduce(fn, arg):
+    import functools
+
+    box = []
+
+    def reduce_fn(acc, x):
+        if x is None:
+            box.append(fn(arg))
+            x = 100
+        return acc + x
+
+    out = functools.reduce(reduce_fn, [1, None, 3], 0)
+    return box[0], (None if out == 104 else "reduce() gave %r" % (out,))
+
+
+def via_sort_cmp(fn, arg):
+    import functools
+
+    box = []
+
+    def sort_cmp(a, b):
+        if not box:
+            box.append(fn(arg))
+        return (a > b) - (a < b)
+
+    out = [3, 1, 2]
+    out.sort(key=functools.cmp_to_key(sort_cmp))
+    return box[0], (None if out == [1, 2, 3] else "list.sort() gave %r" % (out,))
+
+
+_QSORT = []
+
+
+def _qsort():
+    """libc ``qsort`` and its comparator type, or None without ctypes (e.g. some PyPy
+    builds, or no C library to load): ``via_qsort`` then calls its comparator itself."""
+    if not _QSORT:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None) if sys.platform != "win32" else ctypes.cdll.msvcrt
+            qsort = libc.qsort
+            qsort.restype = None
+            cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                        ctypes.POINTER(ctypes.c_int))
+            _QSORT.append((ctypes, qsort, cmp_type))
+        except Exception:
+            _QSORT.append(None)
+    return _QSORT[0]
+
+
+def via_qsort(fn, arg):
+    """Sort seven ints with libc ``qsort`` whose comparator (a ctypes callback) descends
+    on its first call.  Exceptions cannot cross the C frames: the comparator keeps the
+    first one, and it is raised again once ``qsort`` has returned."""
+    data = [5, 2, 8, 1, 9, 3, 7]
+    box = []
+    failed = []
+
+    def qsort_cmp(pa, pb):
+        if not box and not failed:
+            try:
+                box.append(fn(arg))
+            except BaseException as e:
+                failed.append(e)
+        a, b = pa[0], pb[0]
+        return (a > b) - (a < b)
+
+    lib = _qsort()
+    if lib is None:
+        out = list(data)
+        qsort_cmp([out[0]], [out[1]])
+        out.sort()
+    else:
+        ctypes, qsort, cmp_type = lib
+        array = (ctypes.c_int * len(data))(*data)
+        callback = cmp_type(qsort_cmp)
+        qsort(array, len(data), ctypes.sizeof(ctypes.c_int), callback)
+        out = list(array)
+        if not box and not failed:
+            qsort_cmp([0], [0])  # qsort never called back: descend anyway
+    if failed:
+        error = failed.pop()
+        try:
+            raise error
+        finally:
+            error = None
+    return box[0], (None if out == sorted(data) else "qsort() gave %r" % (out,))
+
+
+VIA = {"call": via_call, "sorted": via_sorted, "map": via_map, "reduce": via_reduce,
+       "sort_cmp": via_sort_cmp, "qsort": via_qsort}
+
+#: Rendered programs reach the via helpers through their Tracer (``T.via``).
+Tracer.via = VIA
+
+
+# -- frames: what a suspended greenlet's stack holds ---------------------------------------
+
+#: The runtime's own functions that a rendered program's stack can hold (the via helpers
+#: and their callbacks), besides the program's ``run_*`` and ``recurse_*`` functions.
+VIA_FRAMES = {
+    "call": (),
+    "sorted": ("sorted_key", "via_sorted"),
+    "map": ("map_fn", "via_map"),
+    "reduce": ("reduce_fn", "via_reduce"),
+    "sort_cmp": ("sort_cmp", "via_sort_cmp"),
+    "qsort": ("qsort_cmp", "via_qsort"),
+}
+_PROGRAM_FRAMES = frozenset(name for names in VIA_FRAMES.values() for name in names)
+
+
+def frame_names(frame, bottom):
+    """The names of the program's functions on the ``f_back`` chain from ``frame``,
+    innermost first, down to the function named ``bottom`` (None for no frame).
+
+    Frames of other code (an implementation's own ``switch`` written in Python, its
+    bootstrap, the harness) are skipped; the walk stops at ``bottom``, the greenlet's
+    ``run_<name>``, or at the end of the chain.
+    """
+    if frame is None:
+        return None
+    names = []
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name.startswith(("run_", "recurse_")) or name in _PROGRAM_FRAMES:
+            names.append(name)
+            if name == bottom:
+                break
+        frame = frame.f_back
+    return tuple(names)
+
+
+Tracer.frame_names = staticmethod(frame_names)
+
+
+def handled():
+    """The exception being handled (``sys.exc_info()``) and its ``__context__``, or None."""
+    e = sys.exc_info()[1]
+    return None if e is None else (e, e.__context__)
+
+
+Tracer.handled = staticmethod(handled)
+
+
+# -- contextvars -----------------------------------------------------------------------------
+
+
+def context_vars():
+    """Fresh context variables for one program run (``harness.ir.CONTEXT_VARS``), so that
+    no value set by an earlier run in the same thread can be seen."""
+    import contextvars
+
+    return {name: contextvars.ContextVar("greenfuzz_" + name) for name in ("a", "b")}
+
+
+def copy_context():
+    import contextvars
+
+    return contextvars.copy_context()
+
+
+Tracer.context_vars = staticmethod(context_vars)
+Tracer.copy_context = staticmethod(copy_context)
+
+
+# -- tracing ---------------------------------------------------------------------------------
+
+
+def tracers_for(T):
+    """The program's ``settrace`` callbacks by mode (``harness.ir.TRACE_MODES``): each
+    records every ``switch``/``throw`` event, as the greenlet it runs in (the target)
+    sees it; the ``raise`` one then raises ``FuzzError('trace')``, but only between
+    greenlets the program holds (never into a greenlet being killed by collection,
+    whose fate greenlet leaves to ``sys.unraisablehook``)."""
+
+    def held(g):
+        return T.labels.get(id(g)) == "main" or T.registry.get(T.label(g)) is g
+
+    def greenfuzz_tracer(event, args):
+        if event in ("switch", "throw"):
+            origin, target = args
+            T.rec(T.label(target), -1, "trace", (event, T.label(origin), T.label(target)))
+
+    def greenfuzz_raising_tracer(event, args):
+        greenfuzz_tracer(event, args)
+        if event in ("switch", "throw") and held(args[0]) and held(args[1]):
+            raise FuzzError("trace")
+
+    return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None}
+
+
+def tracer_mode(tracers, tracer):
+    """Which of the program's tracers ``tracer`` is (None for none, ``other``)."""
+    for mode, fn in tracers.items():
+        if fn is not None and fn is tracer:
+            return mode
+    return None if tracer is None else "other"
+
+
+Tracer.tracers_for = staticmethod(tracers_for)
+Tracer.tracer_mode = staticmethod(tracer_mode)
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def in_thread(T, fn, timeout=10.0):
+    """Run ``fn`` in a new thread and wait for it; whether that thread's main greenlet is
+    dead once the thread has ended (greenlet >= 2.0 says so).  An exception escaping
+    ``fn`` or a thread that does not end is the implementation's doing: it escapes."""
+    import threading
+
+    gl = T.gl
+    box = []
+
+    def body():
+        try:
+            # Unnamed ("?"), even where a freed greenlet's id is reused.
+            T.labels[id(gl.getcurrent())] = "?"
+            fn()
+        except BaseException as e:
+            box.append(e)
+        box.append(gl.getcurrent())
+
+    thread = threading.Thread(target=body, name="greenfuzz-thread", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise RuntimeError("a program's thread did not end within %s s" % timeout)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    # greenlet marks the main greenlet dead as it cleans up the thread's state, which
+    # may finish just after join() returns: allow it a moment.
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while not box[-1].dead and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return box[-1].dead
+
+
+Tracer.in_thread = staticmethod(in_thread)

@@ -417,7 +417,9 @@ class greenlet:  # lower case: the name is greenlet's public API
 
     @property
     def dead(self) -> bool:
-        return self._gl_inner.dead
+        # As greenlet >= 2.0: the main greenlet of a thread that has exited is dead.
+        inner = self._gl_inner
+        return inner.dead or (inner.is_main and not inner.family.alive)
 
     def __bool__(self) -> bool:
         return self._gl_inner.started and not self._gl_inner.dead

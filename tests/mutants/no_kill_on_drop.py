@@ -1,5 +1,6 @@
-"""Defect: greenlets are never collected (a module-level list keeps every one), so
-dropping a suspended greenlet never delivers ``GreenletExit``."""
+"""Defect: a suspended greenlet whose last reference goes away is resurrected (kept in a
+module-level list) instead of receiving ``GreenletExit``, so it never runs its exit.
+Unstarted and dead greenlets are freed as they should be."""
 
 import greenlet as _real
 from greenlet import GreenletExit, error, getcurrent
@@ -9,6 +10,6 @@ _KEEP = []
 
 
 class greenlet(_real.greenlet):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _KEEP.append(self)
+    def __del__(self):
+        if self:  # started and not dead: greenlet would kill it now
+            _KEEP.append(self)

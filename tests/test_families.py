@@ -1,0 +1,380 @@
+"""The op families beyond the core switch graph: their rules, checks and selection.
+
+Each rule is checked against the real greenlet (as in ``test_model_rules``); each check
+is shown to fire on a broken observation, so that none of them can pass vacuously.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+from hypothesis import given, settings
+
+from harness import checks, implementations, model, render, runner, runtime
+from harness.cli import main
+from harness.ir import (
+    FAMILIES,
+    FRAME_BUDGET,
+    MAIN,
+    CtxCopy,
+    CtxGet,
+    CtxSet,
+    Current,
+    Drop,
+    Exc,
+    ExcInfo,
+    Frames,
+    Handle,
+    Inspect,
+    InThread,
+    Op,
+    Program,
+    ProgramError,
+    Raise,
+    Recurse,
+    Return,
+    Spawn,
+    Switch,
+    Throw,
+    Trace,
+    flatten,
+    frames_used,
+    program_families,
+)
+from strategies import programs
+
+GREENLET = implementations.load("greenlet")
+
+
+def prog(main: List[Op], **greenlets: List[Op]) -> Program:
+    program = Program(main=tuple(main),
+                      greenlets=tuple((name, tuple(ops)) for name, ops in greenlets.items()))
+    program.validate()
+    return program
+
+
+def agreed(program: Program) -> List[Tuple]:
+    """The model's trace, after checking that greenlet produces the same."""
+    expected = model.predict(program)
+    observation = runner.run_inprocess(program, GREENLET)
+    verdict = checks.compare(program, expected, observation)
+    assert verdict.ok, verdict.summary
+    return expected
+
+
+# -- deep stacks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["call", "sorted", "map", "reduce", "sort_cmp", "qsort"])
+def test_greenlets_suspended_inside_c_frames_resume_intact(via: str) -> None:
+    """Two greenlets suspend deep inside the same kind of C call (their stacks overlap),
+    main recurses in between; both resume, finish their sorts and unwind."""
+    deep = [Recurse(6, via, 1, (Switch(MAIN, (1,)), Switch(MAIN, (2,))))]
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"), Recurse(4, via, 2, (Switch("g2"),)),
+              Switch("g1"), Switch("g2"), Switch("g1"), Switch("g2")], g1=deep, g2=deep)
+    trace = agreed(p)
+    done = [(who, pc) for who, pc, kind, _ in trace if kind == "done"]
+    assert ("g1", 0) in done and ("g2", 0) in done and ("main", 3) in done
+
+
+def test_recursion_numbers_nested_ops_in_flat_order() -> None:
+    """Events name nested ops by their index in ``flatten``: the recursion itself, then
+    its ops; its own ``done`` comes once they are all done, before the next op's."""
+    p = prog([Spawn("g1"), Recurse(2, "map", 0, (Switch("g1", (7,)), Switch("g1"))),
+              Switch("g1")], g1=[Switch(MAIN, ("a",)), Return("r")])
+    assert [type(op).__name__ for op in flatten(p.main)] == [
+        "Spawn", "Recurse", "Switch", "Switch", "Switch"]
+    main_events = [(pc, kind) for who, pc, kind, _ in agreed(p) if who == MAIN and pc >= 0]
+    assert main_events == [(0, "done"), (2, "value"), (3, "value"), (1, "done"),
+                           (4, "value"), (5, "return")]
+
+
+def test_exceptions_unwind_through_qsort_and_kill_greenlets_suspended_in_it() -> None:
+    """A raise at the bottom propagates out through every level (a ctypes callback keeps
+    it until qsort returns); a greenlet suspended inside qsort and then dropped gets its
+    GreenletExit there and dies."""
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"), Switch("g2"), Switch("g1")],
+             g1=[Recurse(3, "qsort", 5, (Switch(MAIN), Raise(Exc("KeyError", (1,)))))],
+             g2=[Recurse(2, "qsort", 6, (Switch(MAIN),))])
+    trace = agreed(p)
+    assert ("g1", -1, "died", runtime.ExcValue("KeyError", (1,))) in trace
+    assert ("g2", -1, "died", runtime.ExcValue("GreenletExit", None)) in trace
+
+
+def test_greenlets_started_deep_near_the_frame_budget() -> None:
+    """A greenlet started from deep in main's stack inherits its recursion depth; the
+    program's whole budget of frames still stays clear of the recursion limit."""
+    p = prog([Spawn("g1"), Recurse(250, "call", 0, (Switch("g1"),)), Switch("g1")],
+             g1=[Recurse(60, "sorted", 0, (Switch(MAIN), Throw(MAIN, Exc("ValueError"))))])
+    assert frames_used(p) > FRAME_BUDGET - 20
+    trace = agreed(p)
+    assert (MAIN, 3, "caught", runtime.ExcValue("ValueError", ())) in trace
+    assert (MAIN, 1, "done", None) in trace
+
+
+def test_recursions_are_validated() -> None:
+    with pytest.raises(ProgramError, match="unknown via"):
+        prog([Recurse(1, "goto")])
+    with pytest.raises(ProgramError, match="depth via qsort"):
+        prog([Recurse(1000, "qsort")])
+    with pytest.raises(ProgramError, match="no return inside"):
+        prog([Recurse(1, "call", 0, (Return(1),))])
+    with pytest.raises(ProgramError, match=f"more than {FRAME_BUDGET}"):
+        prog([Recurse(300, "call"), Recurse(300, "call")])
+    nested = prog([Spawn("g1"), Recurse(1, "map", 3, (Switch("g1", ((1,), {"a": 2})),))],
+                  g1=[])
+    assert Program.loads(nested.dumps()) == nested
+
+
+@pytest.mark.parametrize("check", ["canary", "returned", "result"])
+def test_stack_checks_fire_on_corruption(check: str) -> None:
+    """The rendered checks record ``stack`` events when what they check is wrong, and
+    such an event makes a ``stack`` verdict (corruption is forced by editing the code)."""
+    p = prog([Spawn("g1"), Recurse(3, "sorted", 0, (Switch("g1"),))], g1=[])
+    source = render.program_source(p)
+    level_value = f"return {2 * render.canary_base(MAIN, 1, 0)} + k"
+    broken = {
+        "canary": ("    b = (", "    b = 1 + ("),
+        "returned": (level_value, level_value + " + 1"),
+        "result": ("via['sorted']", "(lambda f, a: (f(a), 'wrong'))"),
+    }[check]
+    assert broken[0] in source
+    namespace = {"FuzzError": runtime.FuzzError, "Unbound": runtime.Unbound}
+    exec(compile(source.replace(*broken), "<broken>", "exec"), namespace)
+    trace = runtime.execute(namespace["program"], GREENLET.module)
+    verdict = checks.compare(p, model.predict(p), runner.Observation(trace))
+    assert verdict.kind == checks.STACK, verdict.summary
+    assert verdict.signature == f"stack:{check}"
+
+
+# -- family selection --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_programs_draw_only_the_chosen_families(family: str) -> None:
+    seen = set()
+
+    @settings(max_examples=60, database=None)
+    @given(programs(families=(family,)))
+    def draw(program: Program) -> None:
+        found = program_families(program)
+        assert set(found) <= {"core", family}
+        seen.update(found)
+
+    draw()
+    assert family in seen
+
+
+def test_unknown_families_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown families"):
+        programs(families=("stack", "teleport"))
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "core"])
+def test_model_agrees_with_greenlet_on_each_family(family: str) -> None:
+    @settings(max_examples=settings.default.max_examples)
+    @given(programs(max_greenlets=4, families=(family,)))
+    def check(program: Program) -> None:
+        agreed(program)
+
+    check()
+
+
+@pytest.mark.parametrize("value", ["stack,teleport", "", " , ", "stack,-frames", "-tele"])
+def test_cli_refuses_unknown_families(capsys: pytest.CaptureFixture, value: str) -> None:
+    assert main(["fuzz", f"--families={value}", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--families" in err, err
+
+
+def test_cli_reports_how_often_each_family_ran(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    argv = ["fuzz", "--families", "stack", "--max-examples", "40", "--seed", "3",
+            "--in-process", "--no-memory", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"core (\d+), stack (\d+)", out)
+    assert found, out
+    core, stack = int(found.group(1)), int(found.group(2))
+    assert core >= 40 and 0 < stack <= core
+
+
+def test_cli_switches_families_off(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    off = ",".join(f"-{f}" for f in FAMILIES if f not in ("core", "frames"))
+    argv = ["fuzz", f"--families={off}", "--max-examples", "30", "--seed", "3",
+            "--in-process", "--no-memory", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"core \d+, frames \d+", out), out
+    assert not any(f"{f} " in out for f in ("stack", "tracing", "contextvars")), out
+
+
+# -- frames ------------------------------------------------------------------------------
+
+
+def test_frame_chain_lists_every_level_and_c_callback_down_to_run() -> None:
+    """A greenlet suspended two recursions deep (qsort, then sorted) shows each level,
+    each via's helper and callback, and its run function, innermost first; main walks
+    it after main's own stack has been swapped in (the chain must survive that)."""
+    p = prog([Spawn("g1"), Switch("g1"), Recurse(3, "map", 0, (Frames("g1"),)),
+              Switch("g1"), Frames("g1")],
+             g1=[Recurse(2, "qsort", 0, (Recurse(1, "sorted", 0, (Frames(MAIN),
+                                                                    Switch(MAIN))),))])
+    frames = {(who, pc): value for who, pc, kind, value in agreed(p) if kind == "frames"}
+    assert frames[("g1", 2)] == ("run_main",)
+    assert frames[(MAIN, 3)] == (
+        "recurse_g1_1", "sorted_key", "via_sorted", "recurse_g1_1",
+        "recurse_g1_0", "qsort_cmp", "via_qsort", "recurse_g1_0", "qsort_cmp", "via_qsort",
+        "recurse_g1_0", "run_g1")
+    assert frames[(MAIN, 5)] is None  # dead
+
+
+def test_gr_frame_is_none_unless_suspended() -> None:
+    p = prog([Spawn("g1"), Frames("g1"), Switch("g1"), Switch("g1"), Frames("g1")],
+             g1=[Frames("g1"), Switch(MAIN)])
+    frames = [(who, pc, value) for who, pc, kind, value in agreed(p) if kind == "frames"]
+    assert frames == [(MAIN, 1, None), ("g1", 0, None), (MAIN, 4, None)]
+
+
+# -- exceptions across switches ----------------------------------------------------------
+
+
+def test_exc_info_is_per_greenlet_and_survives_switches() -> None:
+    """Main handles a KeyError and g1 a RuntimeError; each sees only its own across
+    switches, a new greenlet starts with none, a nested one chains to the outer one,
+    and ``throw(*sys.exc_info())`` throws the handled exception itself."""
+    p = prog([Spawn("g1"),
+              Handle(Exc("KeyError", (1,)), (
+                  Switch("g1"), ExcInfo(),
+                  Handle(Exc("ValueError"), (Switch("g1"), Throw("g1", None, "exc_info"),
+                                             ExcInfo()))))],
+             g1=[ExcInfo(), Handle(Exc("RuntimeError", (2,)), (Switch(MAIN), ExcInfo(),
+                                                                Switch(MAIN), ExcInfo()))])
+    seen = {(who, pc): value for who, pc, kind, value in agreed(p) if kind in
+            ("exc_info", "caught")}
+    key, value_error = runtime.ExcValue("KeyError", (1,)), runtime.ExcValue("ValueError", ())
+    runtime_error = runtime.ExcValue("RuntimeError", (2,))
+    assert seen[("g1", 0)] is None
+    assert seen[(MAIN, 3)] == (key, None)
+    assert seen[("g1", 3)] == (runtime_error, None)
+    assert seen[("g1", 4)] == value_error  # thrown by main, caught at g1's switch
+    assert seen[("g1", 5)] == (runtime_error, None)
+    assert seen[(MAIN, 7)] == (value_error, key)
+
+
+def test_throwing_exc_info_with_nothing_handled_is_a_type_error() -> None:
+    p = prog([Spawn("g1"), Switch("g1"), Throw("g1", None, "exc_info")], g1=[Switch(MAIN)])
+    assert (MAIN, 2, "caught", runtime.ExcValue("TypeError", None)) in agreed(p)
+
+
+def test_a_handler_suspended_deep_in_c_frames_keeps_its_exception() -> None:
+    p = prog([Spawn("g1"), Switch("g1"), Handle(Exc("FuzzError"), (ExcInfo(),)),
+              Switch("g1")],
+             g1=[Handle(Exc("KeyError"), (Recurse(3, "qsort", 0, (Switch(MAIN), ExcInfo())),))])
+    seen = [value for who, _, kind, value in agreed(p) if kind == "exc_info"]
+    assert seen == [(runtime.ExcValue("FuzzError", ()), None),
+                    (runtime.ExcValue("KeyError", ()), None)]
+
+
+# -- contextvars -------------------------------------------------------------------------
+
+
+def test_each_greenlet_has_its_own_context() -> None:
+    """A value set in main is not seen in a new greenlet, nor the greenlet's in main;
+    each keeps its own across switches; a greenlet given a copy of main's context at
+    spawn sees main's values as they were then."""
+    p = prog([Spawn("g1"), CtxSet("a", 1), Spawn("g2"), CtxCopy("g2"), CtxSet("a", 2),
+              Switch("g1"), CtxGet("a"), Switch("g2"), Switch("g1"), CtxGet("b")],
+             g1=[CtxGet("a"), CtxSet("a", "g1"), CtxSet("b", "g1"), Switch(MAIN),
+                 CtxGet("a")],
+             g2=[CtxGet("a"), CtxSet("a", "g2"), Switch(MAIN)])
+    reads = [(who, value) for who, _, kind, value in agreed(p) if kind == "context"]
+    assert reads == [("g1", "<unset>"), (MAIN, 2), ("g2", 1), ("g1", "g1"),
+                     (MAIN, "<unset>")]
+
+
+# -- tracing -----------------------------------------------------------------------------
+
+
+def test_tracer_sees_every_switch_and_throw_in_the_target() -> None:
+    """Starts, returns, throws, a death by exception, a kill by dropping and a switch to
+    the current greenlet itself are all traced; settrace returns the previous tracer."""
+    p = prog([Spawn("g1"), Spawn("g2"), Trace(), Switch("g1"), Throw("g1", Exc("KeyError")),
+              Switch("g2"), Drop("g2"), Switch(MAIN), Trace("off"), Switch("g1")],
+             g1=[Switch(MAIN), Raise(Exc("ValueError"))], g2=[Switch(MAIN)])
+    trace = agreed(p)
+    traced = [value for _, _, kind, value in trace if kind == "trace"]
+    assert traced == [
+        ("switch", MAIN, "g1"), ("switch", "g1", MAIN),
+        ("throw", MAIN, "g1"), ("throw", "g1", MAIN),  # g1 catches it, dies of ValueError
+        ("switch", MAIN, "g2"), ("switch", "g2", MAIN),
+        ("throw", MAIN, "g2"), ("switch", "g2", MAIN),  # dropped: killed, back to main
+        ("switch", MAIN, MAIN)]
+    assert [v for _, _, kind, v in trace if kind == "tracer"] == [None, "record"]
+
+
+def test_a_tracer_that_raises_is_removed_and_its_exception_delivered() -> None:
+    """The exception replaces the switch: an unstarted greenlet never runs and its parent
+    gets it; a suspended one gets it where it is suspended.  Kills are never disturbed."""
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g2"), Trace("raise"), Switch("g1"),
+              Trace("raise"), Switch("g2"), Trace("raise"), Drop("g2"), Trace("off")],
+             g1=[Current()], g2=[Switch(MAIN), Switch(MAIN)])
+    trace = agreed(p)
+    fuzz = runtime.ExcValue("FuzzError", ("trace",))
+    assert (MAIN, 4, "caught", fuzz) in trace  # g1 died unstarted, its parent got it
+    assert not any(who == "g1" and kind != "trace" for who, _, kind, _ in trace)
+    assert ("g2", 0, "caught", fuzz) in trace
+    assert [v for _, _, kind, v in trace if kind == "tracer"] == [None, None, None, "raise"]
+
+
+def test_tracing_family_is_skipped_without_settrace(tmp_path: Path) -> None:
+    from harness.campaign import CampaignConfig, drawable_families
+
+    lacking = implementations.Implementation("x", missing_optional=("settrace", "gettrace"))
+    config = CampaignConfig(impl=lacking, out=tmp_path)
+    assert "tracing" not in drawable_families(config)
+    assert drawable_families(CampaignConfig(impl=GREENLET, out=tmp_path)) == FAMILIES
+
+
+def test_simplify_removes_ops_nested_in_blocks() -> None:
+    """Findings shrink inside recursions and handlers too: only what the failure needs
+    stays, and the size counts nested ops."""
+    from harness.minimize import simplify
+
+    needed = Switch(MAIN, (2,))
+    p = prog([Switch(MAIN), Recurse(3, "map", 0, (
+        Switch(MAIN, (1,)), Handle(Exc("KeyError"), (ExcInfo(), needed)), Switch(MAIN, (3,)))),
+        Switch(MAIN, (4,))])
+    assert p.size() == 8
+    smaller = simplify(p, lambda q: any(op == needed for op in flatten(q.main)))
+    assert smaller.main == (Recurse(3, "map", 0, (Handle(Exc("KeyError"), (needed,)),)),)
+
+
+# -- threads -----------------------------------------------------------------------------
+
+
+def test_another_threads_greenlets_cannot_be_switched_to() -> None:
+    """From another thread every switch or throw into this thread's greenlets (started,
+    unstarted, main) is a greenlet.error; their attributes read as here; that thread's
+    own main greenlet is current there and reports dead once the thread has ended."""
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"),
+              InThread((Switch("g1"), Throw(MAIN, Exc("KeyError")), Switch("g2"), Current(),
+                        Inspect("g1", "gr_frame"), Inspect(MAIN, "bool"))),
+              Switch("g1")],
+             g1=[Switch(MAIN), InThread((Current(),))], g2=[])
+    trace = agreed(p)
+    error = runtime.ExcValue("greenlet.error", None)
+    assert [pc for who, pc, kind, v in trace if kind == "caught" and v == error] == [4, 5, 6]
+    assert (MAIN, 7, "current", "?") in trace and ("g1", 2, "current", "?") in trace
+    assert (MAIN, 8, "attr", False) in trace and (MAIN, 9, "attr", True) in trace
+    assert (MAIN, 3, "thread", True) in trace and ("g1", 1, "thread", True) in trace
+
+
+def test_threads_allow_only_ops_that_need_no_greenlet_of_theirs() -> None:
+    with pytest.raises(ProgramError, match="cannot run in a thread"):
+        prog([InThread((Spawn("g1"),))], g1=[])
+    with pytest.raises(ProgramError, match="must catch"):
+        prog([InThread((Switch(MAIN, catch=False),))])
