@@ -92,6 +92,12 @@ class Finding:
         if self.verdict.index is not None:
             details += ["", *context_lines(self.expected, self.observation.trace,
                                            self.verdict.index)]
+        from harness import memcheck  # raw-memory findings repeat a measurement instead
+
+        if memcheck.is_raw(self.verdict):
+            return memcheck.reproducer(self.program, self.verdict, self.observation,
+                                       impl=self.impl, title=f"{self.kind} found by greenfuzz",
+                                       details=details)
         return render.reproducer(self.program, self.expected, impl=self.impl,
                                  title=f"{self.kind} found by greenfuzz", details=details)
 
@@ -100,12 +106,12 @@ class Finding:
         directory.mkdir(parents=True, exist_ok=True)
         json_path = directory / f"{self.id}.json"
         py_path = directory / f"{self.id}.py"
-        _atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
-        _atomic_write(py_path, self.reproducer())
+        atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
+        atomic_write(py_path, self.reproducer())
         return [json_path, py_path]
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -1,0 +1,104 @@
+"""Raw-memory checks as fuzzing runs them: repeated programs, parked-greenlet budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import implementations, memcheck, model
+from harness.executor import IsolatedExecutor
+from harness.findings import Finding
+from harness.ir import Program, Spawn, Switch
+
+MUTANTS = Path(__file__).parent / "mutants"
+LEAKER = str(MUTANTS / "leak_256k.py")
+#: Starts two greenlets per run: one finishes, one stays suspended and is killed.
+PROGRAM = Program(main=(Spawn("g1"), Switch("g1"), Spawn("g2"), Switch("g2", (1,))),
+                  greenlets=(("g1", (Switch("main"),)), ("g2", ())))
+
+
+@pytest.fixture(scope="module")
+def greenlet_worker():
+    with IsolatedExecutor("greenlet") as executor:
+        yield executor
+
+
+def test_probe_is_silent_on_greenlet(greenlet_worker: IsolatedExecutor) -> None:
+    impl = implementations.load("greenlet")
+    result, observation = memcheck.run_memory_source(memcheck.probe_source(PROGRAM), impl,
+                                                     greenlet_worker)
+    assert result is not None, observation
+    assert result["starts_per_run"] == 2
+    assert not result["leaked"], result["summary"]
+    assert memcheck.raw_verdict(result).ok
+
+
+def test_probe_finds_plain_memory_leak() -> None:
+    impl = implementations.load(LEAKER)
+    with IsolatedExecutor(LEAKER) as executor:
+        result, observation = memcheck.run_memory_source(memcheck.probe_source(PROGRAM), impl,
+                                                         executor)
+    assert result is not None, observation
+    assert result["leaked"], result["summary"]
+    # 256 KiB for each of the two greenlets started per run, give or take malloc headers.
+    assert 500_000 < result["bytes_per_iteration"] < 560_000
+    verdict = memcheck.raw_verdict(result)
+    assert verdict.signature == "leak:raw" and "per started greenlet" in verdict.summary
+
+
+def test_parked_greenlets_fit_the_budget(greenlet_worker: IsolatedExecutor) -> None:
+    impl = implementations.load("greenlet")
+    result, _ = memcheck.run_memory_source(memcheck.parked_source(memcheck.PARKED_COUNTS),
+                                           impl, greenlet_worker)
+    assert result is not None and result["exits"] == result["parked"]
+    assert 1000 < result["slope"] < memcheck.PARKED_BUDGET, result["summary"]
+    assert memcheck.parked_verdict(result, memcheck.PARKED_BUDGET).ok
+    over = memcheck.parked_verdict(result, result["slope"] / 2)
+    assert over.signature == "leak:parked"
+
+
+def test_raw_reproducer_loops_and_prints_growth(tmp_path: Path) -> None:
+    impl = implementations.load(LEAKER)
+    with IsolatedExecutor(LEAKER) as executor:  # the leaked memory goes with the child
+        result, observation = memcheck.run_memory_source(
+            memcheck.probe_source(PROGRAM, per_batch=20), impl, executor)
+    assert result is not None and result["leaked"], result
+    finding = Finding(PROGRAM, model.predict(PROGRAM), observation,
+                      memcheck.raw_verdict(result), LEAKER)
+    script = tmp_path / "repro.py"
+    script.write_text(finding.reproducer())
+
+    def run(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120, env={"GREENFUZZ_IMPL": spec, "PATH": ""})
+
+    broken = run(LEAKER)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "batch 8" in broken.stdout and "LEAK" in broken.stdout
+    fixed = run("greenlet")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_fuzz_without_memory_checks_misses_a_plain_leak(tmp_path: Path) -> None:
+    from harness import cli
+
+    status = cli.main(["fuzz", "--impl", LEAKER, "--max-examples", "20", "--seed", "3",
+                       "--no-memory", "--quiet", "--out", str(tmp_path)])
+    assert status == cli.EXIT_OK
+    assert not list(tmp_path.glob("leak-*.json"))
+
+
+def test_programs_that_keep_greenlets_by_design_are_not_probed() -> None:
+    from harness.campaign import _frees_everything
+    from harness.ir import Drop
+
+    # g2's parent is g1 and g1 is suspended in a switch to g2: a cycle through a suspended
+    # frame, which greenlet never frees; repeating it grows memory by design.
+    cycle = Program(main=(Spawn("g1"), Spawn("g2", parent="g1"), Switch("g1"), Drop("g1"),
+                          Drop("g2")),
+                    greenlets=(("g1", (Switch("g2"),)), ("g2", (Switch("main"),))))
+    assert not _frees_everything(model.predict(cycle))
+    assert _frees_everything(model.predict(PROGRAM))
