@@ -23,13 +23,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 #: Seconds allowed for asking an interpreter what it is.
 PROBE_TIMEOUT = 30.0
 #: Seconds allowed for creating a venv and installing one wheel into it.
 INSTALL_TIMEOUT = 300.0
-_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?$")
+VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?$")
 
 
 class EnvError(Exception):
@@ -97,10 +97,10 @@ def probe(python: Optional[str]) -> Interpreter:
     return Interpreter(path, impl, version, machine)
 
 
-def env_dir(interpreter: Interpreter, version: str) -> Path:
+def env_dir(interpreter: Interpreter, label: str) -> Path:
     # The hash tells apart two interpreters of the same version (pyenv's and Debian's).
     digest = hashlib.sha256(os.path.realpath(interpreter.path).encode()).hexdigest()[:8]
-    return cache_root() / "envs" / f"{interpreter.tag}-{digest}-greenlet-{version}"
+    return cache_root() / "envs" / f"{interpreter.tag}-{digest}-{label}"
 
 
 def _env_python(directory: Path) -> Path:
@@ -109,45 +109,59 @@ def _env_python(directory: Path) -> Path:
 
 def greenlet_python(version: str, python: Optional[str] = None) -> str:
     """The interpreter of a cached venv of ``python`` with greenlet ``version``, made once."""
-    if not _VERSION.match(version):
+    if not VERSION.match(version):
         raise EnvError(f"not a greenlet release number: {version!r} (for example 3.0.3)")
+    return packages_python(f"greenlet-{version}", [f"greenlet=={version}"], python,
+                           describe=f"greenlet {version}", info={"greenlet": version})
+
+
+def made_python(label: str, python: Optional[str] = None) -> Optional[str]:
+    """The interpreter of the environment ``label`` if it was made already, else None."""
+    directory = env_dir(probe(python), label)
+    return str(_env_python(directory)) if (directory / "greenfuzz-env.json").exists() else None
+
+
+def packages_python(label: str, requirements: Sequence[str], python: Optional[str] = None,
+                    *, describe: str, info: Optional[Dict[str, str]] = None,
+                    no_deps: bool = False) -> str:
+    """The interpreter of a cached venv of ``python`` with exactly ``requirements``
+    (wheels only; ``no_deps`` when the list is complete and overrides their pins)."""
     interpreter = probe(python)
-    directory = env_dir(interpreter, version)
+    directory = env_dir(interpreter, label)
     if (directory / "greenfuzz-env.json").exists():
         return str(_env_python(directory))
     directory.parent.mkdir(parents=True, exist_ok=True)
     with open(directory.parent / f".{directory.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be making the same one
         if not (directory / "greenfuzz-env.json").exists():
-            _make(interpreter, version, directory)
+            _make(interpreter, directory, list(requirements), describe, no_deps,
+                  {"label": label, **(info or {})})
     return str(_env_python(directory))
 
 
-def _make(interpreter: Interpreter, version: str, directory: Path) -> None:
+def _make(interpreter: Interpreter, directory: Path, requirements: List[str], describe: str,
+          no_deps: bool, info: Dict[str, str]) -> None:
     # Made in place (a venv's scripts hold its path); the marker file, written last,
     # says it is complete, so a half-made one from a killed run is made again.
     if directory.exists():
         shutil.rmtree(directory)
     _run([interpreter.path, "-m", "venv", "--without-pip", str(directory)],
          f"cannot make a virtual environment with {interpreter.path}")
-    result = _run_pip(directory, version)
-    if result.returncode != 0:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise EnvError(_pip_failure(result.stdout + result.stderr, interpreter, version))
-    (directory / "greenfuzz-env.json").write_text(json.dumps(
-        {"interpreter": interpreter.path, "tag": interpreter.tag, "greenlet": version}))
-
-
-def _run_pip(directory: Path, version: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pip", "--python", str(_env_python(directory)),
                "install", "--quiet", "--disable-pip-version-check", "--no-input",
-               "--only-binary=:all:", f"greenlet=={version}"]
+               "--only-binary=:all:", *(["--no-deps"] if no_deps else []), *requirements]
     try:
-        return subprocess.run(command, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT, check=False)
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=INSTALL_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise EnvError(f"installing greenlet {version} took more than "
-                       f"{INSTALL_TIMEOUT:g} s (is the package index reachable?)") from None
+        shutil.rmtree(directory, ignore_errors=True)
+        raise EnvError(f"installing {describe} took more than {INSTALL_TIMEOUT:g} s "
+                       "(is the package index reachable?)") from None
+    if result.returncode != 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise EnvError(_pip_failure(result.stdout + result.stderr, interpreter, describe))
+    (directory / "greenfuzz-env.json").write_text(json.dumps(
+        {"interpreter": interpreter.path, "tag": interpreter.tag, **info}))
 
 
 def _run(command: List[str], what: str) -> None:
@@ -161,12 +175,13 @@ def _run(command: List[str], what: str) -> None:
         raise EnvError(f"{what}: {last}")
 
 
-def _pip_failure(output: str, interpreter: Interpreter, version: str) -> str:
+def _pip_failure(output: str, interpreter: Interpreter, describe: str) -> str:
     if "No matching distribution" in output or "Could not find a version" in output:
-        return (f"greenlet {version} has no wheel for {interpreter.describe()} on the "
+        return (f"{describe} has no wheel for {interpreter.describe()} on the "
                 "package index (or no such release)")
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    return f"installing greenlet {version} failed: {lines[-1] if lines else 'pip said nothing'}"
+    lines = [line for line in output.strip().splitlines()
+             if line.strip() and not line.startswith("WARNING")]
+    return f"installing {describe} failed: {lines[-1] if lines else 'pip said nothing'}"
 
 
 def cached() -> List[Dict[str, str]]:

@@ -8,6 +8,7 @@ the real greenlet behind an implementation's back: programs run against the modu
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, Optional, Tuple
@@ -18,6 +19,7 @@ from harness import runtime
 REQUIRED = ("greenlet", "getcurrent", "GreenletExit", "error")
 #: Names some implementations have; checks that need them are skipped without them.
 OPTIONAL = ("settrace", "gettrace")
+HOST_MACHINE = platform.machine()
 
 
 class ImplementationError(Exception):
@@ -84,5 +86,7 @@ def from_worker(spec: str, hello: Dict[str, Any], python: str = "") -> Implement
         spec=spec,
         missing_optional=tuple(hello.get("missing_optional") or ()),
         version=hello.get("impl_version") or "",
-        python=python and f"{hello.get('implementation', 'python')} {hello.get('python', '')}",
+        python=python and f"{hello.get('implementation', 'python')} {hello.get('python', '')}"
+        + (f" on {hello['machine']}" if hello.get("machine", HOST_MACHINE) != HOST_MACHINE
+           else ""),
     )

@@ -54,6 +54,7 @@ import importlib.util
 import json
 import marshal
 import os
+import platform
 import signal
 import struct
 import sys
@@ -663,6 +664,7 @@ def main(argv=None):
         "pid": os.getpid(),
         "python": sys.version.split()[0],
         "implementation": sys.implementation.name,
+        "machine": platform.machine(),
         "executable": sys.executable,
         "impl_version": version if isinstance(version, str) else None,
         "impl_file": getattr(impl, "__file__", None),
