@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
-from harness import checks, model, runner
+from harness import checks, leaks, memcheck, model, runner
 from harness.executor import IsolatedExecutor
 from harness.findings import Finding
 from harness.implementations import Implementation
-from harness.ir import Program
+from harness.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
 from harness.minimize import simplify
+from harness.profiles import KNOWN, Profile
 from harness.reproduce import run_reproducer
 from strategies import programs
 
@@ -40,8 +41,20 @@ class CampaignConfig:
     keep_going: bool = False
     max_greenlets: int = 6
     batch: int = 200
+    #: Families of ops programs are drawn from (``harness.ir.FAMILIES``).
+    families: Tuple[str, ...] = FAMILIES
     #: Run each finding's standalone reproducer in a fresh process before reporting it.
     verify: bool = True
+    #: Raw-memory checks (``harness.memcheck``): after each batch, the passing program
+    #: that started the most greenlets is repeated under the leak rule, while these
+    #: checks have taken at most ``memory_share`` of the time so far (the first always
+    #: runs); once, bytes per parked greenlet are checked against ``parked_budget``
+    #: (0: not checked).
+    memory: bool = True
+    memory_share: float = 0.2
+    parked_budget: float = memcheck.PARKED_BUDGET
+    #: Documented differences of the implementation: matching divergences are ``known``.
+    profile: Optional[Profile] = None
 
 
 @dataclass
@@ -53,8 +66,15 @@ class CampaignResult:
     model_errors: int = 0
     run_seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    #: Programs whose first divergence is a documented difference, by difference id.
+    known: Dict[str, int] = field(default_factory=dict)
     #: Findings that could not be written (disk full...), with the reason.
     unsaved: List[Tuple[Finding, str]] = field(default_factory=list)
+    #: How many programs run contained ops of each family.
+    family_counts: Dict[str, int] = field(default_factory=dict)
+    #: Raw-memory checks run, and the seconds they took.
+    memory_checks: int = 0
+    memory_seconds: float = 0.0
 
 
 class _FindingRaised(Exception):
@@ -81,6 +101,13 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
     else:
         observation = runner.run_inprocess(program, config.impl)
     verdict = checks.compare(program, expected, observation)
+    if not verdict.ok and config.profile is not None:
+        difference = config.profile.known(program, verdict.kind, expected, observation.trace,
+                                          verdict.index)
+        if difference is not None:
+            verdict = checks.Verdict(KNOWN, f"known difference {difference.id}: "
+                                     f"{difference.summary} ({difference.source})\n"
+                                     + verdict.summary, verdict.index, f"{KNOWN}:{difference.id}")
     return Finding(program, expected, observation, verdict, config.impl.spec,
                    config.impl.version, python=config.python,
                    python_version=config.impl.python)
@@ -105,6 +132,11 @@ def run_campaign(config: CampaignConfig,
 def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
               progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
+    families = drawable_families(config)
+    for name in config.families:
+        if name not in families:
+            result.notes.append(f"family {name} skipped: {config.impl.spec} has no "
+                                f"{'/'.join(FAMILY_NEEDS[name])}()")
     start = time.monotonic()
     deadline = start + config.budget
     seen: Dict[str, Finding] = {}
@@ -120,9 +152,11 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         fits = int(rate * (deadline - time.monotonic()) * 0.9)
         n = max(5, min(config.batch, fits, config.max_examples - result.examples))
         failures: List[Finding] = []
-        test = _make_test(config, executor, result, start, failures, progress)
+        candidates: List[Tuple[int, Program]] = []
+        test = _make_test(config, executor, result, start, failures, progress, candidates)
         seed_value = None if config.seed is None else config.seed + batch_index
-        wrapped = given(programs(max_greenlets=config.max_greenlets))(test)
+        wrapped = given(programs(max_greenlets=config.max_greenlets,
+                                 families=families))(test)
         wrapped = settings(
             max_examples=n,
             deadline=None,
@@ -148,10 +182,18 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             smallest = min(failures, key=lambda f: f.program.size())
             result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
             _record(smallest, result, seen, config, executor)
+        if config.memory and candidates and (config.keep_going or not seen):
+            _memory_checks(config, executor, result, candidates[0][1], seen, start, deadline)
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
     return result
+
+
+def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
+    """The chosen families the implementation can run (``harness.ir.FAMILY_NEEDS``)."""
+    return tuple(name for name in config.families
+                 if all(config.impl.has(need) for need in FAMILY_NEEDS.get(name, ())))
 
 
 def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
@@ -162,13 +204,17 @@ def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
 
 def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                result: CampaignResult, start: float,
-               failures: List[Finding], progress: Callable[[CampaignResult], None]
+               failures: List[Finding], progress: Callable[[CampaignResult], None],
+               candidates: Optional[List[Tuple[int, Program]]] = None
                ) -> Callable[[Program], None]:
-    """The body Hypothesis runs for each program of one batch."""
+    """The body Hypothesis runs for each program of one batch; ``candidates`` gets the
+    passing program that started the most greenlets (for the raw-memory check)."""
     shrink_timeout: List[float] = []
 
     def test(program: Program) -> None:
         result.examples += 1
+        for name in program_families(program):
+            result.family_counts[name] = result.family_counts.get(name, 0) + 1
         result.elapsed = time.monotonic() - start
         progress(result)
         try:
@@ -180,6 +226,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             raise AssertionError("unreachable") from None
         if finding.kind != runner.HANG:
             result.run_seconds += finding.observation.seconds
+        if finding.kind == KNOWN:
+            known = finding.verdict.signature.split(":", 1)[1]
+            result.known[known] = result.known.get(known, 0) + 1
+            return
         if not finding.verdict.ok:
             if finding.kind == runner.HANG and not shrink_timeout:
                 # While shrinking a hang, every attempt that hangs costs the limit:
@@ -188,6 +238,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 shrink_timeout.append(hang_timeout(config, result))
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
+        if candidates is not None and _frees_everything(finding.expected):
+            starts = sum(1 for e in finding.expected if e[2] == "start" and e[0] != MAIN)
+            if starts and (not candidates or starts > candidates[0][0]):
+                candidates[:] = [(starts, program)]
 
     return test
 
@@ -199,7 +253,7 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         return
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
-    smaller = simplify(
+    smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
         finding.program,
         lambda p: judge(p, config, executor, timeout).verdict.signature == signature,
         max_attempts=60 if timeout else 300)
@@ -207,6 +261,10 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         again = judge(smaller, config, executor, timeout)
         if again.verdict.signature == signature:
             finding = again
+    if finding.kind == checks.LEAK:
+        finding = replace(finding, verdict=leaks.explain(
+            finding.program, finding.verdict, finding.expected, finding.observation.trace,
+            config.impl, executor, config.timeout))
     seen[signature] = finding
     result.findings.append(finding)
     try:
@@ -224,6 +282,104 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         except OSError as e:
             result.notes.append(f"{finding.id}: reproduction not recorded: "
                                 f"{_why(e, config.out)}")
+
+
+def _frees_everything(expected: List[runner.Event]) -> bool:
+    """The model frees every greenlet by the end: repeating such a program must not
+    grow.  (Greenlets in a cycle through a suspended frame are never freed, by design;
+    a program making one grows by design too.)"""
+    ends = [e for e in expected if e[2] == "alive"]
+    return bool(ends) and ends[-1][3] == ()
+
+
+def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+                   result: CampaignResult, program: Program, seen: Dict[str, Finding],
+                   start: float, deadline: float) -> None:
+    """The raw-memory check on ``program`` (and, the first time, the parked-greenlet
+    budget), when the time share allows; findings are recorded like any other."""
+    now = time.monotonic()
+    if result.memory_checks:
+        typical = result.memory_seconds / result.memory_checks
+        if result.memory_seconds > config.memory_share * (now - start) \
+                or deadline - now < 2 * typical:
+            return
+    first = result.memory_checks == 0
+    t0 = time.monotonic()
+    try:
+        finding = memory_finding(program, config, executor, notes=result.notes,
+                                 deadline=deadline)
+        if finding is not None:
+            _record(finding, result, seen, config, executor)
+        elif first and config.parked_budget:
+            finding = parked_finding(config, executor, notes=result.notes)
+            if finding is not None:
+                _record(finding, result, seen, config, executor)
+    finally:
+        result.memory_checks += 1
+        result.memory_seconds += time.monotonic() - t0
+
+
+def memory_finding(program: Program, config: CampaignConfig,
+                   executor: Optional[IsolatedExecutor], shrink: int = 12,
+                   notes: Optional[List[str]] = None,
+                   deadline: Optional[float] = None) -> Optional[Finding]:
+    """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
+    most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
+    fails or cannot decide (the program passed once, so that is worth knowing) is
+    described in ``notes``."""
+
+    def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
+        found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
+                                                        config.impl, executor)
+        return (found, observation) if found is not None and found.get("leaked") else None
+
+    found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
+                                                    config.impl, executor)
+    if notes is not None and (found is None or not found.get("reliable", True)):
+        why = (found or {}).get("reason") or observation.outcome + (
+            f": {observation.detail.splitlines()[0]}" if observation.detail else
+            f": {observation.trace[-1] if observation.trace else 'no trace'}")
+        notes.append(f"raw-memory check of a {program.size()}-op program gave no verdict "
+                     f"({why})")
+    leaked = (found, observation) if found is not None and found.get("leaked") else None
+    if leaked is None:
+        return None
+    if shrink:
+        def still_leaks(p: Program) -> bool:
+            nonlocal leaked
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            again = probe(p)
+            if again is not None:
+                leaked = again
+            return again is not None
+
+        program = simplify(program, still_leaks, max_attempts=shrink)
+    found, observation = leaked
+    return Finding(program, model.predict(program), observation, memcheck.raw_verdict(found),
+                   config.impl.spec, config.impl.version, python=config.python,
+                   python_version=config.impl.python)
+
+
+def parked_finding(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+                   notes: Optional[List[str]] = None) -> Optional[Finding]:
+    """A ``leak:parked`` finding when a parked greenlet costs more than the budget."""
+    found, observation = memcheck.run_memory_source(
+        memcheck.parked_source(memcheck.PARKED_COUNTS), config.impl, executor,
+        memcheck.PARKED_TIMEOUT)
+    if found is None:
+        if notes is not None:
+            notes.append(f"bytes-per-parked-greenlet check gave no result "
+                         f"({observation.outcome}{': ' if observation.detail else ''}"
+                         f"{observation.detail.splitlines()[0] if observation.detail else ''})")
+        return None
+    found["budget"] = config.parked_budget
+    verdict = memcheck.parked_verdict(found, config.parked_budget)
+    if verdict.ok:
+        return None
+    return Finding(Program(meta=(("scenario", "parked"),)), [], observation, verdict,
+                   config.impl.spec, config.impl.version, python=config.python,
+                   python_version=config.impl.python)
 
 
 def _why(error: OSError, where: Path) -> str:
