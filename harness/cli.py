@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="build (once) a Debian root filesystem for this CPU "
                           f"({', '.join(arch.CPUS)}) and print its launcher")
 
-    memprofile.add_parser(sub)
+    memprofile.add_parser(sub, _positive)
     return parser
 
 

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from harness import envs, render
 
@@ -155,22 +155,10 @@ def _ints(text: str) -> Tuple[int, ...]:
     return values
 
 
-def _positive_int(text: str) -> int:
-    return int(_positive_float(text))
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Register ``profile`` on the CLI's subparsers."""
+def add_parser(sub: Any, positive: Callable[[type, str], Callable[[str], Any]]
+               ) -> argparse.ArgumentParser:
+    """Register ``profile`` on the CLI's subparsers (``positive``: the CLI's checker of
+    positive numbers, so that errors read the same everywhere)."""
     p = sub.add_parser("profile", help="measure memory per parked greenlet (by count and "
                                        "stack depth) for one or more implementations and "
                                        "write a report")
@@ -189,12 +177,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="Python stack depths (default 0,10,50,100)")
     p.add_argument("--c-depths", type=_ints, default=(0, 5, 10, 20),
                    help="depths through C frames (default 0,5,10,20)")
-    p.add_argument("--depth-count", type=_positive_int, default=2000,
+    p.add_argument("--depth-count", type=positive(int, "--depth-count"), default=2000,
                    help="greenlets parked per depth point (default 2000)")
     p.add_argument("--metric", choices=("anon", "uss", "rss"), default="anon",
                    help="what to measure (default anon: anonymous memory, unaffected by "
                         "other processes)")
-    p.add_argument("--timeout", type=_positive_float, default=MEASURE_TIMEOUT,
+    p.add_argument("--timeout", type=positive(float, "--timeout"), default=MEASURE_TIMEOUT,
                    help="seconds per measurement (default 300)")
     p.add_argument("--memray", action="store_true",
                    help="also capture a memray profile of the largest count (needs memray "

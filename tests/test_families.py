@@ -30,7 +30,6 @@ from harness.ir import (
     Handle,
     Inspect,
     InThread,
-    Op,
     Program,
     ProgramError,
     Raise,
@@ -45,15 +44,9 @@ from harness.ir import (
     program_families,
 )
 from strategies import programs
+from tests.helpers import prog
 
 GREENLET = implementations.load("greenlet")
-
-
-def prog(main: List[Op], **greenlets: List[Op]) -> Program:
-    program = Program(main=tuple(main),
-                      greenlets=tuple((name, tuple(ops)) for name, ops in greenlets.items()))
-    program.validate()
-    return program
 
 
 def agreed(program: Program) -> List[Tuple]:

@@ -29,15 +29,9 @@ from harness.ir import (
     Throw,
 )
 from harness.runtime import ExcValue, first_divergence
+from tests.helpers import prog
 
 GREENLET = implementations.load("greenlet")
-
-
-def prog(main: List[Op], **greenlets: List[Op]) -> Program:
-    program = Program(main=tuple(main),
-                      greenlets=tuple((name, tuple(ops)) for name, ops in greenlets.items()))
-    program.validate()
-    return program
 
 
 def trace(program: Program) -> List[Tuple]:
