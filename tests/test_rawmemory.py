@@ -36,7 +36,9 @@ def test_process_memory_and_trim() -> None:
     s = rm.process_memory()
     assert not s.uss_is_rss
     assert 0 < s.uss <= s.rss
-    assert s.anon is not None and 0 < s.anon <= s.uss
+    # Read a moment apart (smaps_rollup after psutil), so allow what a few allocations
+    # in between make: CI once saw anon 4 KiB above USS.
+    assert s.anon is not None and 0 < s.anon <= s.uss + (1 << 20)
     assert s.value("uss") == s.uss and s.value("anon") == s.anon and s.value("rss") == s.rss
     assert s.map_count is not None and s.map_count > 10
     with open("/proc/sys/vm/max_map_count") as f:
