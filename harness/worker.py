@@ -653,6 +653,8 @@ def main(argv=None):
             type(e).__name__, one_line(e))})
         return 2
     impl, error = load_implementation(runtime, args.impl)
+    if use_fork and hasattr(runtime, "warm"):
+        runtime.warm()
     flush_std()
     if impl is None:
         send(proto_out, {"ok": False, "error": error})
