@@ -8,11 +8,11 @@ Run on demand::
 
 The programs are drawn once from ``strategies.programs()`` (Hypothesis, generate phase
 only, no database) and every mode runs the same list, in the same order, after one
-warm-up program. ``IsolatedExecutor`` runs twice: one fresh child per program (the
-default), then ``programs_per_child=--reuse``. Besides wall-clock programs per second
-the table shows the CPU time per program of this process plus its children (the worker
-and what it forked), which is much less sensitive to other load on the machine; and it
-checks that every mode observed the same traces as in-process.
+warm-up program. ``IsolatedExecutor`` runs twice: one fresh child per program, then
+``programs_per_child=--reuse`` (by default ``greenfuzz fuzz``'s). Besides wall-clock
+programs per second the table shows the CPU time per program of this process plus its
+children (the worker and what it forked), which is much less sensitive to other load on
+the machine; and it checks that every mode observed the same traces as in-process.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if ROOT not in sys.path:
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
 from harness import checks, implementations, model, runner  # noqa: E402
+from harness.campaign import DEFAULT_PROGRAMS_PER_CHILD  # noqa: E402
 from harness.executor import IsolatedExecutor  # noqa: E402
 from harness.ir import FAMILIES, Program  # noqa: E402
 from strategies import programs  # noqa: E402
@@ -77,8 +78,9 @@ def main() -> int:
     parser.add_argument("--families", default="core",
                         help="families to draw from (default core: small programs; 'all' "
                              "for every family)")
-    parser.add_argument("--reuse", type=int, default=100,
-                        help="programs_per_child for the last row (default 100)")
+    parser.add_argument("--reuse", type=int, default=DEFAULT_PROGRAMS_PER_CHILD,
+                        help="programs_per_child for the last row (default "
+                             f"{DEFAULT_PROGRAMS_PER_CHILD}, as greenfuzz fuzz)")
     args = parser.parse_args()
 
     impl = implementations.load(args.impl)
@@ -92,10 +94,12 @@ def main() -> int:
     results.append(("in-process", *measure(lambda p: runner.run_inprocess(p, impl), progs)))
     executor = IsolatedExecutor(args.impl, timeout=args.timeout)
     executor.start()
-    results.append(("IsolatedExecutor", *measure(executor.run, progs, executor.close)))
+    results.append(("fresh child", *measure(executor.run, progs, executor.close)))
     executor = IsolatedExecutor(args.impl, timeout=args.timeout, programs_per_child=args.reuse)
     executor.start()
-    results.append((f"  reuse={args.reuse}", *measure(executor.run, progs, executor.close)))
+    label = f"reuse={args.reuse}" + (" (fuzz)" if args.reuse == DEFAULT_PROGRAMS_PER_CHILD
+                                     else "")
+    results.append((label, *measure(executor.run, progs, executor.close)))
 
     base_rate = len(progs) / results[0][1]
     # Messages of the implementation's own errors carry addresses: compare every mode

@@ -27,7 +27,13 @@ from harness import (
     profiles,
     scale,
 )
-from harness.campaign import CampaignConfig, CampaignResult, judge, run_campaign
+from harness.campaign import (
+    DEFAULT_PROGRAMS_PER_CHILD,
+    CampaignConfig,
+    CampaignResult,
+    judge,
+    run_campaign,
+)
 from harness.differential import Side, run_diff
 from harness.executor import IsolatedExecutor
 from harness.ir import FAMILIES, ProgramError
@@ -127,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated families of ops to draw programs from, or "
                            "--families=-name,... for all but those (default: all of "
                            f"{','.join(FAMILIES)}; core's switches are always drawn)")
+    fuzz.add_argument("--programs-per-child", type=_positive(int, "--programs-per-child"),
+                      default=DEFAULT_PROGRAMS_PER_CHILD, metavar="N",
+                      help="programs one forked child runs in turn (default "
+                           f"{DEFAULT_PROGRAMS_PER_CHILD}; 1: a fresh child for every "
+                           "program); a program that fails after others in the same child "
+                           "is run again in a fresh one, and only that run counts")
     fuzz.add_argument("--no-verify", action="store_true",
                       help="do not run each finding's reproducer standalone to confirm it")
     fuzz.add_argument("--no-memory", action="store_true",
@@ -290,8 +302,10 @@ def _prepare(args: argparse.Namespace, **extra
         if args.in_process:
             impl = implementations.load(args.impl)
         else:
-            executor = IsolatedExecutor(args.impl, python=args.python or sys.executable,
-                                        timeout=args.timeout, memory_limit=memory_limit)
+            executor = IsolatedExecutor(
+                args.impl, python=args.python or sys.executable, timeout=args.timeout,
+                memory_limit=memory_limit,
+                programs_per_child=getattr(args, "programs_per_child", 1))
             executor.start()
             impl = implementations.from_worker(args.impl, executor.info, args.python or "")
     except implementations.ImplementationError as e:
@@ -325,6 +339,7 @@ def cmd_fuzz(args: argparse.Namespace, console: Console) -> int:
         args, out=args.out, budget=args.budget, max_examples=args.max_examples,
         seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
         families=args.families, memory=not (args.no_memory or args.arch),
+        programs_per_child=args.programs_per_child,
         memory_share=args.memory_share, parked_budget=args.parked_budget)
     if args.arch and not args.no_memory:
         # USS under qemu includes the emulator's own code cache, which grows as it
@@ -343,7 +358,10 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
     impl = config.impl
     for name in impl.missing_optional:
         console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
-    mode = "in-process" if args.in_process else "isolated (a forked child per program)"
+    per = args.programs_per_child
+    mode = ("in-process" if args.in_process else "isolated (a fresh child per program)"
+            if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
+            "run again in a fresh one)")
     console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, {mode}")
 
     last = [0.0]
@@ -374,6 +392,9 @@ def _summary(console: Console, impl: implementations.Implementation,
     if result.family_counts:
         table.add_row("families (programs)", ", ".join(
             f"{name} {count}" for name, count in result.family_counts.items()))
+    if result.state_dependent:
+        table.add_row("failed only after other programs", f"{result.state_dependent} (passed "
+                      "in a fresh child; see the note)")
     if result.memory_checks:
         table.add_row("raw-memory checks", f"{result.memory_checks} "
                                            f"({result.memory_seconds:.1f} s)")

@@ -325,9 +325,13 @@ class IsolatedExecutor:
 
     # -- running ------------------------------------------------------------------------
 
-    def run(self, program: Program, timeout: Optional[float] = None) -> Observation:
-        """Run one program; crashes and hangs are observations, never exceptions."""
-        return self.run_source(render.program_source(program), timeout)
+    def run(self, program: Program, timeout: Optional[float] = None, *,
+            fresh: bool = False) -> Observation:
+        """Run one program; crashes and hangs are observations, never exceptions.
+        ``fresh`` runs it in a child that runs nothing else, whatever
+        ``programs_per_child`` says (``extra["programs_before"]`` tells when a child
+        had run others first)."""
+        return self.run_source(render.program_source(program), timeout, fresh=fresh)
 
     def _program_frame(self, source: str) -> Tuple[str, bytes]:
         """The program as the worker gets it: compiled here when this interpreter's
@@ -343,22 +347,24 @@ class IsolatedExecutor:
             self._codes[source] = code
         return "marshal", code
 
-    def run_source(self, source: str, timeout: Optional[float] = None) -> Observation:
+    def run_source(self, source: str, timeout: Optional[float] = None, *,
+                   fresh: bool = False) -> Observation:
         """Run the source of a rendered ``def program(gl, T)`` (see ``render``)."""
         limit = self.timeout if timeout is None else float(timeout)
+        reuse = 1 if fresh else self.programs_per_child
         self.start()
         self._next_id += 1
         request_id = self._next_id
         kind, program = self._program_frame(source)
         request = _frame(json.dumps({
             "op": "run", "id": request_id, "program": kind, "timeout": limit,
-            "memory_limit": self.memory_limit, "reuse": self.programs_per_child,
+            "memory_limit": self.memory_limit, "reuse": reuse,
         }).encode()) + _frame(program)
         self._request_err = bytearray()
         started = time.monotonic()
         # A crash or hang in a reused child is tried again in a fresh one: twice the time;
         # each attempt may take a little longer than the limit to kill a child and reap it.
-        attempts = 2 if self.programs_per_child > 1 else 1
+        attempts = 2 if reuse > 1 else 1
         deadline = started + attempts * (limit + KILL_SLACK) + self.margin
         try:
             try:

@@ -33,7 +33,7 @@ def holders(program: Program, ordinal: int, impl: Implementation,
     """What holds each greenlet alive at the ``ordinal``-th ``alive`` event, as the
     implementation's own objects say (empty when the explaining run fails)."""
     if executor is not None:
-        observation = executor.run_source(explain_source(program), timeout)
+        observation = executor.run_source(explain_source(program), timeout, fresh=True)
         if observation.outcome != runner.COMPLETED:
             return {}
         trace = observation.trace

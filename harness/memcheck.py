@@ -105,7 +105,7 @@ def run_memory_source(source: str, impl: Implementation,
     """Run a probe source where programs run; (its ``memory`` result or None, the
     observation)."""
     if executor is not None:
-        observation = executor.run_source(source, timeout)
+        observation = executor.run_source(source, timeout, fresh=True)
     else:
         namespace: Dict[str, Any] = {"FuzzError": runtime.FuzzError,
                                      "Unbound": runtime.Unbound}

@@ -31,13 +31,17 @@ afterwards. The child's stdout and stderr (and the faulthandler dump of a fatal 
 go to a temporary file that the worker reads back. A child still running at the time
 limit gets SIGABRT (faulthandler then dumps where it is stuck), then SIGKILL, and is
 reported as ``hang``; a child killed by a signal is a ``crash``, one that exits early a
-``crash`` with its exit status.
+``crash`` with its exit status.  During a run of such requests, ``SPARES`` children
+are forked ahead at a time, each waiting for its program: after a fork every page the
+worker writes costs a copy-on-write fault, and a burst pays that once for all of them.
 
 ``reuse`` n > 1 lets one child run up to n programs in turn (the next ones arrive
 marshalled through a pipe), which saves a fork per program at the price of programs no
-longer starting from the same state, as in-process.  A crash or hang in a child that
-ran other programs first is run again in a fresh child, and that is the answer (the
-first attempt is in ``extra["after_other_programs"]``).
+longer starting from the same state, as in-process; ``extra["programs_before"]`` says
+how many it ran first, and a request with ``reuse`` 1 meanwhile gets a fresh child and
+leaves the kept one be.  A crash or hang in a child that ran other programs first is run
+again in a fresh child, and that is the answer (the first attempt is in
+``extra["after_other_programs"]``).
 
 Without fork (``--no-fork``, or where ``os.fork`` does not exist) the program runs in the
 worker itself: a crash kills the worker and the parent restarts it; a hang is the
@@ -85,6 +89,8 @@ OUTPUT_FILE_LIMIT = 64 << 20
 ABORT_GRACE = 0.25
 #: How long a child that sent its whole trace may take to exit before it is killed.
 EXIT_GRACE = 0.5
+#: How many fresh children are forked ahead at a time (see ``Worker.fork_spares``).
+SPARES = 8
 _HEADER = struct.Struct(">I")
 
 
@@ -207,7 +213,8 @@ class Worker:
         self.output = tempfile.TemporaryFile() if use_fork else None  # noqa: SIM115
         self.pidfd_open = getattr(os, "pidfd_open", None)
         self.child = None  # a child kept for the next program (reuse > 1)
-        self.spare = None  # a fresh child forked ahead, waiting for its program
+        self.spares = []  # fresh children forked ahead, each waiting for its program
+        self.last_reuse = None  # the previous request's: spares are for a run of fresh ones
         self.exiting = []  # (child, since): children done with their programs
 
     def serve(self):
@@ -229,9 +236,7 @@ class Worker:
                     self.reap_exiting()  # while the parent looks at the answer
         finally:
             self.retire_child()
-            if self.spare is not None:
-                self.retire_child(self.spare)
-                self.spare = None
+            self.discard_spares()
             self.reap_exiting(wait=True)
 
     def handle(self, request, program):
@@ -311,6 +316,11 @@ class Worker:
             close_quietly(result_r)
             if request_w is not None:
                 close_quietly(request_w)
+            # The other children's pipe ends: a copy of a request pipe's write end here
+            # would keep that child from ever reading end of file.
+            for other in self.spares + [c for c, _ in self.exiting] + [self.child]:
+                if other is not None:
+                    other.close()
             self.child_main(code, memory_limit, request_r, result_w)
         close_quietly(result_w)
         if request_r is not None:
@@ -363,24 +373,35 @@ class Worker:
         finally:
             os._exit(status)
 
+    def fork_spares(self, memory_limit):
+        """Fork ``SPARES`` children in a row, for the next programs.  After a fork every
+        page this process writes is copied (a page fault, 5-9 us on a VM); forking in
+        a burst pays that once per burst instead of once per program."""
+        for _ in range(SPARES):
+            self.spares.append(self.fork_child(None, memory_limit, 1))
+
+    def discard_spares(self):
+        for spare in self.spares:
+            self.retire_child(spare)
+        self.spares = []
+
     def take_spare(self, code, memory_limit):
-        """The spare child, given ``code``; None when there is no usable spare."""
-        spare, self.spare = self.spare, None
-        if spare is None:
-            return None
-        if spare.memory_limit != memory_limit:
-            self.retire_child(spare)
-            return None
-        if code[1] is None:
-            code[1] = marshal.dumps(code[0])
-        try:
-            write_all(spare.request_fd, frame(code[1]))
-        except OSError:  # it died while it waited (killed from outside)
-            self.retire_child(spare)
-            return None
-        close_quietly(spare.request_fd)  # one program only: it then reads end of file
-        spare.request_fd = None
-        return spare
+        """A spare child, given ``code``; None when there is no usable spare."""
+        if self.spares and self.spares[0].memory_limit != memory_limit:
+            self.discard_spares()
+        while self.spares:
+            spare = self.spares.pop(0)
+            if code[1] is None:
+                code[1] = marshal.dumps(code[0])
+            try:
+                write_all(spare.request_fd, frame(code[1]))
+            except OSError:  # it died while it waited (killed from outside): the next
+                self.retire_child(spare)
+                continue
+            close_quietly(spare.request_fd)  # one program only: it then reads end of file
+            spare.request_fd = None
+            return spare
+        return None
 
     def retire_child(self, child=None):
         """Let a child that is done go (by default the kept one): a child that may run
@@ -398,10 +419,13 @@ class Worker:
         out_fd = self.output.fileno()
         os.ftruncate(out_fd, 0)
         os.lseek(out_fd, 0, os.SEEK_SET)
-        child, self.child = self.child, None
-        if child is not None and (reuse <= child.programs or memory_limit != child.memory_limit):
-            self.retire_child(child)
-            child = None
+        child = None
+        if reuse > 1:  # a fresh child for a one-off request leaves the kept one be
+            child, self.child = self.child, None
+            if child is not None and (reuse <= child.programs
+                                      or memory_limit != child.memory_limit):
+                self.retire_child(child)
+                child = None
         start = time.perf_counter()
         fresh = child is None
         if child is not None:
@@ -416,10 +440,11 @@ class Worker:
             child = self.take_spare(code, memory_limit)
         if child is None:
             child = self.fork_child(code, memory_limit, reuse)
-        if reuse == 1:
-            # Fork the next program's child now, while this one runs (on another core,
+        if reuse == 1 and self.last_reuse == 1 and not self.spares:
+            # Fork the next programs' children now, while this one runs (on another core,
             # where there is one): a fresh child per program at nearly the cost of none.
-            self.spare = self.fork_child(None, memory_limit, 1)
+            self.fork_spares(memory_limit)
+        self.last_reuse = reuse
         child.programs += 1
         deadline = start + timeout
         buf = bytearray()
@@ -427,6 +452,8 @@ class Worker:
         seconds = time.perf_counter() - start
         payload = complete_frame(buf)
         extra = {}
+        if child.programs > 1:
+            extra["programs_before"] = child.programs - 1
         if status == "done" and payload is not None:
             if child.request_fd is not None and child.programs < reuse:
                 self.child = child  # for the next program

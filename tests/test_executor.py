@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import psutil
 import pytest
@@ -23,6 +23,7 @@ from harness import envs, implementations, runner
 from harness.executor import KILL_SLACK, IsolatedExecutor
 from harness.implementations import ImplementationError
 from harness.ir import Drop, Exc, Inspect, Program, Raise, Return, Spawn, Switch, Throw
+from harness.worker import SPARES
 
 TEST_LIMIT = 20.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,37 +192,99 @@ def test_a_dead_worker_is_restarted(greenlet_impl: implementations.Implementatio
 
 
 
-def test_each_program_gets_a_fresh_child_and_a_killed_spare_is_replaced(
+def test_each_program_gets_a_fresh_child_and_killed_spares_are_replaced(
         greenlet_impl: implementations.Implementation) -> None:
-    """The child forked ahead for the next program is a separate process per program;
-    killed from outside while it waits, it is replaced and nothing is reported."""
+    """The children forked ahead for the next programs are separate processes, one per
+    program; killed from outside while they wait, they are replaced and nothing is
+    reported."""
     with IsolatedExecutor("greenlet", timeout=5.0) as ex:
         proc = ex._proc
         assert proc is not None
         worker = psutil.Process(proc.pid)
-        assert ex.run(PROGRAMS[0]).outcome == runner.COMPLETED
-        spare = waiting_child(worker)  # forked ahead, waiting for the next program
-        spare.kill()
+        for program in PROGRAMS[:2]:  # the second of a run of fresh requests forks spares
+            assert ex.run(program).outcome == runner.COMPLETED
+        spares = waiting_children(worker, SPARES)
+        for spare in spares:
+            spare.kill()
         deadline = time.monotonic() + 5
-        while spare.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        while (any(s.status() != psutil.STATUS_ZOMBIE for s in spares)
+               and time.monotonic() < deadline):
             time.sleep(0.01)  # dead; the worker has not noticed yet
-        for program in PROGRAMS:
+        seen = {s.pid for s in spares}
+        for program in PROGRAMS * 2:
             obs = ex.run(program)
             assert obs.outcome == runner.COMPLETED, obs.detail
             assert obs.trace == expected(program, greenlet_impl)
-        assert waiting_child(worker).pid != spare.pid
+            assert "programs_before" not in obs.extra
+        # The first of those found every spare dead and forked a new set; each later
+        # program took one of them.
+        assert SPARES > len(PROGRAMS) * 2 - 1
+        left = waiting_children(worker, SPARES - (len(PROGRAMS) * 2 - 1))
+        assert not seen & {c.pid for c in left}
         assert ex.starts == 1
 
 
-def waiting_child(worker: psutil.Process) -> psutil.Process:
-    """The worker's one live child once the last program's child has exited."""
+def waiting_children(worker: psutil.Process, count: int) -> List[psutil.Process]:
+    """The worker's ``count`` live children, once the last program's child has exited."""
     deadline = time.monotonic() + 5
     while True:
         live = [c for c in worker.children() if c.status() != psutil.STATUS_ZOMBIE]
-        if len(live) == 1 or time.monotonic() > deadline:
-            assert len(live) == 1, live
-            return live[0]
+        if len(live) == count or time.monotonic() > deadline:
+            assert len(live) == count, live
+            return live
         time.sleep(0.01)
+
+
+def test_a_reused_child_says_so_and_fresh_requests_get_their_own(
+        greenlet_impl: implementations.Implementation) -> None:
+    with IsolatedExecutor("greenlet", timeout=5.0, programs_per_child=3) as ex:
+        before = [ex.run(PROGRAMS[0]).extra.get("programs_before") for _ in range(4)]
+        assert before == [None, 1, 2, None]  # the fourth starts the next child
+        obs = ex.run(PROGRAMS[1], fresh=True)
+        assert "programs_before" not in obs.extra
+        assert obs.trace == expected(PROGRAMS[1], greenlet_impl)
+        # ... and the kept child goes on where it was.
+        assert ex.run(PROGRAMS[0]).extra.get("programs_before") == 1
+
+
+#: Right until 40 greenlets have been made in the process, then every switch() with
+#: arguments passes one more: wrong only in a child that ran other programs first.
+WEARS_OUT = """
+import greenlet as _real
+from greenlet import GreenletExit, error, getcurrent
+
+made = [0]
+
+
+class greenlet(_real.greenlet):
+    def __init__(self, *args, **kwargs):
+        made[0] += 1
+        super().__init__(*args, **kwargs)
+
+    def switch(self, *args, **kwargs):
+        if args and made[0] > 40:
+            args += ("worn",)
+        return super().switch(*args, **kwargs)
+"""
+
+
+@pytest.mark.parametrize("per_child", [1, 50])
+def test_failures_after_other_programs_are_run_again_fresh(tmp_path: Path,
+                                                           per_child: int) -> None:
+    from harness.campaign import CampaignConfig, run_campaign
+
+    path = tmp_path / "wears_out.py"
+    path.write_text(WEARS_OUT)
+    config = CampaignConfig(impl=implementations.load(str(path)), out=tmp_path / "out",
+                            max_examples=120, seed=5, families=("core",), memory=False,
+                            programs_per_child=per_child, timeout=2.0, budget=60)
+    result = run_campaign(config)
+    assert result.findings == [] and result.examples >= 100
+    if per_child == 1:
+        assert result.state_dependent == 0
+    else:
+        assert result.state_dependent > 0
+        assert any("passed in a fresh one" in note for note in result.notes)
 
 
 def test_a_wedged_worker_is_killed_and_the_program_is_a_hang() -> None:
