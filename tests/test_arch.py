@@ -61,8 +61,10 @@ def test_arm64_campaign_runs_on_the_emulated_cpu(arm64: str, tmp_path: Path) -> 
                             "print(platform.machine(), greenlet.__version__)"],
                            capture_output=True, text=True, timeout=120)
     assert probe.stdout.split()[0] == "aarch64", probe.stderr
+    # Not the tracing family: Debian's greenlet 2.0.2 fails its "bounce" tracer on every
+    # CPU (a switch from inside a trace callback raises SystemError; fixed in 3.0).
     done = run_cli("fuzz", "--arch", "arm64", "--max-examples", "40", "--seed", "4",
-                   "--budget", "300", "--out", str(tmp_path))
+                   "--families=-tracing", "--budget", "300", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on aarch64" in done.stdout
 
