@@ -313,9 +313,12 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
 def _frees_everything(expected: List[runner.Event]) -> bool:
     """The model frees every greenlet by the end: repeating such a program must not
     grow.  (Greenlets in a cycle through a suspended frame are never freed, by design;
-    a program making one grows by design too.)"""
+    a program making one grows by design too.)  Nor a program whose thread ends with
+    greenlets of its own suspended (``orphans``): greenlet 3.5.6 keeps about 160 B per
+    such greenlet and 250 B per such thread (measured), which its own test of the case
+    tolerates (test_leaks ``_check_untracked_memory_thread``: 3 MiB for 40,000)."""
     ends = [e for e in expected if e[2] == "alive"]
-    return bool(ends) and ends[-1][3] == ()
+    return bool(ends) and ends[-1][3] == () and not any(e[2] == "orphans" for e in expected)
 
 
 def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],

@@ -33,6 +33,18 @@ EXCEPTION_TYPES = ("ValueError", "KeyError", "RuntimeError", "FuzzError", "Green
 #: Attributes an ``Inspect`` may read (``bool`` is ``bool(g)``, ``gr_frame`` is
 #: ``g.gr_frame is None``, ``run`` is ``hasattr(g, "run")``).
 INSPECT_ATTRS = ("dead", "bool", "parent", "gr_frame", "run")
+#: ``Inspect`` attributes of the ``finalizers`` family: ``tag`` is ``getattr(g,
+#: "fuzz_tag", None)``, the extra attribute greenlet subclasses set.
+SUBCLASS_ATTRS = ("tag",)
+
+#: How a ``Spawn`` makes its greenlet (family ``finalizers`` beyond ``plain``): ``method``
+#: from a subclass whose class defines ``run``, ``init`` from a subclass whose
+#: ``__init__(tag, run, parent=None)`` sets ``fuzz_tag`` and calls greenlet's.
+SPAWN_KINDS = ("plain", "method", "init")
+
+#: How a ``Finalize`` attaches its finalizer: a callback of a weak reference to the
+#: greenlet, or ``__del__`` of an object stored as an attribute of the greenlet.
+FINALIZER_KINDS = ("weakref", "held")
 
 #: How a ``Throw`` spells its exception: ``g.throw()``, ``g.throw(T)``, ``g.throw(T, *args)``,
 #: ``g.throw(T(*args))``, or ``g.throw(*sys.exc_info())`` (the exception being handled).
@@ -76,9 +88,12 @@ class Return:
 
 @dataclass(frozen=True)
 class Raise:
-    """``raise exc`` out of ``run``: the exception goes to the parent."""
+    """``raise exc`` out of ``run``: the exception goes to the parent.  ``cause`` (family
+    ``exceptions``) chains it explicitly: ``raise exc from <the exception this greenlet
+    handles>`` (``from None`` when it handles none)."""
 
     exc: Exc
+    cause: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,12 +102,15 @@ class Spawn:
 
     ``parent`` None means the constructor's default, the current greenlet; ``subclass``
     creates it from a trivial subclass of the implementation's greenlet class, which
-    must behave the same.
+    must behave the same.  ``kind`` (``SPAWN_KINDS``, family ``finalizers``) makes it
+    from a subclass that customises more: ``method`` defines ``run`` on the class,
+    ``init`` overrides ``__init__`` (taking a tag first) and sets an extra attribute.
     """
 
     name: str
     parent: Union[str, None] = None
     subclass: bool = False
+    kind: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -210,8 +228,11 @@ class CtxCopy:
     target: str
 
 
-#: ``Trace`` modes: a tracer that records, one that records and raises, or none.
-TRACE_MODES = ("record", "raise", "off")
+#: ``Trace`` modes: a tracer that records, one that records and raises, or none; and
+#: ``bounce``, one that records and, once per program, switches from inside the callback:
+#: on the first switch between two suspended greenlets the program holds, the target
+#: (in whose context the callback runs) switches straight back to the origin.
+TRACE_MODES = ("record", "raise", "off", "bounce")
 
 
 @dataclass(frozen=True)
@@ -228,12 +249,49 @@ class InThread:
     """Start a thread, perform ``then`` in it (its own main greenlet is current there),
     join it; records whether the thread's main greenlet is dead once the thread ended.
 
-    Only ops that need no greenlet of that thread are allowed in ``then``: switches and
-    throws (into this thread's greenlets: ``greenlet.error``, caught), ``Inspect`` and
-    ``Current``.
+    Only ops that need no greenlet of this thread to run are allowed in ``then``:
+    switches and throws (into this thread's greenlets: ``greenlet.error``, caught),
+    ``Inspect``, ``Current``, ``Drop`` (a suspended greenlet freed there is killed when
+    this thread next calls greenlet: the runtime calls ``getcurrent()`` right after the
+    join, and records ``alive`` then), ``ThreadParent`` and ``Orphan``.  With orphans,
+    an ``orphans`` event follows the ``thread`` one.
     """
 
     then: Tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True)
+class ThreadParent:
+    """In an ``InThread`` block: ``registry[target].parent = getcurrent()``, a greenlet of
+    another thread (the thread's main).  A started greenlet refuses (``ValueError``,
+    greenlet's test_threaded_reparent), main has no parent to set; an unstarted one takes
+    it, and from then on cannot be switched to (``greenlet.error``).  No switch or throw
+    may follow it in its block (the greenlet would start in that thread)."""
+
+    target: str
+    catch: bool = True
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """In an ``InThread`` block: start a greenlet of that thread that parks (switches back
+    to the thread's main) in ``try/finally``, kept by the runtime so that it outlives the
+    thread.  Once the thread's main greenlet reports dead, the ``orphans`` event records
+    (how many are dead, how many ran ``finally``, how many outlive the runtime dropping
+    them): greenlet kills nothing of a dead thread and frees it all."""
+
+
+@dataclass(frozen=True)
+class Finally:
+    """``try: then[:split]`` / ``finally: then[split:]``.  The finally block first records
+    a ``finally`` event: None when the try part ended normally, else the exception
+    leaving it, its ``__cause__`` and the ``run_*`` functions its traceback passes
+    through, outermost first (``runtime.in_flight``), including when that is the
+    ``GreenletExit`` of a kill.  The finally part may only switch, throw, inspect and ask
+    for the current greenlet (``FINALLY_OPS``)."""
+
+    then: Tuple[Op, ...] = ()
+    split: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,22 +306,60 @@ class Frames:
     target: str
 
 
+@dataclass(frozen=True)
+class Finalize:
+    """Attach a finalizer (``FINALIZER_KINDS``) to greenlet ``target`` that performs
+    ``then`` when the greenlet is freed: in whichever greenlet dropped the last
+    reference, after the ``GreenletExit`` a suspended one gets, before its parent link
+    is released.  Records ``finalizer`` (who runs it) first and ``finalized`` last.
+
+    Only switches and throws that catch, ``Inspect`` and ``Current`` may be nested: a
+    finalizer cannot return, and what it raises is unraisable.
+    """
+
+    target: str
+    kind: str = "weakref"
+    then: Tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resurrect:
+    """``try: then`` / ``except GreenletExit:`` register this greenlet in the registry
+    again (resurrecting it when the GreenletExit is a kill: greenlet_gc, "The greenlet is
+    expected to either die or be resurrected by having a new reference to it stored
+    somewhere"), record its parent then (``resurrected``), ``target.switch()`` and go on
+    after the block once switched back to.  Only in a spawned greenlet's script.
+    """
+
+    target: str = MAIN
+    then: Tuple[Op, ...] = ()
+
+
 Op = Union[Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect, Recurse,
-           Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread]
+           Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread, Finalize,
+           ThreadParent, Orphan, Finally, Resurrect]
 OP_TYPES: Dict[str, type] = {
     cls.__name__: cls
     for cls in (Switch, Throw, Return, Raise, Spawn, SetParent, Drop, Current, Inspect,
-                Recurse, Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread)
+                Recurse, Frames, Handle, ExcInfo, CtxSet, CtxGet, CtxCopy, Trace, InThread,
+                Finalize, ThreadParent, Orphan, Finally, Resurrect)
 }
 #: Ops that hold a block of nested ops (``then``).
-BLOCKS = (Recurse, Handle, InThread)
+BLOCKS = (Recurse, Handle, InThread, Finalize, Finally, Resurrect)
+#: What the finally part of a ``Finally`` may do: it runs while an exception is in
+#: flight too (a kill's GreenletExit), where ``sys.exc_info()`` and raising differ
+#: between interpreters, so no handlers, raises or exception reads.
+FINALLY_OPS = (Switch, Throw, Inspect, Current)
 
 #: Families of operations (``strategies.programs(families=...)``, ``--families``): the
 #: core switch graph is what every program is made of; the others add ops to it.
-FAMILIES = ("core", "stack", "frames", "exceptions", "contextvars", "tracing", "threads")
+FAMILIES = ("core", "stack", "frames", "exceptions", "contextvars", "tracing", "threads",
+            "finalizers")
 _FAMILY_OF = {Recurse: "stack", Frames: "frames", Handle: "exceptions", ExcInfo: "exceptions",
               CtxSet: "contextvars", CtxGet: "contextvars", CtxCopy: "contextvars",
-              Trace: "tracing", InThread: "threads"}
+              Trace: "tracing", InThread: "threads", Finalize: "finalizers",
+              Resurrect: "finalizers", ThreadParent: "threads", Orphan: "threads",
+              Finally: "exceptions"}
 #: The optional parts of the API (``harness.implementations.OPTIONAL``) a family needs:
 #: without them its programs are not drawn.
 FAMILY_NEEDS = {"tracing": ("settrace", "gettrace")}
@@ -271,8 +367,12 @@ FAMILY_NEEDS = {"tracing": ("settrace", "gettrace")}
 
 def family(op: Op) -> str:
     """The family an op belongs to."""
-    if isinstance(op, Throw) and op.style == "exc_info":
+    if (isinstance(op, Throw) and op.style == "exc_info") or \
+            (isinstance(op, Raise) and op.cause):
         return "exceptions"
+    if (isinstance(op, Spawn) and op.kind != "plain") or \
+            (isinstance(op, Inspect) and op.attr in SUBCLASS_ATTRS):
+        return "finalizers"
     return _FAMILY_OF.get(type(op), "core")
 
 
@@ -317,6 +417,9 @@ REFERENCING_FIELDS = {
     Inspect: ("target",),
     Frames: ("target",),
     CtxCopy: ("target",),
+    Finalize: ("target",),
+    Resurrect: ("target",),
+    ThreadParent: ("target",),
 }
 
 
@@ -367,6 +470,8 @@ class Program:
         for child, owner in spawned_by.items():
             if order[owner] >= order[child]:
                 raise ProgramError(f"{child} must be spawned by main or an earlier greenlet")
+        for owner, script in self.scripts():
+            _check_thread_only(owner, script)
         if frames_used(self) > FRAME_BUDGET:
             raise ProgramError(f"recursions take {frames_used(self)} frames, more than "
                                f"{FRAME_BUDGET}")
@@ -417,6 +522,15 @@ class ProgramError(ValueError):
     """A program (or its JSON) is malformed; the message says how."""
 
 
+def _check_thread_only(owner: str, script: Sequence[Op]) -> None:
+    """``ThreadParent`` and ``Orphan`` only make sense directly in an ``InThread`` block."""
+    for op in script:
+        if isinstance(op, (ThreadParent, Orphan)):
+            raise ProgramError(f"{owner}: {type(op).__name__} only in a thread")
+        if isinstance(op, BLOCKS) and not isinstance(op, InThread):
+            _check_thread_only(owner, op.then)
+
+
 def _validate_op(owner: str, op: Op, known: set) -> None:
     for fname in REFERENCING_FIELDS.get(type(op), ()):
         ref = getattr(op, fname)
@@ -424,7 +538,7 @@ def _validate_op(owner: str, op: Op, known: set) -> None:
             continue
         if ref not in known:
             raise ProgramError(f"{owner}: {type(op).__name__} names unknown greenlet {ref!r}")
-    if isinstance(op, Inspect) and op.attr not in INSPECT_ATTRS:
+    if isinstance(op, Inspect) and op.attr not in INSPECT_ATTRS + SUBCLASS_ATTRS:
         raise ProgramError(f"{owner}: unknown attribute {op.attr!r}")
     if isinstance(op, Throw):
         if op.style not in THROW_STYLES:
@@ -450,17 +564,60 @@ def _validate_op(owner: str, op: Op, known: set) -> None:
         # except block is no different from one outside: kept out of blocks.
         raise ProgramError(f"{owner}: no return inside a recursion or handler")
     if isinstance(op, InThread):
+        reparented = False
         for o in op.then:
-            if not isinstance(o, (Switch, Throw, Inspect, Current)):
+            if not isinstance(o, (Switch, Throw, Inspect, Current, Drop, ThreadParent, Orphan)):
                 raise ProgramError(f"{owner}: {type(o).__name__} cannot run in a thread")
             if isinstance(o, (Switch, Throw)) and not o.catch:
                 raise ProgramError(f"{owner}: switches in a thread must catch")
             if isinstance(o, Throw) and o.style == "exc_info":
                 raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in a thread")
+            if isinstance(o, (Switch, Throw)) and reparented:
+                # An unstarted greenlet given this thread's main as parent would start
+                # here, in the other thread: not what the op is about.
+                raise ProgramError(f"{owner}: no switch or throw after a ThreadParent")
+            reparented = reparented or isinstance(o, ThreadParent)
+    if isinstance(op, ThreadParent) and not op.catch:
+        raise ProgramError(f"{owner}: a ThreadParent must catch")
+    if isinstance(op, Finally):
+        if not (isinstance(op.split, int) and 0 <= op.split <= len(op.then)):
+            raise ProgramError(f"{owner}: Finally split must be 0 to {len(op.then)}")
+        for o in op.then[op.split:]:
+            if not isinstance(o, FINALLY_OPS) or \
+                    (isinstance(o, Throw) and o.style == "exc_info"):
+                raise ProgramError(f"{owner}: {type(o).__name__} cannot be in a finally block")
     if isinstance(op, Trace) and op.mode not in TRACE_MODES:
         raise ProgramError(f"{owner}: unknown trace mode {op.mode!r}")
     if isinstance(op, (CtxSet, CtxGet)) and op.var not in CONTEXT_VARS:
         raise ProgramError(f"{owner}: unknown context variable {op.var!r}")
+    if isinstance(op, Spawn):
+        if op.kind not in SPAWN_KINDS:
+            raise ProgramError(f"{owner}: unknown spawn kind {op.kind!r}")
+        if op.subclass and op.kind != "plain":
+            raise ProgramError(f"{owner}: spawn kind {op.kind!r} is its own subclass")
+    if isinstance(op, Finalize):
+        if op.kind not in FINALIZER_KINDS:
+            raise ProgramError(f"{owner}: unknown finalizer kind {op.kind!r}")
+        if op.target == MAIN:
+            # The main greenlet outlives the program: its finalizer would run in a later one.
+            raise ProgramError(f"{owner}: no finalizer on main")
+        for o in op.then:
+            if not isinstance(o, (Switch, Throw, Inspect, Current)):
+                raise ProgramError(f"{owner}: {type(o).__name__} cannot run in a finalizer")
+            if isinstance(o, (Switch, Throw)) and not o.catch:
+                raise ProgramError(f"{owner}: switches in a finalizer must catch")
+            if isinstance(o, Throw) and o.style == "exc_info":
+                raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in a finalizer")
+    if isinstance(op, Resurrect):
+        if owner == MAIN:
+            raise ProgramError(f"{owner}: main cannot resurrect (it is never collected)")
+        for o in walk(op.then):
+            # A GreenletExit raised in the block would be caught too; a finally part
+            # running inside the handler's try is not modelled.
+            if isinstance(o, Finally) or \
+                    (isinstance(o, Raise) and o.exc.type == "GreenletExit"):
+                raise ProgramError(f"{owner}: no finally block or raise of GreenletExit "
+                                   "in a Resurrect")
     if isinstance(op, Handle) and op.exc.type == "GreenletExit":
         raise ProgramError(f"{owner}: a handler cannot handle GreenletExit")
 

@@ -24,6 +24,7 @@ from harness.ir import (
     span,
     walk,
 )
+from harness.model import ModelError
 
 Script = Tuple[Op, ...]
 
@@ -122,7 +123,13 @@ def simplify(program: Program, still_fails: Callable[[Program], bool],
         if candidate is None or attempts >= max_attempts:
             return False
         attempts += 1
-        return still_fails(candidate)
+        try:
+            return still_fails(candidate)
+        except ModelError:
+            # Removing an op can make a program the model leaves out on purpose
+            # (``model.Unsupported``: a finally block that switches while it is killed,
+            # say): no candidate.
+            return False
 
     changed = True
     while changed and attempts < max_attempts:

@@ -34,18 +34,23 @@ from harness.ir import (
     Drop,
     Exc,
     ExcInfo,
+    Finalize,
+    Finally,
     Frames,
     Handle,
     Inspect,
     InThread,
     Op,
+    Orphan,
     Program,
     Raise,
     Recurse,
+    Resurrect,
     Return,
     SetParent,
     Spawn,
     Switch,
+    ThreadParent,
     Throw,
     Trace,
     flatten,
@@ -70,6 +75,11 @@ class ModelError(RuntimeError):
     """The model met a situation it does not cover; never a verdict on an implementation."""
 
 
+class Unsupported(ModelError):
+    """A program whose outcome the model does not predict on purpose (a finalizer that
+    would run in the middle of a switch, say); strategies leave such programs out."""
+
+
 @dataclass
 class Args:
     """A delivery of switch arguments (or a return value, as a 1-tuple).
@@ -84,11 +94,33 @@ class Args:
     exit_value: bool = False
 
 
+class Flying:
+    """An exception object as it travels (family ``exceptions``): its ``__cause__`` and the
+    ``run_*`` functions its ``__traceback__`` holds, outermost first.  Python adds a
+    frame's entry each time the object is raised in or propagates into that frame, so a
+    greenlet's ``run`` is added when the exception reaches its ``run`` frame (never
+    twice for one pass: a bare re-raise adds nothing), and an object thrown on with
+    ``throw(*sys.exc_info())`` keeps what it had (test_throw; verified on 3.5.6)."""
+
+    __slots__ = ("cause", "exc", "tb")
+
+    def __init__(self, exc: ExcValue, cause: Optional[ExcValue] = None) -> None:
+        self.exc = exc
+        self.cause = cause
+        self.tb: List[str] = []
+
+    def record(self) -> Tuple[ExcValue, Optional[ExcValue], Tuple[str, ...]]:
+        """What ``runtime.in_flight`` records of it."""
+        return (self.exc, self.cause, tuple(self.tb))
+
+
 @dataclass
 class Throwing:
-    """A delivery of an exception, raised where the receiver is suspended."""
+    """A delivery of an exception, raised where the receiver is suspended (``obj``: the
+    object itself, when it already has a history; None for a fresh one)."""
 
     exc: ExcValue
+    obj: Optional[Flying] = None
 
 
 Delivery = Union[Args, Throwing]
@@ -97,8 +129,9 @@ Delivery = Union[Args, Throwing]
 class MG:
     """A model greenlet object."""
 
-    __slots__ = ("context", "gone", "handling", "hold", "in_thread", "is_main", "levels",
-                 "name", "parent", "pc", "rc", "script", "state")
+    __slots__ = ("bounced", "context", "finals", "foreign", "gone", "handled", "handling",
+                 "hold", "in_thread", "is_main", "killing", "levels", "name", "parent", "pc",
+                 "rc", "script", "state")
 
     def __init__(self, name: str, script: Tuple[Op, ...], parent: Optional[MG]) -> None:
         self.name = name
@@ -120,6 +153,18 @@ class MG:
         self.is_main = False
         #: Freed: its reference count reached zero (the liveness check's "gone").
         self.gone = False
+        #: The exception objects of its open ``Handle`` blocks (as ``handling``).
+        self.handled: List[Flying] = []
+        #: Its ``Finally`` blocks whose finally part runs, by op index: the exception
+        #: that will go on once it is done (None: the try part ended normally).
+        self.finals: Dict[int, Optional[Flying]] = {}
+        #: Running its finally parts because it is being killed (``kill``).
+        self.killing = False
+        #: The main greenlet of a program's other thread (``ThreadParent``).
+        self.foreign = False
+        #: Suspended inside the ``bounce`` tracer: the delivery of the switch it was
+        #: entering, and the origin the callback switched back to.
+        self.bounced: Optional[Tuple[Args, MG]] = None
 
     def __repr__(self) -> str:
         return f"<MG {self.name} {self.state} pc={self.pc} rc={self.rc}>"
@@ -192,27 +237,51 @@ class Model:
         self.steps = 0
         #: The mode of the program's tracer installed (``greenlet.settrace``), or None.
         self.tracing: Optional[str] = None
+        #: Family ``finalizers``: each spawned name's (``Spawn.kind``, ``Spawn.subclass``).
+        self.kinds: Dict[str, Tuple[str, bool]] = {}
+        #: The finalizers attached to each greenlet: (owner, op index, op), in order.
+        self.finalizers: Dict[MG, List[Tuple[str, int, Finalize]]] = {}
+        #: The greenlet whose op is releasing a reference right now, when a finalizer
+        #: this frees may run in it (``safely``); None elsewhere.
+        self.safe: Optional[MG] = None
+        #: Work that ``collect`` deferred during a ``safely`` release.
+        self.deferred: List = []
+        #: What remains of each greenlet's interrupted op, to do once its finalizers ran.
+        self.work: Dict[MG, List] = {}
+        #: Greenlets running a finalizer: their saved (script, pc, levels), and the
+        #: finalizer's (owner, op index, index past its ops).
+        self.bodies: Dict[MG, Tuple] = {}
+        #: Who a greenlet running a finalizer records its op events as (the owner).
+        self.speaking: Dict[str, str] = {}
+        #: Greenlets waiting, in a drop, for the kill of a greenlet that resurrects: the
+        #: greenlet killed and its parent to restore.
+        self.waiting: Dict[MG, Tuple[MG, Optional[MG]]] = {}
+        #: Greenlets whose pending switch is a ``Resurrect`` handler's: its op index.
+        self.handler_at: Dict[MG, int] = {}
+        #: Family ``threads``: suspended greenlets freed in another thread, which greenlet
+        #: kills when this thread next calls it (its "deleteme" list), in that order.
+        self.deleteme: List[MG] = []
+        #: ``Drop`` ops performed in the running ``InThread`` block.
+        self.thread_drops = 0
+        #: The main greenlet of the thread an ``InThread`` block runs in (made at need).
+        self.thread_main: Optional[MG] = None
+        #: The ``bounce`` tracer has switched from its callback (it does so once).
+        self.bounce_used = False
 
     # -- public ----------------------------------------------------------------------
 
     def run(self) -> List[Event]:
         self.rec(MAIN, -1, "start", ((), {}))
         while not self.finished:
-            self.steps += 1
-            if self.steps > STEP_LIMIT:
-                raise ModelError("step limit exceeded")
-            if self.pending is not None:
-                dest, delivery, origin = self.pending
-                self.pending = None
-                self.enter(dest, delivery, origin)
-            else:
-                self.step(self.current)
+            self.advance()
         self.teardown()
         return self.events
 
     # -- recording and naming ----------------------------------------------------------
 
     def rec(self, who: str, pc: int, kind: str, payload: object = None) -> None:
+        if pc >= 0 and who in self.speaking:
+            who = self.speaking[who]  # a finalizer's op: rendered in its owner's script
         self.events.append((who, pc, kind, payload))
 
     def lookup(self, name: str) -> Optional[MG]:
@@ -241,11 +310,28 @@ class Model:
         references from the parent attribute of other greenlets), then there is no way to
         ever switch back to this greenlet. In this case, a GreenletExit exception is
         generated into the greenlet."  Unstarted and dead greenlets run nothing; freeing
-        any greenlet releases its parent."""
+        any greenlet releases its parent.
+
+        Freed in another thread (an ``InThread`` block), a suspended greenlet is put on
+        its thread's list of greenlets to kill "the next time that thread calls a
+        greenlet API" (greenlet_gc, test_dealloc_other_thread): the end of the block
+        (``end_thread``).  Unstarted and dead ones are freed there and then."""
+        if self.current.in_thread and (g.state == SUSPENDED or g in self.finalizers):
+            if g in self.finalizers:
+                raise Unsupported(f"{g.name}'s finalizer would run in another thread")
+            self.deleteme.append(g)
+            return
+        if g.state == SUSPENDED and self.resurrects(g):
+            self.defer_resurrection(g)
+            return
         g.gone = True
         if g.state == SUSPENDED:
             self.kill(g)
         parent, g.parent = g.parent, None
+        finalizers = self.finalizers.pop(g, [])
+        if finalizers:
+            self.defer_finalizers(g, finalizers, parent)
+            return
         self.release(parent)
 
     def kill(self, g: MG) -> None:
@@ -257,6 +343,15 @@ class Model:
         Scripts never catch GreenletExit, so it unwinds and the greenlet dies; its
         pending call releases the greenlet it was switching to as it unwinds.
         """
+        if g in self.bodies:
+            # CPython swallows the GreenletExit as unraisable where it leaves the
+            # finalizer, so the greenlet lives on ("GreenletExit did not kill"): avoided.
+            raise Unsupported(f"{g.name} killed while running a finalizer")
+        if g in self.waiting or self.resurrects(g):
+            raise Unsupported(f"{g.name} killed while waiting for a kill, or resurrecting "
+                              "where its dropper cannot wait")
+        safe, self.safe = self.safe, None  # a finalizer freed inside a kill: not modelled
+        self.handler_at.pop(g, None)  # killed in a Resurrect handler's switch: it dies
         dropper = self.current
         saved_parent = g.parent
         g.parent = dropper
@@ -268,12 +363,16 @@ class Model:
         self.release(hold)
         # greenlet gives this GreenletExit a message ("Killing the greenlet because all
         # references have vanished.") that other implementations need not copy.
-        self.rec(g.name, -1, "died", harness_error("GreenletExit"))
+        if any(isinstance(g.script[start], Finally) for start, _ in g.levels):
+            self.run_finally_parts(g)
+        else:
+            self.rec(g.name, -1, "died", harness_error("GreenletExit"))
         g.state = DEAD
         self.trace("switch", g, dropper)  # the GreenletExit comes back as a value
         self.current = dropper
         g.parent = saved_parent
         g.rc -= 1
+        self.safe = safe
 
     def set_current(self, g: MG) -> MG:
         """Make ``g`` current; the previous current greenlet loses that reference.
@@ -331,6 +430,8 @@ class Model:
         """
         raised = self.trace("throw" if isinstance(delivery, Throwing) else "switch", origin, dest)
         delivery = raised or delivery
+        if raised is None and self.bounces(delivery, origin, dest):
+            return self.bounce(dest, delivery, origin)
         self.set_current(dest)
         if dest.state == UNSTARTED:
             if isinstance(delivery, Args):
@@ -340,23 +441,73 @@ class Model:
                 self.rec(dest.name, -1, "start", (tuple(start[0]), dict(start[1])))
             else:
                 dest.state = RUNNING
-                self.finish(dest, delivery.exc, record=False)
+                self.finish(dest, delivery.exc, record=False, obj=delivery.obj)
             return
         assert dest.state == SUSPENDED, dest
         dest.state = RUNNING
+        if dest.bounced is not None:
+            delivery = self.unbounce(dest, delivery)
         hold, dest.hold = dest.hold, None
         self.release(hold)
         self.receive(dest, delivery)
 
+    def bounces(self, delivery: Delivery, origin: MG, dest: MG) -> bool:
+        """The ``bounce`` tracer switches from inside its callback (once per program): on a
+        switch from a suspended greenlet to a suspended one, both held by the program."""
+        return (self.tracing == "bounce" and not self.bounce_used
+                and isinstance(delivery, Args) and origin is not dest
+                and origin.state == SUSPENDED and dest.state == SUSPENDED
+                and self.held(origin) and self.held(dest))
+
+    def bounce(self, dest: MG, delivery: Args, origin: MG) -> None:
+        """tracing docs: the callback "is running in the context of the target greenlet";
+        greenlet lets it switch (greenlet's fail_switch_three_greenlets2 checks the
+        outcome): the target becomes current, its callback switches back to the origin,
+        whose pending call returns ``'bounce'``.  The target stays suspended inside the
+        callback, the original delivery pending (``unbounce``), and the callback's
+        ``(origin, target)`` arguments keep both alive meanwhile (verified on 3.5.6)."""
+        self.bounce_used = True
+        self.set_current(dest)
+        dest.bounced = (delivery, origin)
+        self.incref(origin)
+        self.incref(dest)
+        raised = self.trace("switch", dest, origin)
+        self.set_current(origin)
+        origin.state = RUNNING
+        hold, origin.hold = origin.hold, None
+        self.release(hold)
+        self.receive(origin, raised or Args(("bounce",), {}))
+
+    def unbounce(self, g: MG, delivery: Delivery) -> Delivery:
+        """A greenlet suspended in the ``bounce`` callback is switched to: the callback's
+        switch returns and it returns, and the original switch completes with what it
+        carried (this delivery's value is the callback's, unused); thrown to, the callback
+        raises, so greenlet uninstalls it and the exception replaces the switch (as for
+        any callback that raises).  Then the callback's arguments are released."""
+        original, origin = g.bounced
+        g.bounced = None
+        if isinstance(delivery, Throwing):
+            self.tracing = None
+        else:
+            delivery = original
+        self.release(origin)
+        self.release(g)
+        return delivery
+
     def receive(self, g: MG, delivery: Delivery) -> None:
         """The running greenlet's pending ``switch()``/``throw()`` call completes."""
+        if g in self.waiting:
+            return self.kill_returned(g, delivery)
+        if g in self.handler_at:
+            return self.handler_returned(g, delivery)
         if isinstance(delivery, Args):
             self.rec(g.name, g.pc, "value", pack(delivery.args, delivery.kwargs))
             g.pc += 1
         else:
-            self.fail(g, g.script[g.pc], delivery.exc)
+            self.fail(g, g.script[g.pc], delivery.exc, delivery.obj)
 
-    def finish(self, g: MG, outcome: Union[ExcValue, Return, None], record: bool = True) -> None:
+    def finish(self, g: MG, outcome: Union[ExcValue, Return, None], record: bool = True,
+               obj: Optional[Flying] = None) -> None:
         """``g``'s run ends: return value or exception goes to its parent.
 
         switching docs: "If a greenlet's run() finishes, its return value is the object
@@ -370,7 +521,7 @@ class Model:
             if outcome.type == "GreenletExit":
                 delivery: Delivery = Args((outcome,), {}, exit_value=True)
             else:
-                delivery = Throwing(outcome)
+                delivery = Throwing(outcome, obj)
         else:
             value = outcome.value if isinstance(outcome, Return) else None
             self.rec(g.name, g.pc, "return", value)
@@ -380,24 +531,44 @@ class Model:
             self.tracing = None  # the program removes its tracer when main's script ends
             return
         g.state = DEAD
+        if g.killing:
+            return  # the kill switches back to whoever dropped it (``kill``)
         assert g.parent is not None
-        self.pending = (self.resolve(g.parent), delivery, g)
+        dest = self.resolve(g.parent)
+        if self.foreign_root(dest):
+            # greenlet aborts the process: "ran out of parent greenlets while
+            # propagating exception" (the parent cannot be switched to from here).
+            raise Unsupported(f"{g.name} ends into {dest.name}, whose thread has ended")
+        self.pending = (dest, delivery, g)
 
     # -- operations ----------------------------------------------------------------------
 
     def step(self, g: MG) -> None:
         """Perform the next op of the running greenlet ``g``."""
+        if g in self.bodies and g.pc == self.bodies[g][5]:
+            self.end_body(g)  # a finalizer's ops are done
+            return
+        if g.levels:
+            start, _ = g.levels[-1]
+            op = g.script[start]
+            if isinstance(op, Finally) and start not in g.finals \
+                    and g.pc == self.finally_part(start, op):
+                # The try part ended normally: the finally part runs, nothing in flight.
+                g.finals[start] = None
+                self.rec(g.name, start, "finally", None)
+                return
         if g.levels and g.pc == g.levels[-1][1]:
             # A recursion's nested ops are done: it unwinds and records that (a correct
             # implementation never fails a canary or C-result check, so nothing else).
-            start, _ = g.levels.pop()
-            if isinstance(g.script[start], Handle):
-                g.handling.pop()
+            start, _ = g.levels[-1]
+            flying = g.finals.get(start)
+            self.pop_level(g)
+            if flying is not None:
+                # A finally part done while an exception was in flight: it goes on.
+                self.unwind(g, flying)
+                return
             if isinstance(g.script[start], InThread):
-                # python_threads docs; the main greenlet of a thread that has exited
-                # reports dead (greenlet >= 2.0).
-                g.in_thread = False
-                self.rec(g.name, start, "thread", True)
+                self.end_thread(g, start)
                 return
             self.rec(g.name, start, "done", None)
             return
@@ -409,22 +580,32 @@ class Model:
             self.finish(g, op)
             return
         if isinstance(op, Raise):
-            self.finish(g, exc_value(op.exc))
+            # ``raise X from sys.exc_info()[1]``: the handled exception, or None.
+            cause = g.handling[-1][0] if op.cause and g.handling else None
+            flying = Flying(exc_value(op.exc), cause)
+            self.raised(g, flying)
+            self.unwind(g, flying)
             return
-        if isinstance(op, (Recurse, Handle, InThread)):
-            g.in_thread = g.in_thread or isinstance(op, InThread)
+        if isinstance(op, (Recurse, Handle, InThread, Finally, Resurrect)):
+            if isinstance(op, InThread):
+                g.in_thread = True
+                self.thread_main = None
+                self.thread_drops = 0
             if isinstance(op, Handle):
                 # Python chains an exception raised while another is handled: its
                 # __context__ is the one this greenlet was handling.
                 context = g.handling[-1][0] if g.handling else None
                 g.handling.append((exc_value(op.exc), context))
+                handled = Flying(exc_value(op.exc))
+                self.raised(g, handled)  # raised and caught in the same frame
+                g.handled.append(handled)
             g.levels.append((g.pc, g.pc + span(op)))
             g.pc += 1
             return
         missing = self.unbound_name(op)
         if missing is not None:
             self.rec(g.name, g.pc, "unbound", missing)
-            g.pc += 1
+            g.pc += span(op)
             return
         handler = getattr(self, "op_" + type(op).__name__)
         handler(g, op)
@@ -448,8 +629,13 @@ class Model:
     def op_Switch(self, g: MG, op: Switch) -> None:
         target = self.lookup(op.target)
         assert target is not None
-        if g.in_thread:
+        if g.in_thread or self.foreign_root(self.resolve(target)):
             return self.fail(g, op, harness_error("greenlet.error"))
+        if g.killing and self.resolve(target) is not g:
+            # greenlet_gc: a killed greenlet "is expected to either die or be
+            # resurrected"; one that switches away from its finally block instead is
+            # leaked with "GreenletExit did not kill" on stderr: not modelled.
+            raise Unsupported(f"{g.name} switches away while it is killed")
         self.transfer(target, Args(tuple(op.args), dict(op.kwargs)))
 
     def op_Throw(self, g: MG, op: Throw) -> None:
@@ -462,19 +648,25 @@ class Model:
             # python_threads docs: "It is not possible to mix or switch between greenlets
             # belonging to different threads" (greenlet.error).
             return self.fail(g, op, harness_error("greenlet.error"))
+        if self.foreign_root(self.resolve(target)):
+            # An unstarted greenlet whose parent chain ends in another thread.
+            return self.fail(g, op, harness_error("greenlet.error"))
+        if g.killing:
+            raise Unsupported(f"{g.name} throws while it is killed")
+        obj = None
         if op.style == "exc_info":
             # ``g.throw(*sys.exc_info())``: the exception this greenlet handles (each
             # greenlet has its own, test_exc_state); with none, ``throw(None, None,
             # None)`` is a TypeError in the caller.
             if not g.handling:
                 return self.fail(g, op, harness_error("TypeError"))
-            exc = g.handling[-1][0]
+            exc, obj = g.handling[-1][0], g.handled[-1]
         else:
             exc = thrown(op)
         if target.state == DEAD and exc.type == "GreenletExit":
             self.transfer(target, Args((exc,), {}, exit_value=True))
         else:
-            self.transfer(target, Throwing(exc))
+            self.transfer(target, Throwing(exc, obj))
 
     def op_Spawn(self, g: MG, op: Spawn) -> None:
         """api docs: ``greenlet(run=None, parent=None)``; a None parent is the current
@@ -483,6 +675,7 @@ class Model:
         child = MG(op.name, self.scripts[op.name], parent)
         self.incref(parent)
         child.rc = 1
+        self.kinds[op.name] = (op.kind, op.subclass)
         self.spawned.append(child)
         old = self.registry.get(op.name)
         self.registry[op.name] = child
@@ -491,9 +684,10 @@ class Model:
 
     def op_Drop(self, g: MG, op: Drop) -> None:
         victim = self.registry.pop(op.target)
-        self.release(victim)
-        self.check_alive()
-        self.done(g)
+        if g.in_thread:
+            self.thread_drops += 1  # the runtime records ``alive`` again after the join
+        self.safely(g, lambda: self.release(victim))
+        self.after(g, lambda: (self.check_alive(), self.done(g)))
 
     def op_SetParent(self, g: MG, op: SetParent) -> None:
         """api docs: "parent: ... This is writable, but it is not allowed to create cycles
@@ -514,16 +708,81 @@ class Model:
             if walk is target:
                 return self.fail(g, op, harness_error("ValueError"))
             walk = walk.parent
+        if target.state != UNSTARTED and self.foreign_root(new):
+            # "parent cannot be on a different thread" (green_setparent): a started
+            # greenlet stays in its thread; an unstarted one may move (verified, 3.5.6).
+            return self.fail(g, op, harness_error("ValueError"))
         old = target.parent
         target.parent = new
         self.incref(new)
-        self.release(old)
-        self.done(g)
+        self.safely(g, lambda: self.release(old))
+        self.after(g, lambda: self.done(g))
 
     def op_Current(self, g: MG, op: Current) -> None:
         # In another thread, its own (unnamed) main greenlet is current.
         self.rec(g.name, g.pc, "current", "?" if g.in_thread else self.label(self.current))
         g.pc += 1
+
+    # -- threads (family ``threads``) ----------------------------------------------------
+
+    def end_thread(self, g: MG, start: int) -> None:
+        """An ``InThread`` block's thread has ended and been joined.
+
+        The runtime then calls ``getcurrent()``, where greenlet kills what was freed over
+        there (``deleteme``, in order; greenlet_gc: "the next time that thread calls a
+        greenlet API"), and records ``alive`` if anything was dropped there.  The main
+        greenlet of a thread that has exited reports dead (python_threads docs, greenlet
+        >= 2.0).  Orphans (``Orphan``) are dead, ran no ``finally`` (no GreenletExit for
+        the greenlets of a thread that has ended: greenlet_gc; test_leaks'
+        ``_check_untracked_memory_thread``) and are freed with the last reference."""
+        deleteme, self.deleteme = self.deleteme, []
+        for victim in deleteme:
+            self.collect(victim)
+        if self.thread_drops:
+            self.check_alive()
+        self.rec(g.name, start, "thread", True)
+        block = g.script[start]
+        assert isinstance(block, InThread)
+        orphans = sum(isinstance(o, Orphan) for o in block.then)
+        if orphans:
+            self.rec(g.name, start, "orphans", (orphans, 0, 0))
+
+    @staticmethod
+    def foreign_root(g: MG) -> bool:
+        """``g`` is unstarted and its parent chain ends at another thread's main greenlet
+        (``ThreadParent``): switching or throwing to it is a ``greenlet.error``
+        (verified on 3.5.6: "cannot switch to a different thread")."""
+        if g.state != UNSTARTED:
+            return False
+        walk: Optional[MG] = g
+        while walk.parent is not None:
+            walk = walk.parent
+        return walk.foreign
+
+    def op_ThreadParent(self, g: MG, op: ThreadParent) -> None:
+        """``target.parent = getcurrent()`` in another thread: main greenlets have no
+        parent to set (AttributeError); a started greenlet refuses a parent of another
+        thread (ValueError "parent cannot be on a different thread", greenlet's
+        test_threaded_reparent); an unstarted one accepts it (verified on 3.5.6)."""
+        target = self.lookup(op.target)
+        assert target is not None
+        if target.is_main:
+            return self.fail(g, op, harness_error("AttributeError"))
+        if target.state != UNSTARTED:
+            return self.fail(g, op, harness_error("ValueError"))
+        if self.thread_main is None:
+            self.thread_main = MG("?", (), None)
+            self.thread_main.is_main = self.thread_main.foreign = True
+            self.thread_main.rc = 1 << 40
+            self.thread_main.state = RUNNING
+        old = target.parent
+        target.parent = self.thread_main
+        self.safely(g, lambda: self.release(old))
+        self.after(g, lambda: self.done(g))
+
+    def op_Orphan(self, g: MG, op: Orphan) -> None:
+        """The orphan starts and parks in its thread: nothing this thread sees."""
+        self.done(g)
 
     def op_Inspect(self, g: MG, op: Inspect) -> None:
         """api docs: "bool(g) is true if g is active and false if it is dead or not yet
@@ -532,12 +791,18 @@ class Model:
         exists"."""
         t = self.lookup(op.target)
         assert t is not None
+        kind, subclass = self.kinds.get(t.name, ("plain", False))
         value = {
             "dead": t.state == DEAD,
             "bool": t.state in (RUNNING, SUSPENDED),
             "parent": self.label(t.parent),
             "gr_frame": t.state != SUSPENDED,
-            "run": t.state == UNSTARTED,
+            # "Subclasses can define this as a method on the type" (api docs): only the
+            # instance's run is deleted at the start, the class's stays.
+            "run": t.state == UNSTARTED or kind == "method",
+            # The extra attribute of a subclass: the trivial one's class attribute, the
+            # tag an overridden __init__ stored (the greenlet's name).
+            "tag": t.name if kind == "init" else ("sub" if subclass else None),
         }[op.attr]
         self.rec(g.name, g.pc, "attr", value)
         g.pc += 1
@@ -551,6 +816,12 @@ class Model:
         is in, below its ``run``."""
         t = self.lookup(op.target)
         assert t is not None
+        if t in self.bodies:
+            raise Unsupported(f"the stack of {t.name}, suspended in a finalizer")
+        if t is self.main and self.finished:
+            # Its script is over: suspended in the runner's teardown, whose frames below
+            # run_main's caller differ between runners (in-process, worker, reproducer).
+            raise Unsupported("the stack of main, suspended in the teardown")
         self.rec(g.name, g.pc, "frames", self.stack_of(t) if t.state == SUSPENDED else None)
         g.pc += 1
 
@@ -574,6 +845,10 @@ class Model:
 
     def op_Trace(self, g: MG, op: Trace) -> None:
         """api docs: settrace "Sets a new tracing function and returns the previous one"."""
+        if self.finished:
+            # Run at teardown (a finalizer or resurrected greenlet switched to it): the
+            # tracer would stay installed for the next program run in the same thread.
+            raise Unsupported("a tracer installed after main's script ended")
         self.rec(g.name, g.pc, "tracer", self.tracing)
         self.tracing = None if op.mode == "off" else op.mode
         g.pc += 1
@@ -622,14 +897,254 @@ class Model:
         self.rec(g.name, g.pc, "done", None)
         g.pc += 1
 
-    def fail(self, g: MG, op: Op, exc: ExcValue) -> None:
+    def fail(self, g: MG, op: Op, exc: ExcValue, obj: Optional[Flying] = None) -> None:
         """An op raised in the running greenlet: caught by ``except Exception`` when
-        the op catches, else fatal to the greenlet."""
+        the op catches, else it propagates (``unwind``), fatal to the greenlet."""
+        obj = obj or Flying(exc)
+        self.raised(g, obj)
         if getattr(op, "catch", False) and exc.type in CATCHABLE:
             self.rec(g.name, g.pc, "caught", exc)
             g.pc += 1
+        elif g in self.bodies:
+            # Out of a finalizer: CPython reports it to sys.unraisablehook (in the
+            # greenlet running it) and the interrupted op goes on.
+            self.rec(g.name, -1, "unraisable", exc)
+            self.end_body(g, record=False)
         else:
-            self.finish(g, exc)
+            self.unwind(g, obj)
+
+    # -- exceptions in flight (family ``exceptions``) --------------------------------------
+
+    @staticmethod
+    def at_run(g: MG) -> bool:
+        """``g`` is in its ``run`` frame: no recursion level is open (blocks other than
+        ``Recurse`` run inline)."""
+        return not any(isinstance(g.script[start], Recurse) for start, _ in g.levels)
+
+    def raised(self, g: MG, obj: Flying) -> None:
+        """``obj`` is raised in ``g``'s innermost frame: its traceback gets that frame."""
+        if self.at_run(g):
+            obj.tb.insert(0, f"run_{g.name}")
+
+    @staticmethod
+    def finally_part(start: int, op: Finally) -> int:
+        """The flat index where the finally part of the ``Finally`` at ``start`` begins."""
+        return start + 1 + sum(span(o) for o in op.then[:op.split])
+
+    def pop_level(self, g: MG) -> None:
+        """Leave ``g``'s innermost block."""
+        start, _ = g.levels.pop()
+        op = g.script[start]
+        if isinstance(op, Handle):
+            g.handling.pop()
+            g.handled.pop()
+        elif isinstance(op, Finally):
+            g.finals.pop(start, None)
+        elif isinstance(op, InThread):
+            g.in_thread = False
+
+    def unwind(self, g: MG, obj: Flying) -> None:
+        """An uncaught exception propagates out of ``g``'s blocks: a ``Finally`` whose try
+        part it leaves runs its finally part first (recording it), and the exception goes
+        on when that is done; out of ``run`` it ends the greenlet (``finish``)."""
+        while g.levels:
+            start, _ = g.levels[-1]
+            op = g.script[start]
+            if isinstance(op, Finally) and start not in g.finals:
+                g.finals[start] = obj
+                g.pc = self.finally_part(start, op)
+                self.rec(g.name, start, "finally", obj.record())
+                return
+            if isinstance(op, Resurrect) and obj.exc.type == "GreenletExit":
+                self.resurrect(g, start)
+                return
+            self.pop_level(g)
+            if isinstance(op, Recurse) and self.at_run(g):
+                obj.tb.insert(0, f"run_{g.name}")
+        self.finish(g, obj.exc, obj=obj)
+
+    def run_finally_parts(self, g: MG) -> None:
+        """A kill's GreenletExit unwinds ``g`` through its ``Finally`` blocks, whose finally
+        parts run in ``g`` before control goes back to the dropper (greenlet_gc: "This
+        gives try/finally blocks a chance to clean up resources held by the greenlet")."""
+        obj = Flying(harness_error("GreenletExit"))
+        dropper = g.parent  # the kill made it the parent for the duration
+        assert dropper is not None
+        was = dropper.state
+        if was == RUNNING:
+            dropper.state = SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
+        g.killing = True
+        self.raised(g, obj)
+        self.unwind(g, obj)
+        while g.state != DEAD:  # ``finish`` ends it (no delivery: the kill switches back)
+            self.steps += 1
+            if self.steps > STEP_LIMIT:
+                raise ModelError("step limit exceeded")
+            self.step(g)
+        g.killing = False
+        dropper.state = was
+
+    # -- finalizers (family ``finalizers``) ---------------------------------------------
+
+    def defer_finalizers(self, g: MG, finalizers: List[Tuple[str, int, Finalize]],
+                         parent: Optional[MG]) -> None:
+        """``g`` is freed and has finalizers: they run in the greenlet whose op freed it,
+        after the kill, before ``g``'s parent link is released (greenlet's dealloc kills,
+        then clears weak references, then its ``__dict__``, then drops the parent).
+
+        Weak reference callbacks run newest first (CPython's ``PyObject_ClearWeakRefs``),
+        then the held objects' ``__del__`` in the order they were stored (the dict's).
+        A finalizer that may switch is only modelled where nothing else of the
+        interrupted step is left but releasing references (``safely``): anywhere else
+        (in the middle of a switch or a kill) it is ``Unsupported``.
+        """
+        if self.safe is None:
+            raise Unsupported(f"{g.name}'s finalizer would run in the middle of a switch")
+        weak = [f for f in finalizers if f[2].kind == "weakref"]
+        held = [f for f in finalizers if f[2].kind == "held"]
+        dropper = self.safe
+        for owner, pc, op in (*reversed(weak), *held):
+            self.deferred.append(
+                lambda o=owner, i=pc, op=op: self.start_body(dropper, o, i, op))
+        self.deferred.append(lambda: self.safely(dropper, lambda: self.release(parent)))
+
+    def safely(self, g: MG, release) -> None:
+        """Perform ``release`` (which drops references) for ``g``'s op: finalizers it frees
+        run in ``g`` before the rest of the op (what ``after`` queues)."""
+        self.safe, self.deferred = g, []
+        release()
+        self.safe = None
+        self.work.setdefault(g, [])[:0] = self.deferred
+        self.deferred = []
+
+    def after(self, g: MG, thunk) -> None:
+        """Do ``thunk`` in ``g`` once the finalizers its op started have run."""
+        self.work.setdefault(g, []).append(thunk)
+        self.drain(g)
+
+    def drain(self, g: MG) -> None:
+        while g not in self.bodies and g not in self.waiting and self.work.get(g):
+            self.work[g].pop(0)()
+
+    def start_body(self, g: MG, owner: str, pc: int, op: Finalize) -> None:
+        """``g`` starts performing a finalizer's ops: the owner's ops, recorded as the
+        owner's (``speaking``), with ``g``'s own place in its script saved."""
+        self.events.append((owner, pc, "finalizer", g.name))
+        self.bodies[g] = (g.script, g.pc, g.levels, owner, pc, pc + span(op))
+        g.script = flatten(self.program.script(owner))
+        g.pc, g.levels = pc + 1, []
+        self.speaking[g.name] = owner
+
+    def end_body(self, g: MG, record: bool = True) -> None:
+        script, pc, levels, owner, start, _ = self.bodies.pop(g)
+        del self.speaking[g.name]
+        if record:
+            self.events.append((owner, start, "finalized", None))
+        g.script, g.pc, g.levels = script, pc, levels
+        self.drain(g)
+
+    def settle(self, g: MG) -> None:
+        """Run the program while ``g`` (main, at teardown) performs finalizers or waits for
+        a kill."""
+        while g in self.bodies or g in self.waiting:
+            self.advance(at_teardown=True)
+
+    def advance(self, at_teardown: bool = False) -> None:
+        """One step: deliver the pending switch, else let the current greenlet act."""
+        self.steps += 1
+        if self.steps > STEP_LIMIT:
+            raise ModelError("step limit exceeded")
+        if self.pending is None:
+            self.step(self.current)
+            return
+        dest, delivery, origin = self.pending
+        self.pending = None
+        if at_teardown and dest.state not in (UNSTARTED, SUSPENDED):
+            # Another thread's main greenlet (family threads), reached at teardown.
+            raise Unsupported(f"{origin.name} ends into {dest.name} at teardown")
+        self.enter(dest, delivery, origin)
+
+    def op_Finalize(self, g: MG, op: Finalize) -> None:
+        """Attach the finalizer; its ops are skipped here (they run when the target is
+        freed, see ``defer_finalizers``)."""
+        target = self.lookup(op.target)
+        assert target is not None
+        self.finalizers.setdefault(target, []).append((g.name, g.pc, op))
+        self.rec(g.name, g.pc, "done", None)
+        g.pc += span(op)
+
+    def resurrects(self, g: MG) -> bool:
+        """``g`` is suspended in a ``Resurrect`` block (and not in a finalizer)."""
+        return g not in self.bodies and \
+            any(isinstance(g.script[start], Resurrect) for start, _ in g.levels)
+
+    def defer_resurrection(self, g: MG) -> None:
+        """``g`` is freed while it is in a ``Resurrect`` block: its kill is a real switch
+        that may not come back at once (the handler switches away), so, like finalizers,
+        it is only modelled where the rest of the op can wait (``safely``)."""
+        if self.safe is None:
+            raise Unsupported(f"{g.name} would resurrect in the middle of a switch")
+        dropper = self.safe
+        self.deferred.append(lambda: self.start_kill(dropper, g))
+
+    def start_kill(self, dropper: MG, g: MG) -> None:
+        """greenlet 3.x kills ``g`` from its dealloc: GreenletExit is thrown into it with
+        its parent temporarily ``dropper`` (which waits in the dealloc until something
+        switches back to it, ``kill_returned``), holding one reference meanwhile."""
+        self.waiting[dropper] = (g, g.parent)
+        g.parent = dropper
+        g.rc += 1
+        dropper.state = SUSPENDED
+        self.enter(g, Throwing(harness_error("GreenletExit")), dropper)
+
+    def kill_returned(self, dropper: MG, delivery: Delivery) -> None:
+        """Control is back in the dealloc: the value is dropped, an exception is
+        unraisable (verified on greenlet 3.5.6), ``g``'s parent is restored and, since
+        it resurrected, nothing is freed; the interrupted op goes on."""
+        g, parent = self.waiting.pop(dropper)
+        if isinstance(delivery, Throwing):
+            self.rec(dropper.name, -1, "unraisable", delivery.exc)
+        g.parent = parent
+        g.rc -= 1
+        if g.rc == 0:
+            # Dropped again before the dealloc returned: greenlet frees it or reports
+            # "GreenletExit did not kill" depending on its state; not modelled.
+            raise Unsupported(f"{g.name} dropped again while its kill was pending")
+        self.drain(dropper)
+
+    def resurrect(self, g: MG, start: int) -> None:
+        """A GreenletExit reaches the ``Resurrect`` block at ``start``: its handler
+        registers ``g`` again, records ``g``'s parent (during a kill: the greenlet that
+        dropped it, greenlet's test_parent_restored_on_kill) and switches."""
+        self.pop_level(g)
+        op = g.script[start]
+        assert isinstance(op, Resurrect)
+        if self.registry.get(g.name) is not g:
+            self.registry[g.name] = g
+            g.rc += 1
+        self.rec(g.name, start, "resurrected", self.label(g.parent))
+        g.pc = start
+        target = self.lookup(op.target)
+        if target is None:
+            self.rec(g.name, start, "unbound", op.target)
+            self.rec(g.name, start, "done", None)
+            g.pc = start + span(op)
+            return
+        self.handler_at[g] = start
+        self.transfer(target, Args((), {}))
+
+    def handler_returned(self, g: MG, delivery: Delivery) -> None:
+        """The handler's switch returns (or raises: caught like a catching op's, else it
+        propagates from the handler); the block is done."""
+        start = self.handler_at.pop(g)
+        if isinstance(delivery, Throwing) and delivery.exc.type not in CATCHABLE:
+            return self.fail(g, None, delivery.exc, delivery.obj)
+        if isinstance(delivery, Args):
+            self.rec(g.name, start, "value", pack(delivery.args, delivery.kwargs))
+        else:
+            self.rec(g.name, start, "caught", delivery.exc)
+        self.rec(g.name, start, "done", None)
+        g.pc = start + span(g.script[start])
 
     # -- liveness ----------------------------------------------------------------------
 
@@ -641,7 +1156,9 @@ class Model:
         """The runtime's ``alive`` event after a drop: reference counting frees exactly
         the greenlets whose count reached zero, and nothing else ("If all the references
         to a greenlet object go away ...", greenlet_gc)."""
-        self.rec(self.current.name, -1, "alive", self.alive())
+        # In an ``InThread`` block the thread's own (unnamed) main greenlet is current.
+        who = "?" if self.current.in_thread else self.current.name
+        self.rec(who, -1, "alive", self.alive())
 
     def holders(self, name: str) -> List[str]:
         """What keeps greenlet ``name`` alive now, in words (for leak reports)."""
@@ -665,13 +1182,16 @@ class Model:
     # -- the end -----------------------------------------------------------------------
 
     def teardown(self) -> None:
-        """The runner drops every greenlet the registry still holds, in name order."""
-        for name in sorted(self.registry):
-            victim = self.registry.pop(name, None)
-            if victim is None:
-                continue
-            self.release(victim)
-            self.rec(MAIN, -1, "teardown", name)
+        """The runner drops every greenlet the registry still holds, in name order, and
+        again while it holds any (resurrected or spawned meanwhile)."""
+        while self.registry:
+            for name in sorted(self.registry):
+                victim = self.registry.pop(name, None)
+                if victim is None:
+                    continue
+                self.safely(self.main, lambda v=victim: self.release(v))
+                self.after(self.main, lambda n=name: self.rec(MAIN, -1, "teardown", n))
+                self.settle(self.main)
         self.check_alive()
 
 

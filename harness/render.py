@@ -26,18 +26,23 @@ from harness.ir import (
     Drop,
     Exc,
     ExcInfo,
+    Finalize,
+    Finally,
     Frames,
     Handle,
     Inspect,
     InThread,
     Op,
+    Orphan,
     Program,
     Raise,
     Recurse,
+    Resurrect,
     Return,
     SetParent,
     Spawn,
     Switch,
+    ThreadParent,
     Throw,
     Trace,
     span,
@@ -73,6 +78,8 @@ def op_comment(op: Op) -> str:
         )
     if isinstance(op, Spawn):
         return (f"spawn {op.name}" + (" (a greenlet subclass)" if op.subclass else "")
+                + {"plain": "", "method": " (a subclass defining run)",
+                   "init": " (a subclass overriding __init__)"}[op.kind]
                 + (f" with parent {op.parent}" if op.parent else ""))
     if isinstance(op, SetParent):
         return f"set {op.target}.parent"
@@ -85,7 +92,8 @@ def op_comment(op: Op) -> str:
     if isinstance(op, Return):
         return f"return {op.value!r}"
     if isinstance(op, Raise):
-        return f"raise {op.exc.type}{op.exc.args!r}"
+        return f"raise {op.exc.type}{op.exc.args!r}" + (
+            " from the exception being handled" if op.cause else "")
     if isinstance(op, Recurse):
         return (f"recurse {op.depth} level(s) via {op.via} (salt {op.salt}), there do "
                 f"{len(op.then)} op(s)")
@@ -102,11 +110,25 @@ def op_comment(op: Op) -> str:
         return f"read context variable {op.var}"
     if isinstance(op, CtxCopy):
         return f"give {op.target} a copy of the current context"
+    if isinstance(op, Resurrect):
+        return (f"on GreenletExit in the next {len(op.then)} op(s): register itself "
+                f"again (resurrect) and switch to {op.target}")
+    if isinstance(op, Finalize):
+        return (f"attach a {op.kind} finalizer to {op.target}: when it is freed, do "
+                f"{len(op.then)} op(s)")
+    if isinstance(op, ThreadParent):
+        return f"set {op.target}.parent to this thread's main greenlet"
+    if isinstance(op, Orphan):
+        return "start a greenlet of this thread and leave it suspended when the thread ends"
+    if isinstance(op, Finally):
+        return (f"try: {op.split} op(s), finally: {len(op.then) - op.split} op(s) (record "
+                "the exception leaving the try part)")
     if isinstance(op, InThread):
         return f"in a new thread, do {len(op.then)} op(s); is its main greenlet dead after?"
     if isinstance(op, Trace):
         return {"record": "install the tracer", "raise": "install a tracer that raises",
-                "off": "remove the tracer"}[op.mode]
+                "off": "remove the tracer",
+                "bounce": "install a tracer that switches back once"}[op.mode]
     return type(op).__name__
 
 
@@ -135,6 +157,8 @@ def _expression(op: Op) -> Optional[str]:
             parts.append(_ref(op.parent))
         if op.subclass:
             parts.append("subclass=True")
+        if op.kind != "plain":
+            parts.append(f"kind={op.kind!r}")
         return f"r = spawn({', '.join(parts)})"
     if isinstance(op, SetParent):
         value = repr(op.parent.value) if isinstance(op.parent, Bogus) else _ref(op.parent)
@@ -143,6 +167,10 @@ def _expression(op: Op) -> Optional[str]:
         return f"r = drop({op.target!r})"
     if isinstance(op, Current):
         return "r = label(getcurrent())"
+    if isinstance(op, ThreadParent):
+        return f"{_ref(op.target)}.parent = getcurrent()"
+    if isinstance(op, Orphan):
+        return "T.orphan(T)"
     if isinstance(op, Frames):
         return f"r = T.frame_names({_ref(op.target)}.gr_frame, 'run_{op.target}')"
     if isinstance(op, ExcInfo):
@@ -163,6 +191,7 @@ def _expression(op: Op) -> Optional[str]:
             "parent": f"r = label({target}.parent)",
             "gr_frame": f"r = {target}.gr_frame is None",
             "run": f"r = hasattr({target}, 'run')",
+            "tag": f"r = getattr({target}, 'fuzz_tag', None)",
         }[op.attr]
     return None
 
@@ -178,7 +207,8 @@ def op_lines(who: str, pc: int, op: Op) -> List[str]:
     if isinstance(op, Return):
         return [head, f"return ret({who!r}, {pc}, {op.value!r})"]
     if isinstance(op, Raise):
-        return [head, f"raise {_exc_class(op.exc)}({_args(op.exc.args)})"]
+        cause = " from sys.exc_info()[1]" if op.cause else ""
+        return [head, f"raise {_exc_class(op.exc)}({_args(op.exc.args)}){cause}"]
     stmt = _expression(op)
     assert stmt is not None, op
     kind = _RESULT_KIND.get(type(op), "done")
@@ -264,18 +294,77 @@ def _thread_lines(who: str, pc: int, op: InThread, helpers: List[List[str]]) -> 
     for i, nested in enumerate(op.then):
         body += _op_block(who, pc + 1 + i, nested, helpers)
     fn = f"thread_{who}_{pc}"
+    orphans = [f"rec({who!r}, {pc}, 'orphans', T.orphans_after(T))"] \
+        if any(isinstance(o, Orphan) for o in op.then) else []
     return [f"# {pc}: {op_comment(op)}", f"def {fn}():",
             *("    " + line for line in body or ["pass"]),
-            f"r = T.in_thread(T, {fn})", f"rec({who!r}, {pc}, 'thread', r)"]
+            f"r = T.in_thread(T, {fn})", f"rec({who!r}, {pc}, 'thread', r)", *orphans]
+
+
+def _finally_lines(who: str, pc: int, op: Finally, helpers: List[List[str]]) -> List[str]:
+    """A ``Finally`` op: ``try``/``finally`` inline; an inner ``except`` notes the
+    exception leaving the try part (a bare ``raise`` adds no traceback entry) so that the
+    finally block can record it, then forgets it (a frame holding its own traceback
+    would be a reference cycle, and the collector is off)."""
+    blocks: List[List[str]] = [[], []]
+    for i, nested in enumerate(op.then):
+        at = pc + 1 + sum(span(o) for o in op.then[:i])
+        blocks[i >= op.split] += _op_block(who, at, nested, helpers)
+    var = f"fin_{pc}"
+    return [f"# {pc}: {op_comment(op)}", f"{var} = None", "try:", "    try:",
+            *("        " + line for line in blocks[0] or ["pass"]),
+            "    except BaseException as e:", f"        {var} = e", "        raise",
+            "finally:", f"    rec({who!r}, {pc}, 'finally', T.in_flight(T, {var}))",
+            f"    {var} = None", *("    " + line for line in blocks[1]),
+            f"rec({who!r}, {pc}, 'done', None)"]
+
+
+def _finalize_lines(who: str, pc: int, op: Finalize, helpers: List[List[str]]) -> List[str]:
+    """A ``Finalize`` op: its ops in a function the finalizer calls when the target is
+    freed (what escapes it is unraisable: ``sys.unraisablehook`` records it)."""
+    body: List[str] = []
+    for i, nested in enumerate(op.then):
+        body += _op_block(who, pc + 1 + i, nested, helpers)
+    fn = f"finalizer_{who}_{pc}"
+    return [f"# {pc}: {op_comment(op)}", f"def {fn}():",
+            f"    rec({who!r}, {pc}, 'finalizer', label(getcurrent()))",
+            *("    " + line for line in body),
+            f"    rec({who!r}, {pc}, 'finalized', None)",
+            "try:", f"    T.finalize({_ref(op.target)}, {op.kind!r}, {fn})",
+            "except Unbound as e:", f"    rec({who!r}, {pc}, 'unbound', e.args[0])",
+            "else:", f"    rec({who!r}, {pc}, 'done', None)"]
+
+
+def _resurrect_lines(who: str, pc: int, op: Resurrect,
+                     helpers: List[List[str]]) -> List[str]:
+    """A ``Resurrect`` op: its ops inline in a ``try`` whose ``except GreenletExit``
+    registers the greenlet again and switches."""
+    body: List[str] = []
+    for i, nested in enumerate(op.then):
+        body += _op_block(who, pc + 1 + sum(span(o) for o in op.then[:i]), nested, helpers)
+    return [f"# {pc}: {op_comment(op)}", "try:", *("    " + line for line in body or ["pass"]),
+            "except GreenletExit:",
+            f"    rec({who!r}, {pc}, 'resurrected', T.resurrect({who!r}))",
+            "    try:", f"        r = {_ref(op.target)}.switch()",
+            "    except Unbound as e:", f"        rec({who!r}, {pc}, 'unbound', e.args[0])",
+            "    except Exception as e:", f"        rec({who!r}, {pc}, 'caught', e)",
+            "    else:", f"        rec({who!r}, {pc}, 'value', r)",
+            f"rec({who!r}, {pc}, 'done', None)"]
 
 
 def _op_block(who: str, pc: int, op: Op, helpers: List[List[str]]) -> List[str]:
+    if isinstance(op, Resurrect):
+        return _resurrect_lines(who, pc, op, helpers)
+    if isinstance(op, Finalize):
+        return _finalize_lines(who, pc, op, helpers)
     if isinstance(op, InThread):
         return _thread_lines(who, pc, op, helpers)
     if isinstance(op, Recurse):
         return _recurse_lines(who, pc, op, helpers)
     if isinstance(op, Handle):
         return _handle_lines(who, pc, op, helpers)
+    if isinstance(op, Finally):
+        return _finally_lines(who, pc, op, helpers)
     return op_lines(who, pc, op)
 
 
@@ -320,9 +409,13 @@ def program_source(program: Program) -> str:
     for helper in helpers:
         lines += ["    " + line for line in helper]
         lines.append("")
+    # Main sets context variables in a copy of the thread's context, dropped afterwards:
+    # in the thread's own, each run's fresh variables would stay for ever (a growth the
+    # raw-memory checks would blame on the implementation).
+    sets = any(isinstance(op, CtxSet) for op in ir.walk(program.main))
     lines += [
         "    try:",
-        "        run_main()",
+        "        T.copy_context().run(run_main)" if sets else "        run_main()",
         "    except BaseException:",
         "        pass  # recorded as main's 'died' event",
     ]

@@ -234,6 +234,11 @@ class Tracer:
         #: Weak references to every greenlet spawned, by name (None: not weakly
         #: referenceable), for the liveness check.
         self.weak = {}
+        #: The greenlets whose run has started (a ``start`` event), by name.
+        self.started = set()
+        #: The program's finalizers (``finalize``): weak references with callbacks, kept
+        #: alive here so that their callbacks run.
+        self.finalizers = []
         #: Also record what holds a greenlet that outlives the registry (``holders``
         #: events): costly (``gc.get_referrers``), so only when a leak is explained.
         self.explain = False
@@ -283,6 +288,8 @@ class Tracer:
         if self.closed:
             return
         self.events.append((who, pc, kind, self.canon(payload)))
+        if kind == "start":
+            self.started.add(who)
         if len(self.events) > self.event_limit:
             self.closed = True
             raise RunawayProgram("more than %d events" % self.event_limit)
@@ -293,12 +300,21 @@ class Tracer:
 
     # -- the registry ----------------------------------------------------------------
 
-    def spawn(self, name, run, parent=None, subclass=False):
-        cls = self.subclass() if subclass else self.gl.greenlet
-        if parent is None:
-            g = cls(run)
+    def spawn(self, name, run, parent=None, subclass=False, kind="plain"):
+        if kind == "method":
+            # ``run`` defined on the class (a staticmethod: a bound method would keep
+            # the greenlet alive through its own suspended frame, see finalizers below).
+            cls = type("RunGreenlet", (self.gl.greenlet,), {"run": staticmethod(run)})
+            g = cls() if parent is None else cls(parent=parent)
+        elif kind == "init":
+            cls = init_subclass(self)
+            g = cls(name, run) if parent is None else cls(name, run, parent)
         else:
-            g = cls(run, parent)
+            cls = self.subclass() if subclass else self.gl.greenlet
+            if parent is None:
+                g = cls(run)
+            else:
+                g = cls(run, parent)
         self.labels[id(g)] = name
         self.registry[name] = g
         try:
@@ -315,6 +331,7 @@ class Tracer:
     def drop(self, name):
         if name not in self.registry:
             raise Unbound(name)
+        self.thread_drops += 1
         del self.registry[name]
         self.check_alive()
 
@@ -356,11 +373,14 @@ class Tracer:
                     g = None
 
     def teardown(self):
-        """Drop every greenlet still held, in name order, as the model does."""
-        for name in sorted(self.registry):
-            if name in self.registry:
-                del self.registry[name]
-                self.rec("main", -1, "teardown", name)
+        """Drop every greenlet still held, in name order, as the model does; again while
+        any is held (a greenlet that resurrects from its kill, or one spawned meanwhile),
+        so that none outlives the program to run its code during a later one."""
+        while self.registry:
+            for name in sorted(self.registry):
+                if name in self.registry:
+                    del self.registry[name]
+                    self.rec("main", -1, "teardown", name)
         self.check_alive()
         self.closed = True
 
@@ -676,7 +696,8 @@ def tracers_for(T):
     records every ``switch``/``throw`` event, as the greenlet it runs in (the target)
     sees it; the ``raise`` one then raises ``FuzzError('trace')``, but only between
     greenlets the program holds (never into a greenlet being killed by collection,
-    whose fate greenlet leaves to ``sys.unraisablehook``)."""
+    whose fate greenlet leaves to ``sys.unraisablehook``); the ``bounce`` one switches
+    back from inside the callback, once per program (see ``harness.model.Model.bounce``)."""
 
     def held(g):
         return T.labels.get(id(g)) == "main" or T.registry.get(T.label(g)) is g
@@ -691,7 +712,31 @@ def tracers_for(T):
         if event in ("switch", "throw") and held(args[0]) and held(args[1]):
             raise FuzzError("trace")
 
-    return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None}
+    used = []
+
+    def greenfuzz_bouncing_tracer(event, args):
+        # Once per program, on a switch from a suspended greenlet to a started one (both
+        # held): switch back to the origin from the target's context.  The target stays
+        # suspended in here (its gr_frame), holding (origin, target), until switched to;
+        # then the original switch completes (greenlet's fail_switch_three_greenlets2).
+        greenfuzz_tracer(event, args)
+        if used or event != "switch":
+            return
+        origin, target = args
+        if origin is target or not (held(origin) and held(target)) or origin.dead \
+                or T.label(target) not in T.started:
+            return
+        used.append(True)
+        try:
+            origin.switch("bounce")
+        except BaseException:
+            # Thrown to while suspended here: the exception's traceback keeps this frame,
+            # whose locals must not keep the two greenlets alive once the callback ends.
+            del args, origin, target
+            raise
+
+    return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None,
+            "bounce": greenfuzz_bouncing_tracer}
 
 
 def tracer_mode(tracers, tracer):
@@ -728,12 +773,20 @@ def in_thread(T, fn, timeout=10.0):
         box.append(gl.getcurrent())
 
     thread = threading.Thread(target=body, name="greenfuzz-thread", daemon=True)
+    T.thread_drops = 0
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
         raise RuntimeError("a program's thread did not end within %s s" % timeout)
     if isinstance(box[0], BaseException):
         raise box[0]
+    # A suspended greenlet of this thread whose last reference went in the other thread
+    # is killed "the next time that thread calls a greenlet API" (greenlet_gc; greenlet's
+    # test_dealloc_other_thread): this thread was blocked in join() meanwhile, so
+    # calling one now fixes when that happens, before anything else is recorded.
+    gl.getcurrent()
+    if T.thread_drops:
+        T.check_alive()
     # greenlet marks the main greenlet dead as it cleans up the thread's state, which
     # may finish just after join() returns: allow it a moment.
     import time
@@ -745,6 +798,128 @@ def in_thread(T, fn, timeout=10.0):
 
 
 Tracer.in_thread = staticmethod(in_thread)
+Tracer.thread_drops = 0
+
+
+def orphan(T):
+    """In a program's thread: start a greenlet of that thread that parks, in try/finally,
+    and keep it (``T.orphans``) so that it outlives the thread."""
+    gl = T.gl
+
+    def orphan_run():
+        try:
+            gl.getcurrent().parent.switch()
+        finally:
+            T.orphan_exits += 1
+
+    g = gl.greenlet(orphan_run)
+    g.switch()
+    T.__dict__.setdefault("orphans", []).append(g)
+
+
+def orphans_after(T):
+    """After ``in_thread`` (which waited for the thread's main greenlet to report dead:
+    only then has greenlet torn the thread's greenlets down, before that dropping them
+    frees nothing): (how many orphans are dead, how many ran ``finally``, how many
+    outlive the runtime's references to them)."""
+    orphans, T.orphans = T.orphans, []
+    dead = sum(1 for g in orphans if g.dead)
+    try:
+        refs = [weakref.ref(g) for g in orphans]
+    except TypeError:
+        refs = None
+    orphans = None
+    alive = None if refs is None else sum(1 for r in refs if r() is not None)
+    exits, T.orphan_exits = T.orphan_exits, 0
+    return (dead, exits, alive)
+
+
+Tracer.orphans = ()
+Tracer.orphan_exits = 0
+Tracer.orphan = staticmethod(orphan)
+Tracer.orphans_after = staticmethod(orphans_after)
+
+
+def in_flight(T, e):
+    """What a ``Finally`` records: None, or the exception leaving its try part, its
+    ``__cause__`` and the program's ``run_*`` functions on its traceback, outermost first
+    (recursion levels and an implementation's own frames left out)."""
+    if e is None:
+        return None
+    runs = set("run_" + name for name in T.weak)
+    runs.add("run_main")
+    names = []
+    tb = e.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_name
+        if name in runs:
+            names.append(name)
+        tb = tb.tb_next
+    return (e, e.__cause__, tuple(names))
+
+
+Tracer.in_flight = staticmethod(in_flight)
+
+
+# -- finalizers ------------------------------------------------------------------------------
+
+
+class Held:
+    """An object a greenlet holds (as an attribute) whose ``__del__`` runs a finalizer."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __del__(self):
+        self.fn()
+
+
+def finalize(T, g, kind, fn):
+    """Make ``fn()`` run when greenlet ``g`` is freed: as the callback of a weak reference
+    to it (``weakref``), or as ``__del__`` of an object stored in its ``__dict__``
+    (``held``; one attribute each, in order)."""
+    if kind == "weakref":
+        T.finalizers.append(weakref.ref(g, lambda _ref: fn()))
+    else:
+        T.finalizers.append(None)
+        setattr(g, "fuzz_held_%d" % len(T.finalizers), Held(fn))
+
+
+def init_subclass(T):
+    """A greenlet subclass whose ``__init__`` takes a tag first and stores it in an extra
+    attribute before calling greenlet's (one class per program run)."""
+    cls = getattr(T, "_init_subclass", None)
+    if cls is None:
+        base = T.gl.greenlet
+
+        class InitGreenlet(base):
+            def __init__(self, tag, run, parent=None):
+                self.fuzz_tag = tag
+                if parent is None:
+                    super().__init__(run)
+                else:
+                    super().__init__(run, parent)
+
+        cls = T._init_subclass = InitGreenlet
+    return cls
+
+
+Tracer.finalize = finalize
+
+
+def resurrect(T, name):
+    """Register the current greenlet (``name``) in the registry again, from its
+    ``GreenletExit`` handler; its parent's label (the dropper's, during a kill)."""
+    g = T.gl.getcurrent()
+    T.registry[name] = g
+    parent = g.parent
+    g = None
+    return T.label(parent)
+
+
+Tracer.resurrect = resurrect
 
 
 def warm():

@@ -29,7 +29,8 @@ Documented differences from greenlet 3.x (things threads cannot reproduce):
   "GreenletExit did not kill" and resurrects it.  Exceptions escaping such a kill are
   reported through ``sys.unraisablehook``.
 * Greenlets of a thread that has exited, and greenlets still suspended at interpreter
-  shutdown, are abandoned: their daemon threads stay blocked and nothing is run in them.
+  shutdown, are abandoned: their daemon threads stay blocked and nothing is run in them
+  (those of an exited thread report dead, as in greenlet).
 * When a dying greenlet's result cannot be delivered to any ancestor (an unstarted one was
   re-parented to another thread), greenlet aborts the process; this delivers the ``error``
   to the thread's main greenlet.
@@ -417,12 +418,14 @@ class greenlet:  # lower case: the name is greenlet's public API
 
     @property
     def dead(self) -> bool:
-        # As greenlet >= 2.0: the main greenlet of a thread that has exited is dead.
+        # As greenlet >= 2.0: the main greenlet of a thread that has exited is dead, and so
+        # is every greenlet started in it (greenlet deactivates them, with no GreenletExit).
         inner = self._gl_inner
-        return inner.dead or (inner.is_main and not inner.family.alive)
+        return inner.dead or (inner.started and inner.family is not None
+                              and not inner.family.alive)
 
     def __bool__(self) -> bool:
-        return self._gl_inner.started and not self._gl_inner.dead
+        return self._gl_inner.started and not self.dead
 
     @property
     def run(self) -> Any:

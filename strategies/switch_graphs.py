@@ -13,16 +13,19 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from harness.ir import (
     CONTEXT_VARS,
     FAMILIES,
+    FINALIZER_KINDS,
     FRAME_BUDGET,
     INSPECT_ATTRS,
     LEVEL_FRAMES,
     MAIN,
     MAX_DEPTH,
+    SPAWN_KINDS,
     TRACE_MODES,
     VIAS,
     Bogus,
@@ -33,21 +36,28 @@ from harness.ir import (
     Drop,
     Exc,
     ExcInfo,
+    Finalize,
+    Finally,
     Frames,
     Handle,
     Inspect,
     InThread,
     Op,
+    Orphan,
     Program,
     Raise,
     Recurse,
+    Resurrect,
     Return,
     SetParent,
     Spawn,
     Switch,
+    ThreadParent,
     Throw,
     Trace,
+    walk,
 )
+from harness.model import Unsupported, predict
 from strategies.data import CATCHABLE_TYPES, arguments, exceptions, scalars, values
 
 #: Exceptions a program may throw or raise: the catchable ones and GreenletExit.
@@ -133,24 +143,86 @@ def handlers(targets: Tuple[str, ...], families: Tuple[str, ...] = FAMILIES,
         st.just(ExcInfo()),
         st.builds(Throw, st.sampled_from(targets), st.none(), st.just("exc_info"),
                   st.booleans().map(lambda b: not b)),
-        st.builds(Raise, exceptions(THROWABLE_TYPES)),
+        st.builds(Raise, exceptions(THROWABLE_TYPES), st.booleans()),
     ]
     if nest > 1:
-        nested.append(handlers(targets, families, nest - 1))
+        nested += [handlers(targets, families, nest - 1), finallies(targets, families, 1)]
     return st.builds(Handle, exceptions(CATCHABLE_TYPES),
                      st.lists(st.one_of(nested), max_size=4).map(tuple))
 
 
 @lru_cache(maxsize=256)
+def finallies(targets: Tuple[str, ...], families: Tuple[str, ...] = FAMILIES,
+              nest: int = 2) -> st.SearchStrategy[Finally]:
+    """A ``Finally`` whose try part switches, throws, raises (maybe ``from`` the handled
+    exception) or handles, and whose finally part switches, throws and looks around:
+    left normally, by an exception or by the GreenletExit of a kill."""
+    inner_families = tuple(f for f in families if f != "exceptions")
+    body: List[st.SearchStrategy[Op]] = [
+        ops(targets, terminal=False, families=inner_families),
+        st.builds(Raise, exceptions(THROWABLE_TYPES), st.booleans()),
+        # Switches that let exceptions through: what a child died of, or was thrown in,
+        # then reaches the finally block with the traceback it gathered.
+        switches(targets).map(lambda op: replace(op, catch=False)),
+    ]
+    if nest > 1:
+        body.append(handlers(targets, families, 1))
+    cleanup = st.one_of(
+        switches(targets),
+        throws(targets),
+        st.builds(Inspect, st.sampled_from(targets), st.sampled_from(INSPECT_ATTRS)),
+        st.just(Current()),
+    )
+    return st.builds(lambda b, c: Finally((*b, *c), len(b)),
+                     st.lists(st.one_of(body), max_size=3),
+                     st.lists(cleanup, max_size=3))
+
+
+@lru_cache(maxsize=256)
 def threads(targets: Tuple[str, ...]) -> st.SearchStrategy[InThread]:
     """An ``InThread`` whose ops reach for this thread's greenlets from another thread."""
+    others = [t for t in targets if t != MAIN] or [MAIN]
     in_thread = st.one_of(
         switches(targets).map(lambda op: replace(op, catch=True)),
         throws(targets).map(lambda op: replace(op, catch=True)),
         st.builds(Inspect, st.sampled_from(targets), st.sampled_from(INSPECT_ATTRS)),
         st.just(Current()),
+        # Dropping the last reference over there, re-parenting to that thread's main
+        # greenlet, and greenlets of that thread left suspended when it ends.
+        st.builds(Drop, st.sampled_from(others)),
+        st.builds(ThreadParent, st.sampled_from(targets)),
+        st.just(Orphan()),
     )
-    return st.builds(InThread, st.lists(in_thread, max_size=3).map(tuple))
+    return st.builds(InThread, st.lists(in_thread, max_size=4).map(_thread_block))
+
+
+def _thread_block(block: Sequence[Op]) -> Tuple[Op, ...]:
+    """``block`` without the switches and throws after its first ``ThreadParent`` (they
+    could start the re-parented greenlet in that thread, see ``ThreadParent``)."""
+    out: List[Op] = []
+    for op in block:
+        if isinstance(op, (Switch, Throw)) and any(isinstance(o, ThreadParent) for o in out):
+            continue
+        out.append(op)
+    return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def finalizers(targets: Tuple[str, ...], on: str = "") -> st.SearchStrategy[Finalize]:
+    """A ``Finalize`` on a greenlet (never main; ``on`` when given, with at least one op)
+    whose ops switch, throw (catching) or look around, in whichever greenlet frees it."""
+    others = [on] if on else [t for t in targets if t != MAIN]
+    if not others:
+        return st.nothing()
+    inside = st.one_of(
+        switches(targets).map(lambda op: replace(op, catch=True)),
+        throws(targets).map(lambda op: replace(op, catch=True)),
+        st.builds(Inspect, st.sampled_from(targets),
+                  st.sampled_from(("dead", "bool", "parent", "tag"))),
+        st.just(Current()),
+    )
+    return st.builds(Finalize, st.sampled_from(others), st.sampled_from(FINALIZER_KINDS),
+                     st.lists(inside, min_size=1 if on else 0, max_size=3).map(tuple))
 
 
 @lru_cache(maxsize=256)
@@ -182,11 +254,17 @@ def ops(targets: Tuple[str, ...], *, terminal: bool = True,
         choices += [st.builds(Frames, st.sampled_from(targets))] * 2
     if "exceptions" in families:
         choices += [handlers(targets, families), handlers(targets, families),
-                    st.just(ExcInfo())]
+                    st.just(ExcInfo()), finallies(targets, families),
+                    finallies(targets, families)]
     if "tracing" in families:
-        choices += [st.builds(Trace, st.sampled_from(TRACE_MODES))] * 2
+        # A tracer that bounces needs two suspended greenlets to act on: drawn more often.
+        choices += [st.builds(Trace, st.sampled_from(TRACE_MODES))] * 2 + \
+            [st.just(Trace("bounce"))] * 2
     if "threads" in families:
         choices.append(threads(targets))
+    if "finalizers" in families and len(targets) > 1:
+        choices += [finalizers(targets), finalizers(targets),
+                    st.builds(Inspect, st.sampled_from(targets), st.just("tag"))]
     if "contextvars" in families:
         var = st.sampled_from(CONTEXT_VARS)
         choices += [st.builds(CtxSet, var, scalars()), st.builds(CtxGet, var),
@@ -215,6 +293,10 @@ def _fit(script: Sequence[Op], budget: List[int]) -> Tuple[Op, ...]:
             op = replace(op, depth=depth, then=_fit(op.then, budget))
         elif isinstance(op, Handle):
             op = replace(op, then=_fit(op.then, budget))
+        elif isinstance(op, Finally):
+            # Fitted part by part: a recursion done in place changes the parts' lengths.
+            body = _fit(op.then[:op.split], budget)
+            op = Finally((*body, *_fit(op.then[op.split:], budget)), len(body))
         out.append(op)
     return tuple(out)
 
@@ -225,10 +307,17 @@ def _parents(targets: Tuple[str, ...]) -> st.SearchStrategy:
 
 
 _subclass = st.integers(min_value=0, max_value=4).map(lambda n: n == 4)
+#: Mostly plain (shrinks towards it), else one of the customised subclasses.
+_spawn_kind = st.integers(min_value=0, max_value=7).map(
+    lambda n: SPAWN_KINDS[max(0, n - 5)])
 _kick_off = st.integers(min_value=0, max_value=3).map(bool)
 _deep_start = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
 _copy_context = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+_finalize_after = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
 _frames_after = st.integers(min_value=0, max_value=2).map(lambda n: n == 2)
+_in_finally = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+_drop_in_thread = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+_bounce_after = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
 
 
 #: Shapes of switch graph ``programs`` can draw.  ``random``: any greenlet may spawn,
@@ -297,22 +386,43 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
         # Mostly spawn up front, so that later ops find the name bound.
         at = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=limit)))
         parent = None if shape == "chain" else draw(_parents(targets))
-        body.insert(at, Spawn(name, parent, draw(_subclass)))
+        kind = draw(_spawn_kind) if "finalizers" in fams else "plain"
+        body.insert(at, Spawn(name, parent, kind == "plain" and draw(_subclass), kind))
         after = at + 1
         if "contextvars" in fams and draw(_copy_context):
             # Only right after the spawn: the greenlet is certainly unstarted then.
             body.insert(after, CtxCopy(name))
+            after += 1
+        if "finalizers" in fams and draw(_finalize_after):
+            # Right after the spawn, so that the name is bound: freed later by a drop,
+            # re-parenting or the teardown, it runs (and its ops most likely switch).
+            body.insert(after, draw(finalizers(targets, name)))
             after += 1
         # Most greenlets get a kick-off switch from main (after their spawn, when main
         # spawns them); otherwise few would ever start.  Shrinks towards no kick-off.
         if draw(_kick_off):
             first = after if spawner == MAIN else 0
             kick: Op = Switch(name)
+            if "exceptions" in fams and draw(_in_finally):
+                # Whatever it dies of (or throws at main) reaches main's finally block,
+                # with the traceback and cause it gathered on the way.
+                kick = Finally((Switch(name, catch=False), Current()), 1)
             if "stack" in fams and draw(_deep_start):
                 # Started from deep in main's stack: its stack region overlaps main's.
                 kick = draw(recursions(targets, fams, (kick,)))
             at_kick = draw(st.integers(min_value=first, max_value=len(main_script)))
             main_script.insert(at_kick, kick)
+            if "tracing" in fams and draw(_bounce_after):
+                # Once it has parked, switch to it again under the tracer that switches
+                # from its callback (which needs two suspended greenlets).
+                main_script[at_kick + 1:at_kick + 1] = [Trace("bounce"), Switch(name)]
+            if "threads" in fams and draw(_drop_in_thread):
+                # Later on, started, given a parent of another thread (refused), or its
+                # last reference (often) dropped there while it is suspended (killed when
+                # main next calls greenlet).
+                at = draw(st.integers(min_value=at_kick + 1, max_value=len(main_script)))
+                main_script.insert(at, InThread((draw(st.sampled_from(
+                    (ThreadParent(name), Drop(name)))),)))
             if "frames" in fams and draw(_frames_after):
                 # Park it (switching back to main, maybe from deep down), then look at
                 # its stack while it is suspended there.
@@ -332,4 +442,112 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
         meta=(("shape", shape),),
     )
     program.validate()
+    if "finalizers" in fams:
+        program = _supported(_resurrecting(draw, program, targets))
+    if "exceptions" in fams or "threads" in fams:
+        program = _determined(program)
+    return program
+
+
+def _tame(script: Sequence[Op], stage: int, owner: str) -> Tuple[Op, ...]:
+    """``script`` without what ``_determined`` gives up at ``stage``: 0, the switches and
+    throws of the finally parts of greenlets that may be killed (not main's); 1, also
+    every ``ThreadParent``."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, ThreadParent) and stage >= 1:
+            continue
+        if isinstance(op, Finally) and owner != MAIN:
+            kept = [o for o in op.then[op.split:] if not isinstance(o, (Switch, Throw))]
+            op = Finally((*_tame(op.then[:op.split], stage, owner), *kept), op.split)
+        elif hasattr(op, "then"):
+            op = replace(op, then=_tame(op.then, stage, owner))
+        out.append(op)
+    return tuple(out)
+
+
+def _determined(program: Program) -> Program:
+    """``program``, made deterministic where the model says it is not
+    (``harness.model.Unsupported``): a greenlet whose finally block switches away while it
+    is killed is leaked by greenlet ("GreenletExit did not kill"), and one that ends into
+    an unstarted parent whose thread has ended aborts the process.  Those parts are
+    removed, least first, until the model predicts the program."""
+    if not any(isinstance(op, (Finally, ThreadParent))
+               for _, s in program.scripts() for op in walk(s)):
+        return program
+    for stage in (0, 1, None):
+        try:
+            predict(program)
+            return program
+        except Unsupported:
+            if stage is None:
+                reject()  # something else the model leaves out (never seen so far)
+        program = replace(program, main=_tame(program.main, stage, MAIN),
+                          greenlets=tuple((n, _tame(s, stage, n)) for n, s in program.greenlets))
+        program.validate()
+    return program
+
+
+_resurrects = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _resurrecting(draw: st.DrawFn, program: Program, targets: Tuple[str, ...]) -> Program:
+    """Some greenlets get a ``Resurrect`` block round a run of their top-level ops (up to
+    their first return, raise or block that a ``Resurrect`` may not hold, after their
+    spawns), ending with a
+    switch to main: parked there, a drop or the teardown kills them in it."""
+    greenlets = []
+    for name, script in program.greenlets:
+        limit = 0
+        while limit < len(script) and not isinstance(script[limit], (Return, Raise)) and \
+                not any(isinstance(o, (Finally, Raise)) for o in walk(script[limit:limit + 1])):
+            limit += 1
+        # After its spawns, which stay at the top level of scripts.
+        first = max((i + 1 for i, op in enumerate(script[:limit]) if isinstance(op, Spawn)),
+                    default=0)
+        if draw(_resurrects):
+            start = draw(st.integers(min_value=first, max_value=limit))
+            end = draw(st.integers(min_value=start, max_value=limit))
+            block = Resurrect(draw(st.sampled_from(targets)), (*script[start:end], Switch(MAIN)))
+            script = (*script[:start], block, *script[end:])
+        greenlets.append((name, script))
+    program = replace(program, greenlets=tuple(greenlets))
+    program.validate()
+    return program
+
+
+def _without_finalizers(script: Sequence[Op]) -> Tuple[Op, ...]:
+    """``script`` without ``Finalize`` ops, and with ``Resurrect`` blocks' ops in place."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, Resurrect):
+            out += _without_finalizers(op.then)
+        elif isinstance(op, Finally):
+            head = _without_finalizers(op.then[:op.split])
+            out.append(Finally((*head, *_without_finalizers(op.then[op.split:])), len(head)))
+        elif not isinstance(op, Finalize):
+            out.append(replace(op, then=_without_finalizers(op.then))
+                       if hasattr(op, "then") else op)
+    return tuple(out)
+
+
+def _supported(program: Program) -> Program:
+    """``program``, or without its finalizers and resurrections when one would run where
+    the model does not predict it (``harness.model.Unsupported``: in the middle of a
+    switch or a kill, where greenlet's dealloc has no documented behaviour for code that
+    switches away, e.g. "GreenletExit did not kill" leaks the greenlet)."""
+    if not any(isinstance(op, (Finalize, Resurrect))
+               for _, s in program.scripts() for op in walk(s)):
+        return program
+    try:
+        outlive = predict(program)[-1][3]
+    except Unsupported:
+        outlive = True
+    if outlive:
+        # Unsupported, or a greenlet outlives the program, whose kill (when the process
+        # collects it) would run its handler during a later program.
+        program = replace(program, main=_without_finalizers(program.main),
+                          greenlets=tuple((n, _without_finalizers(s))
+                                          for n, s in program.greenlets))
+        program.validate()
     return program

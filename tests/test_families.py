@@ -26,17 +26,21 @@ from harness.ir import (
     Drop,
     Exc,
     ExcInfo,
+    Finally,
     Frames,
     Handle,
     Inspect,
     InThread,
+    Orphan,
     Program,
     ProgramError,
     Raise,
     Recurse,
     Return,
+    SetParent,
     Spawn,
     Switch,
+    ThreadParent,
     Throw,
     Trace,
     flatten,
@@ -323,6 +327,54 @@ def test_a_tracer_that_raises_is_removed_and_its_exception_delivered() -> None:
     assert [v for _, _, kind, v in trace if kind == "tracer"] == [None, None, None, "raise"]
 
 
+@pytest.mark.parametrize("resume", ["switch", "throw"])
+def test_a_tracer_that_switches_from_its_callback(resume: str) -> None:
+    """The ``bounce`` tracer, in g2's context, switches back to g1 (whose switch returns
+    'bounce'); g2 stays suspended in the callback (its gr_frame, above run_g2).  Switched
+    to, the original switch completes (g2 gets 'to g2', the resuming value goes to the
+    callback); thrown to, the callback raises, is uninstalled, and g2 gets the exception."""
+    again = Switch("g2", ("resume",)) if resume == "switch" else Throw("g2", Exc("KeyError"))
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"), Switch("g2"), Switch("g1", ("go",)),
+              Frames("g2"), Inspect("g2", "gr_frame"), again, Trace("off")],
+             g1=[Switch(MAIN), Trace("bounce"), Switch("g2", ("to g2",)),
+                 Switch(MAIN, ("g1 back",))],
+             g2=[Switch(MAIN), Switch(MAIN, ("g2 done",))])
+    trace = agreed(p)
+    assert ("g1", 2, "value", "bounce") in trace and (MAIN, 4, "value", "g1 back") in trace
+    assert (MAIN, 5, "frames", ("run_g2",)) in trace and (MAIN, 6, "attr", False) in trace
+    if resume == "switch":
+        assert ("g2", 0, "value", "to g2") in trace and (MAIN, 7, "value", "g2 done") in trace
+        assert (MAIN, 8, "tracer", "bounce") in trace
+    else:
+        assert ("g2", 0, "caught", runtime.ExcValue("KeyError", ())) in trace
+        assert (MAIN, 8, "tracer", None) in trace  # uninstalled when it raised
+
+
+def test_a_greenlet_suspended_in_the_tracer_keeps_itself_alive() -> None:
+    """Suspended in the callback, g1 holds the callback's (origin, target) arguments, so
+    dropping it frees nothing (and it is never killed): greenlet keeps it, as predicted."""
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"), Switch("g2"), Trace("bounce"),
+              Switch("g1"), Drop("g2"), Drop("g1"), Trace("off")],
+             g1=[Switch(MAIN), Switch("g2"), Switch(MAIN)], g2=[Switch(MAIN), Switch(MAIN)])
+    trace = agreed(p)
+    assert (MAIN, 5, "value", "bounce") in trace
+    assert [v for _, _, kind, v in trace if kind == "alive"] == [("g1",)] * 3
+    assert ("g2", -1, "died", runtime.ExcValue("GreenletExit", None)) in trace
+
+
+def test_a_greenlet_thrown_out_of_the_tracer_is_let_go() -> None:
+    """Main, bounced in the callback, is thrown to by g1 with an exception instance g1's
+    pending throw still holds: the callback's frame stays on that exception's traceback
+    but keeps neither greenlet alive, so g1 is killed at teardown (found by fuzzing:
+    the callback's locals did keep them)."""
+    p = prog([Spawn("g1"), Switch("g1")],
+             g1=[Trace("bounce"), Switch(MAIN), Throw(MAIN, Exc("ValueError"), "instance")])
+    trace = agreed(p)
+    assert ("g1", 1, "value", "bounce") in trace
+    assert trace[-3:] == [("g1", -1, "died", runtime.ExcValue("GreenletExit", None)),
+                          (MAIN, -1, "teardown", "g1"), (MAIN, -1, "alive", ())]
+
+
 def test_tracing_family_is_skipped_without_settrace(tmp_path: Path) -> None:
     from harness.campaign import CampaignConfig, drawable_families
 
@@ -371,3 +423,175 @@ def test_threads_allow_only_ops_that_need_no_greenlet_of_theirs() -> None:
         prog([InThread((Spawn("g1"),))], g1=[])
     with pytest.raises(ProgramError, match="must catch"):
         prog([InThread((Switch(MAIN, catch=False),))])
+
+
+def test_another_threads_main_greenlet_is_a_parent_only_for_unstarted_greenlets() -> None:
+    """In another thread, a started greenlet (suspended or dead) refuses that thread's main
+    greenlet as parent (ValueError), main has none to set; an unstarted one takes it, and
+    then neither it nor a child of it can be switched or thrown to (greenlet.error), a
+    started greenlet cannot be given it as parent, and moving it back makes it usable."""
+    p = prog([Spawn("g1"), Spawn("g2"), Spawn("g3"), Switch("g1"), Switch("g3"),
+              InThread((ThreadParent("g1"), ThreadParent(MAIN), ThreadParent("g2"),
+                        ThreadParent("g3"), Inspect("g2", "parent"))),
+              Switch("g2"), Throw("g2", Exc("KeyError")), Spawn("g4", "g2"), Switch("g4"),
+              SetParent("g1", "g2"), SetParent("g2", MAIN), Switch("g2", (5,))],
+             g1=[Switch(MAIN)], g2=[Current()], g3=[], g4=[])
+    trace = agreed(p)
+    outcome = {pc: (kind, v) for who, pc, kind, v in trace if who == MAIN and pc > 5}
+    value_error, error = runtime.ExcValue("ValueError", None), runtime.ExcValue("greenlet.error",
+                                                                               None)
+    assert outcome[6] == ("caught", value_error)  # g1 suspended
+    assert outcome[7] == ("caught", runtime.ExcValue("AttributeError", None))
+    assert outcome[8] == ("done", None)  # g2 unstarted
+    assert outcome[9] == ("caught", value_error)  # g3 dead
+    assert outcome[10] == ("attr", "?")
+    assert outcome[11] == outcome[12] == outcome[14] == ("caught", error)
+    assert outcome[15] == ("caught", value_error)
+    assert ("g2", -1, "start", ((5,), {})) in trace
+
+
+def test_a_greenlet_dropped_in_another_thread_dies_when_this_thread_calls_greenlet() -> None:
+    """The last reference to a suspended greenlet dropped in another thread: it stays alive
+    there and gets its GreenletExit in its own thread, from the greenlet that ran the
+    thread, once that thread has ended and this one calls greenlet again (in the order
+    dropped); an unstarted one is freed over there at once."""
+    p = prog([Spawn("g1"), Spawn("g2"), Spawn("g3"), Switch("g1"), Switch("g2"), Trace(),
+              InThread((Drop("g2"), Drop("g3"), Drop("g1"))), Current()],
+             g1=[Switch(MAIN)], g2=[Finally((Switch(MAIN),), 1)], g3=[])
+    trace = agreed(p)
+    assert [v for who, _, kind, v in trace if kind == "alive"][:3] == [
+        ("g1", "g2", "g3"), ("g1", "g2"), ("g1", "g2")]
+    assert [who for who, _, kind, _ in trace if kind == "alive"][:3] == ["?"] * 3
+    after = trace[trace.index((MAIN, 9, "done", None)) + 1:]
+    assert [(who, kind) for who, _, kind, _ in after][:8] == [
+        ("g2", "trace"), ("g2", "finally"), ("g2", "died"), (MAIN, "trace"),
+        ("g1", "trace"), ("g1", "died"), (MAIN, "trace"), (MAIN, "alive")]
+    assert (MAIN, -1, "alive", ()) in after and (MAIN, 6, "thread", True) in after
+
+
+def test_greenlets_of_a_thread_that_ended_get_no_greenletexit_and_are_freed() -> None:
+    """Greenlets left suspended in a thread that ends: dead once the thread's main is, no
+    finally ran in them, and nothing of them is left once dropped."""
+    p = prog([InThread((Orphan(), Current(), Orphan())), InThread(())])
+    trace = agreed(p)
+    assert (MAIN, 0, "orphans", (2, 0, 0)) in trace
+    assert not any(kind == "orphans" and pc == 4 for _, pc, kind, _ in trace)
+
+
+def test_thread_only_ops_are_validated() -> None:
+    with pytest.raises(ProgramError, match="only in a thread"):
+        prog([Spawn("g1"), ThreadParent("g1")], g1=[])
+    with pytest.raises(ProgramError, match="only in a thread"):
+        prog([Handle(Exc("KeyError"), (Orphan(),))])
+    with pytest.raises(ProgramError, match="no switch or throw after a ThreadParent"):
+        prog([Spawn("g1"), InThread((ThreadParent("g1"), Switch("g1")))], g1=[])
+    p = prog([Spawn("g1"), InThread((Drop("g1"), ThreadParent(MAIN), Orphan()))], g1=[])
+    assert Program.loads(p.dumps()) == p
+
+
+def test_a_greenlet_ending_into_a_parent_of_a_thread_that_ended_is_left_out() -> None:
+    """greenlet aborts the process ("ran out of parent greenlets") when a greenlet ends
+    into an unstarted parent moved to a thread that has ended: the model says so, and
+    the strategy drops the re-parenting rather than draw such a program."""
+    from strategies.switch_graphs import _determined
+
+    p = prog([Spawn("g1"), Spawn("g2", "g1"), Switch("g2"),
+              InThread((ThreadParent("g1"),)), Switch("g2")], g1=[], g2=[Switch(MAIN)])
+    with pytest.raises(model.Unsupported, match="thread has ended"):
+        model.predict(p)
+    fixed = _determined(p)
+    assert fixed.main[3] == InThread(())
+    agreed(fixed)
+
+
+def test_a_thread_check_fires_on_a_greenlet_that_takes_another_threads_parent() -> None:
+    mutant = implementations.load(str(Path(__file__).parent / "mutants" /
+                                      "thread_reparent_allowed.py"))
+    p = prog([Spawn("g1"), Switch("g1"), InThread((ThreadParent("g1"),))], g1=[Switch(MAIN)])
+    agreed(p)
+    verdict = checks.compare(p, model.predict(p), runner.run_inprocess(p, mutant))
+    assert verdict.kind == checks.MISMATCH, verdict.summary
+
+
+# -- exceptions: finally blocks, tracebacks and causes -------------------------------------
+
+
+def test_finally_blocks_run_on_normal_exit_on_exceptions_and_on_kill() -> None:
+    """A finally block records what leaves its try part: nothing, an exception raised
+    there, one from a child that died of it (chained to the exception the child handled),
+    or a kill's GreenletExit (while the dropper waits, suspended); it may switch while
+    the exception waits (which then goes on), and inside a recursion it runs in the
+    level's frame (no ``run`` in the traceback yet)."""
+    p = prog([Spawn("g1"), Spawn("g2"), Spawn("g3"),
+              Finally((Switch("g1"), Current()), 1),
+              Switch("g2"), Switch("g3"), Drop("g3"),
+              Finally((Switch("g2", catch=False), Switch("g2"), Inspect("g2", "dead")), 1)],
+             g1=[Finally((Raise(Exc("KeyError", (1,))), Switch(MAIN, ("in finally",))), 1)],
+             g2=[Handle(Exc("ValueError"), (Switch(MAIN),
+                                            Raise(Exc("RuntimeError", (2,)), cause=True)))],
+             g3=[Recurse(2, "map", 0, (Finally((Switch(MAIN), Current(),
+                                                 Inspect(MAIN, "gr_frame")), 1),))])
+    trace = agreed(p)
+    finals = [(who, pc, v) for who, pc, kind, v in trace if kind == "finally"]
+    exc = runtime.ExcValue
+    assert finals == [
+        ("g1", 0, (exc("KeyError", (1,)), None, ("run_g1",))),
+        (MAIN, 3, None),
+        ("g3", 1, (exc("GreenletExit", None), None, ())),
+        (MAIN, 9, (exc("RuntimeError", (2,)), exc("ValueError", ()), ("run_main", "run_g2")))]
+    assert (MAIN, 4, "value", "in finally") in trace and ("g3", 3, "current", "g3") in trace
+    assert ("g3", 4, "attr", False) in trace  # main waits in its del: it has a gr_frame
+    assert (MAIN, 12, "attr", True) in trace
+    assert (MAIN, -1, "died", exc("RuntimeError", (2,))) in trace
+
+
+def test_a_traceback_keeps_every_greenlet_an_exception_was_thrown_through() -> None:
+    """``throw(*sys.exc_info())`` sends the exception object itself: its traceback grows by
+    each greenlet's ``run`` it is raised in, across throws and deaths."""
+    p = prog([Spawn("g1"), Spawn("g2"), Switch("g1"), Switch("g2"),
+              Handle(Exc("KeyError", (7,)), (Throw("g1", None, "exc_info"),
+                                             Throw("g2", None, "exc_info")))],
+             g1=[Switch(MAIN, catch=False)], g2=[Finally((Switch(MAIN, catch=False),), 1)])
+    trace = agreed(p)
+    key = runtime.ExcValue("KeyError", (7,))
+    assert (MAIN, 5, "caught", key) in trace  # g1 died of it, back to main
+    assert ("g2", 0, "finally", (key, None, ("run_g2", "run_main", "run_g1", "run_main"))) \
+        in trace
+
+
+def test_a_finally_block_that_switches_away_while_killed_is_left_out() -> None:
+    """greenlet leaks a killed greenlet whose finally block switches away ("GreenletExit
+    did not kill"): not modelled; the strategy keeps such finally blocks to main's
+    script (never killed) and to ops that stay put."""
+    from strategies.switch_graphs import _determined
+
+    p = prog([Spawn("g1"), Switch("g1"), Drop("g1")],
+             g1=[Finally((Switch(MAIN), Switch(MAIN), Current()), 1)])
+    with pytest.raises(model.Unsupported, match="switches away while it is killed"):
+        model.predict(p)
+    fixed = _determined(p)
+    assert fixed.script("g1") == (Finally((Switch(MAIN), Current()), 1),)
+    agreed(fixed)
+
+
+def test_finally_blocks_are_validated() -> None:
+    with pytest.raises(ProgramError, match="split must be 0 to 1"):
+        prog([Finally((Current(),), 2)])
+    with pytest.raises(ProgramError, match="Raise cannot be in a finally block"):
+        prog([Finally((Current(), Raise(Exc("KeyError"))), 1)])
+    with pytest.raises(ProgramError, match="no return inside"):
+        prog([Finally((Return(1),), 1)])
+    p = prog([Finally((Raise(Exc("KeyError"), cause=True), Current()), 1)])
+    assert Program.loads(p.dumps()) == p and program_families(p) == ("core", "exceptions")
+
+
+def test_the_traceback_check_fires_on_an_implementation_that_loses_it() -> None:
+    mutant = implementations.load(str(Path(__file__).parent / "mutants" /
+                                      "traceback_lost_in_switch.py"))
+    p = prog([Spawn("g1"), Finally((Switch("g1", catch=False),), 1)],
+             g1=[Raise(Exc("KeyError"))])
+    agreed(p)
+    observation = runner.run_inprocess(p, mutant)
+    verdict = checks.compare(p, model.predict(p), observation)
+    assert verdict.kind == checks.MISMATCH, verdict.summary
+    assert observation.trace[verdict.index][2] == "finally"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.ir import MAIN, Current, Drop, Inspect, Program, Spawn, Switch
+from harness import model
+from harness.ir import MAIN, Current, Drop, Finally, Inspect, Program, Spawn, Switch
 from harness.minimize import renamed, simplify, without_greenlet
 
 
@@ -53,3 +54,24 @@ def test_simplify_never_returns_a_passing_program() -> None:
 
     assert simplify(padded(), never) == padded()
     assert calls
+
+
+def test_candidates_the_model_leaves_out_are_not_smaller() -> None:
+    """Without main's second switch, g1 is killed inside its try part, and its finally
+    block would switch away (``model.Unsupported``): that candidate is skipped, not an
+    error; every other removal is taken."""
+    p = Program(main=(Spawn("g1"), Switch("g1"), Switch("g1"), Drop("g1")),
+                greenlets=(("g1", (Finally((Switch(MAIN), Switch(MAIN)), 1),)),))
+    without = Program(main=p.main[:2] + p.main[3:], greenlets=p.greenlets)
+    try:
+        model.predict(without)
+        raise AssertionError("the model should leave this program out")
+    except model.Unsupported:
+        pass
+
+    def g1_starts_intact(q: Program) -> bool:
+        return ("g1", -1, "start", ((), {})) in model.predict(q) and \
+            q.script("g1") == p.script("g1")
+
+    assert simplify(p, g1_starts_intact).main == p.main[:3]
+

@@ -9,14 +9,19 @@ from __future__ import annotations
 from hypothesis import given, settings
 
 from harness import checks, implementations, model, runner
-from harness.ir import Program
+from harness.ir import FAMILIES, Program
 from strategies import programs
 
 THREADED = implementations.load("harness.threaded_greenlet")
+#: Not ``finalizers``: the threaded implementation kills from a Python ``__del__``, which
+#: CPython calls at most once per object (PEP 442), so a greenlet that resurrected is
+#: never killed again; and CPython frees a Python object's slots (its parent) before its
+#: ``__dict__`` (the objects it holds), the reverse of greenlet's order.
+FAMILIES_CHECKED = tuple(f for f in FAMILIES if f != "finalizers")
 
 
 @settings(max_examples=max(20, settings.default.max_examples // 2))
-@given(programs())
+@given(programs(families=FAMILIES_CHECKED))
 def test_threaded_reference_agrees_with_model(program: Program) -> None:
     expected = model.predict(program)
     observation = runner.run_inprocess(program, THREADED)
