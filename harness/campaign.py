@@ -106,11 +106,12 @@ def open_executor(config: CampaignConfig) -> Optional[IsolatedExecutor]:
 
 
 def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedExecutor],
-          timeout: Optional[float] = None) -> Finding:
-    """Run one program and compare; the returned Finding's verdict may be ``ok``."""
+          timeout: Optional[float] = None, fresh: bool = False) -> Finding:
+    """Run one program and compare; the returned Finding's verdict may be ``ok``.
+    ``fresh`` runs it in a child of its own (see ``programs_per_child``)."""
     expected = model.predict(program)
     if executor is not None:
-        observation = executor.run(program, timeout or config.timeout)
+        observation = executor.run(program, timeout or config.timeout, fresh=fresh)
     else:
         observation = runner.run_inprocess(program, config.impl)
     verdict = checks.compare(program, expected, observation)
@@ -237,8 +238,12 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         result.elapsed = time.monotonic() - start
         progress(result)
         try:
+            # Once a program has failed, Hypothesis is shrinking it: every candidate gets a
+            # fresh child, where a failure would be confirmed anyway (a hang then costs
+            # one time limit, not two).
             finding = judge(program, config, executor,
-                            shrink_timeout[0] if shrink_timeout else None)
+                            shrink_timeout[0] if shrink_timeout else None,
+                            fresh=bool(failures))
         except model.ModelError:
             result.model_errors += 1
             assume(False)
@@ -281,10 +286,11 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
     smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
         finding.program,
-        lambda p: judge(p, config, executor, timeout).verdict.signature == signature,
+        lambda p: judge(p, config, executor, timeout, fresh=True).verdict.signature
+        == signature,
         max_attempts=60 if timeout else 300)
     if smaller != finding.program:
-        again = judge(smaller, config, executor, timeout)
+        again = judge(smaller, config, executor, timeout, fresh=True)
         if again.verdict.signature == signature:
             finding = again
     if finding.kind == checks.LEAK:
