@@ -18,6 +18,7 @@ import pytest
 
 from harness import implementations
 from harness.campaign import CampaignConfig, run_campaign
+from harness.ir import FAMILIES
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))
@@ -35,10 +36,12 @@ def test_corpus_is_not_empty() -> None:
 @pytest.mark.parametrize("name", MUTANTS)
 def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     path = MUTANTS_DIR / f"{name}.py"
-    expected_kind = importlib.import_module(f"tests.mutants.{name}").KIND
+    mutant = importlib.import_module(f"tests.mutants.{name}")
+    expected_kind = mutant.KIND
     impl = implementations.load(str(path))
     config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
-                            seed=1234, isolate=True, timeout=1.0)
+                            seed=1234, isolate=True, timeout=1.0,
+                            families=getattr(mutant, "FAMILIES", FAMILIES))
     result = run_campaign(config)
     assert result.findings, f"{name} survived {result.examples} programs"
     finding = result.findings[0]
