@@ -6,6 +6,9 @@ import greenlet as _real
 from greenlet import GreenletExit, error, getcurrent
 
 KIND = "hang"
+#: Drawn from these families only: with all of them, the first hanging program is at
+#: times one that shrinks to no fewer than 10 ops within the time limits of shrinking.
+FAMILIES = ("core", "exceptions")
 
 
 class greenlet(_real.greenlet):
