@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def impl(request: pytest.FixtureRequest):
-    from harness import implementations
+    from greenfuzz.harness.execution import implementations
 
     return implementations.load(request.config.getoption("--impl"))
 

@@ -19,8 +19,10 @@ import time
 
 import greenlet
 
-from harness import checks, implementations, model, runner
-from harness.ir import MAIN, Program, Spawn, Switch
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import MAIN, Program, Spawn, Switch
 
 
 def raw_pingpong(switches: int) -> float:

@@ -4,9 +4,9 @@
 Run on demand::
 
     .venv/bin/python bench/bench_executor.py                  # 300 programs, greenlet
-    .venv/bin/python bench/bench_executor.py --count 500 --impl harness/threaded_greenlet.py
+    .venv/bin/python bench/bench_executor.py --count 500 --impl harness/envs/threaded_greenlet.py
 
-The programs are drawn once from ``strategies.programs()`` (Hypothesis, generate phase
+The programs are drawn once from ``greenfuzz.strategies.programs()`` (Hypothesis, generate phase
 only, no database) and every mode runs the same list, in the same order, after one
 warm-up program. ``IsolatedExecutor`` runs twice: one fresh child per program, then
 ``programs_per_child=--reuse`` (by default ``greenfuzz fuzz``'s). Besides wall-clock
@@ -24,17 +24,17 @@ import sys
 import time
 from typing import Callable, List, Tuple
 
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import FAMILIES, Program
+from greenfuzz.harness.search.campaign import DEFAULT_PROGRAMS_PER_CHILD
+from greenfuzz.strategies import programs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-
-from harness import checks, implementations, model, runner  # noqa: E402
-from harness.campaign import DEFAULT_PROGRAMS_PER_CHILD  # noqa: E402
-from harness.executor import IsolatedExecutor  # noqa: E402
-from harness.ir import FAMILIES, Program  # noqa: E402
-from strategies import programs  # noqa: E402
 
 
 def draw_programs(count: int, seed_value: int,

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from greenfuzz.harness.execution import implementations
+from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
-from harness import implementations  # noqa: E402
-from harness.campaign import CampaignConfig, run_campaign  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Bytes per parked greenlet: a plain hand-written script vs harness.rawmemory.measure_parked.
+"""Bytes per parked greenlet: a plain hand-written script vs
+greenfuzz.harness.target.rawmemory.measure_parked.
 
 Run on demand::
 
@@ -79,7 +80,7 @@ print(json.dumps({"delta": after - before, "per_greenlet": (after - before) / n}
 
 HARNESS = r"""
 import importlib, json, sys
-from harness.rawmemory import measure_parked
+from greenfuzz.harness.target.rawmemory import measure_parked
 
 impl = importlib.import_module(sys.argv[1])
 n, depth, via, metric = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]

@@ -7,7 +7,7 @@ Run on demand (the defaults are the targets of issue #6; about 5 minutes, 7 GB):
     .venv/bin/python bench/bench_scale.py --parked 100000 --waves 1000000   # quicker
 
 Rows, each a fresh process for the plain script and for the harness
-(``harness/scale_runtime.py``), measured one after the other:
+(``harness/target/scale_runtime.py``), measured one after the other:
 
 * ``ring``: a token passed around ``--ring`` greenlets ``--rounds`` times; the harness
   checks every value.  Target: checked switches/s at least 0.5 of plain.
@@ -30,7 +30,7 @@ import time
 from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME = os.path.join(ROOT, "harness", "scale_runtime.py")
+RUNTIME = os.path.join(ROOT, "harness", "target", "scale_runtime.py")
 
 PLAIN_RING = """
 import greenlet, sys, time

@@ -12,7 +12,7 @@ from typing import Tuple
 
 from hypothesis import strategies as st
 
-from harness.ir import Exc, Value
+from greenfuzz.harness.program.ir import Exc, Value
 
 #: Keyword names for ``switch(**kwargs)``: valid identifiers, none shadowing anything.
 KEYWORDS = ("a", "b", "c", "key", "x")

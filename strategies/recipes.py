@@ -1,7 +1,7 @@
-"""Hypothesis strategies for scale recipes (``harness.scale.Recipe``).
+"""Hypothesis strategies for scale recipes (``greenfuzz.harness.program.recipes.Recipe``).
 
 Hypothesis cannot draw a million operations one by one (about 180 µs each); it draws a
-recipe of a few integers that ``harness/scale_runtime.py`` expands deterministically, so
+recipe of a few integers that ``harness/target/scale_runtime.py`` expands deterministically, so
 shrinking works on the recipe: fewer greenlets, fewer rounds, shallower stacks, Python
 calls rather than C.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from harness.scale import SHAPES, VIAS, Recipe
+from greenfuzz.harness.program.recipes import SHAPES, VIAS, Recipe
 
 
 def recipes(max_greenlets: int = 2_000, max_rounds: int = 3, max_depth: int = 20,

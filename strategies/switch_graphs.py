@@ -16,7 +16,8 @@ from typing import Dict, List, Sequence, Tuple
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from harness.ir import (
+from greenfuzz.harness.model import Unsupported, predict
+from greenfuzz.harness.program.ir import (
     CONTEXT_VARS,
     FAMILIES,
     FINALIZER_KINDS,
@@ -57,8 +58,7 @@ from harness.ir import (
     Trace,
     walk,
 )
-from harness.model import Unsupported, predict
-from strategies.data import CATCHABLE_TYPES, arguments, exceptions, scalars, values
+from greenfuzz.strategies.data import CATCHABLE_TYPES, arguments, exceptions, scalars, values
 
 #: Exceptions a program may throw or raise: the catchable ones and GreenletExit.
 THROWABLE_TYPES = (*CATCHABLE_TYPES, "GreenletExit")
@@ -229,7 +229,8 @@ def finalizers(targets: Tuple[str, ...], on: str = "") -> st.SearchStrategy[Fina
 def ops(targets: Tuple[str, ...], *, terminal: bool = True,
         families: Tuple[str, ...] = FAMILIES) -> st.SearchStrategy[Op]:
     """One operation naming greenlets from ``targets``; ``terminal`` allows return/raise;
-    ``families`` (see ``harness.ir.FAMILIES``) adds the ops of each family beyond core."""
+    ``families`` (see ``greenfuzz.harness.program.ir.FAMILIES``) adds the ops of each family beyond
+    core."""
     # one_of picks a branch uniformly: switching is what programs are about, so it
     # gets more branches; drop and re-parenting strand names and are rarer.
     choices: List[st.SearchStrategy[Op]] = [
@@ -280,7 +281,7 @@ def scripts(targets: Tuple[str, ...], *, max_ops: int = 6, terminal: bool = True
 
 def _fit(script: Sequence[Op], budget: List[int]) -> Tuple[Op, ...]:
     """``script`` with recursions made shallower where the program's frame budget
-    (``harness.ir.FRAME_BUDGET``, shared through ``budget``) would run out."""
+    (``greenfuzz.harness.program.ir.FRAME_BUDGET``, shared through ``budget``) would run out."""
     out: List[Op] = []
     for op in script:
         if isinstance(op, Recurse):
@@ -347,7 +348,8 @@ def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
              families: Sequence[str] = FAMILIES) -> st.SearchStrategy[Program]:
     """A switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets, in one of
     ``shapes`` (see ``SHAPES``; shrinks towards ``random``), drawing the ops of
-    ``families`` (``harness.ir.FAMILIES``; core is always drawn, every family builds
+    ``families`` (``greenfuzz.harness.program.ir.FAMILIES``; core is always drawn, every family
+    builds
     on its switches).  ``ValueError`` names unknown families.
 
     Main's script is twice as long as the others, since it drives the program; spawns
@@ -468,7 +470,7 @@ def _tame(script: Sequence[Op], stage: int, owner: str) -> Tuple[Op, ...]:
 
 def _determined(program: Program) -> Program:
     """``program``, made deterministic where the model says it is not
-    (``harness.model.Unsupported``): a greenlet whose finally block switches away while it
+    (``greenfuzz.harness.model.Unsupported``): a greenlet whose finally block switches away while it
     is killed is leaked by greenlet ("GreenletExit did not kill"), and one that ends into
     an unstarted parent whose thread has ended aborts the process.  Those parts are
     removed, least first, until the model predicts the program."""
@@ -533,7 +535,7 @@ def _without_finalizers(script: Sequence[Op]) -> Tuple[Op, ...]:
 
 def _supported(program: Program) -> Program:
     """``program``, or without its finalizers and resurrections when one would run where
-    the model does not predict it (``harness.model.Unsupported``: in the middle of a
+    the model does not predict it (``greenfuzz.harness.model.Unsupported``: in the middle of a
     switch or a kill, where greenlet's dealloc has no documented behaviour for code that
     switches away, e.g. "GreenletExit did not kill" leaks the greenlet)."""
     if not any(isinstance(op, (Finalize, Resurrect))

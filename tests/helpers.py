@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
-from harness.ir import Op, Program
+from greenfuzz.harness.program.ir import Op, Program
 
 
 def prog(main: List[Op], **greenlets: List[Op]) -> Program:

@@ -16,14 +16,14 @@ from typing import Optional
 
 import pytest
 
-from harness import arch
+from greenfuzz.harness.envs import arch
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
 def run_cli(*args: str, timeout: float = 2400,
             env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 

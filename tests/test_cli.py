@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.ir import MAIN, Program, Spawn, Switch
+from greenfuzz.harness.cli import main
+from greenfuzz.harness.program.ir import MAIN, Program, Spawn, Switch
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import profiles
-from harness.ir import MAIN, Program, SetParent, Spawn, Switch
+from greenfuzz.harness.judging import differences as profiles
+from greenfuzz.harness.program.ir import MAIN, Program, SetParent, Spawn, Switch
 
 ROOT = Path(__file__).parent.parent
 MUTANTS = Path(__file__).parent / "mutants"
@@ -18,7 +18,7 @@ NO_CYCLE_CHECK = str(MUTANTS / "no_cycle_check.py")
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -112,7 +112,7 @@ def test_diff_finds_where_two_implementations_disagree(tmp_path: Path) -> None:
 
 def test_diff_of_two_correct_implementations_is_quiet(tmp_path: Path) -> None:
     done = run_cli("diff", "--impl", "greenlet", "--impl",
-                   str(ROOT / "harness" / "threaded_greenlet.py"), "--families", "core",
+                   str(ROOT / "harness" / "envs" / "threaded_greenlet.py"), "--families", "core",
                    "--seed", "3", "--max-examples", "60", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 disagreement" in done.stdout

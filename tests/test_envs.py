@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.ir import MAIN, Drop, Program, Spawn, Switch
+from greenfuzz.harness.program.ir import MAIN, Drop, Program, Spawn, Switch
 from tests.test_executor import pyenv_pythons
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
 def run_cli(*args: str, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
                           text=True, timeout=timeout, **popen)
 
 

@@ -1,4 +1,5 @@
-"""harness.executor / harness.worker: programs run in a worker process, isolated per program.
+"""greenfuzz.harness.execution.executor / greenfuzz.harness.target.worker: programs run in a worker
+process, isolated per program.
 
 Every test runs real worker processes.  Each test is bounded by an alarm (``TEST_LIMIT``)
 on top of the executor's own deadlines, so a wedged worker fails a test, never the run.
@@ -19,11 +20,22 @@ from typing import Dict, Iterator, List
 import psutil
 import pytest
 
-from harness import envs, implementations, runner
-from harness.executor import KILL_SLACK, IsolatedExecutor
-from harness.implementations import ImplementationError
-from harness.ir import Drop, Exc, Inspect, Program, Raise, Return, Spawn, Switch, Throw
-from harness.worker import SPARES
+from greenfuzz.harness.envs import envs
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.execution.executor import KILL_SLACK, IsolatedExecutor
+from greenfuzz.harness.execution.implementations import ImplementationError
+from greenfuzz.harness.program.ir import (
+    Drop,
+    Exc,
+    Inspect,
+    Program,
+    Raise,
+    Return,
+    Spawn,
+    Switch,
+    Throw,
+)
+from greenfuzz.harness.target.worker import SPARES
 
 TEST_LIMIT = 20.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,7 +283,7 @@ class greenlet(_real.greenlet):
 @pytest.mark.parametrize("per_child", [1, 50])
 def test_failures_after_other_programs_are_run_again_fresh(tmp_path: Path,
                                                            per_child: int) -> None:
-    from harness.campaign import CampaignConfig, run_campaign
+    from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
     path = tmp_path / "wears_out.py"
     path.write_text(WEARS_OUT)
@@ -386,11 +398,11 @@ def test_greenlet_303_under_cpython_312(greenlet_impl: implementations.Implement
 @pytest.mark.parametrize("version", ["3.9", "3.13"])
 def test_stdlib_implementation_under_other_cpythons(version: str) -> None:
     """The worker itself on the oldest and newest CPython: source, not marshalled code,
-    goes over the wire, and harness/threaded_greenlet.py needs only the stdlib."""
+    goes over the wire, and harness/envs/threaded_greenlet.py needs only the stdlib."""
     pythons = pyenv_pythons(f"{version}.*")
     if not pythons:
         pytest.skip(f"no pyenv CPython {version}")
-    spec = str(ROOT / "harness" / "threaded_greenlet.py")
+    spec = str(ROOT / "harness" / "envs" / "threaded_greenlet.py")
     impl = implementations.load(spec)
     with IsolatedExecutor(spec, python=pythons[-1], timeout=5.0) as ex:
         assert ex.info["python"].startswith(version + ".")
@@ -403,7 +415,7 @@ def test_stdlib_implementation_under_other_cpythons(version: str) -> None:
 
 def test_worker_source_uses_only_the_stdlib() -> None:
     """worker.py runs in the target interpreter: no harness imports, nothing newer than 3.9."""
-    source = (ROOT / "harness" / "worker.py").read_text()
+    source = (ROOT / "harness" / "target" / "worker.py").read_text()
     assert "from harness" not in source and "import harness" not in source
     assert "from __future__" not in source
     ast.parse(source, "worker.py", feature_version=(3, 9))

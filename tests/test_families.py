@@ -13,9 +13,11 @@ from typing import List, Tuple
 import pytest
 from hypothesis import given, settings
 
-from harness import checks, implementations, model, render, runner, runtime
-from harness.cli import main
-from harness.ir import (
+from greenfuzz.harness import model
+from greenfuzz.harness.cli import main
+from greenfuzz.harness.execution import implementations, render, runner
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import (
     FAMILIES,
     FRAME_BUDGET,
     MAIN,
@@ -47,7 +49,8 @@ from harness.ir import (
     frames_used,
     program_families,
 )
-from strategies import programs
+from greenfuzz.harness.target import runtime
+from greenfuzz.strategies import programs
 from tests.helpers import prog
 
 GREENLET = implementations.load("greenlet")
@@ -376,7 +379,7 @@ def test_a_greenlet_thrown_out_of_the_tracer_is_let_go() -> None:
 
 
 def test_tracing_family_is_skipped_without_settrace(tmp_path: Path) -> None:
-    from harness.campaign import CampaignConfig, drawable_families
+    from greenfuzz.harness.search.campaign import CampaignConfig, drawable_families
 
     lacking = implementations.Implementation("x", missing_optional=("settrace", "gettrace"))
     config = CampaignConfig(impl=lacking, out=tmp_path)
@@ -387,7 +390,7 @@ def test_tracing_family_is_skipped_without_settrace(tmp_path: Path) -> None:
 def test_simplify_removes_ops_nested_in_blocks() -> None:
     """Findings shrink inside recursions and handlers too: only what the failure needs
     stays, and the size counts nested ops."""
-    from harness.minimize import simplify
+    from greenfuzz.harness.search.minimize import simplify
 
     needed = Switch(MAIN, (2,))
     p = prog([Switch(MAIN), Recurse(3, "map", 0, (
@@ -493,7 +496,7 @@ def test_a_greenlet_ending_into_a_parent_of_a_thread_that_ended_is_left_out() ->
     """greenlet aborts the process ("ran out of parent greenlets") when a greenlet ends
     into an unstarted parent moved to a thread that has ended: the model says so, and
     the strategy drops the re-parenting rather than draw such a program."""
-    from strategies.switch_graphs import _determined
+    from greenfuzz.strategies.switch_graphs import _determined
 
     p = prog([Spawn("g1"), Spawn("g2", "g1"), Switch("g2"),
               InThread((ThreadParent("g1"),)), Switch("g2")], g1=[], g2=[Switch(MAIN)])
@@ -563,7 +566,7 @@ def test_a_finally_block_that_switches_away_while_killed_is_left_out() -> None:
     """greenlet leaks a killed greenlet whose finally block switches away ("GreenletExit
     did not kill"): not modelled; the strategy keeps such finally blocks to main's
     script (never killed) and to ops that stay put."""
-    from strategies.switch_graphs import _determined
+    from greenfuzz.strategies.switch_graphs import _determined
 
     p = prog([Spawn("g1"), Switch("g1"), Drop("g1")],
              g1=[Finally((Switch(MAIN), Switch(MAIN), Current()), 1)])

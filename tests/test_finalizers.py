@@ -12,8 +12,8 @@ from typing import List, Tuple
 import pytest
 from hypothesis import given, settings
 
-from harness import model
-from harness.ir import (
+from greenfuzz.harness import model
+from greenfuzz.harness.program.ir import (
     MAIN,
     Current,
     Drop,
@@ -32,8 +32,8 @@ from harness.ir import (
     flatten,
     walk,
 )
-from harness.runtime import ExcValue
-from strategies import programs
+from greenfuzz.harness.target.runtime import ExcValue
+from greenfuzz.strategies import programs
 from tests.helpers import prog
 from tests.test_families import agreed
 

@@ -17,10 +17,10 @@ from typing import List, Optional
 import pytest
 from hypothesis import given, seed
 
-from harness.campaign import CampaignConfig, judge, open_executor
-from harness.findings import Finding, atomic_write
-from harness.ir import Program
-from strategies import programs
+from greenfuzz.harness.program.ir import Program
+from greenfuzz.harness.reporting.findings import Finding, atomic_write
+from greenfuzz.harness.search.campaign import CampaignConfig, judge, open_executor
+from greenfuzz.strategies import programs
 
 
 @pytest.fixture(scope="module")

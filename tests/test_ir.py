@@ -7,8 +7,8 @@ import json
 import pytest
 from hypothesis import given
 
-from harness.ir import MAIN, Program, ProgramError, Spawn, Switch
-from strategies import programs
+from greenfuzz.harness.program.ir import MAIN, Program, ProgramError, Spawn, Switch
+from greenfuzz.strategies import programs
 
 
 @given(programs())

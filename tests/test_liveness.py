@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import checks, implementations, leaks, model, runner
-from harness.findings import Finding
-from harness.ir import Drop, Program, SetParent, Spawn, Switch
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.judging import checks, leaks
+from greenfuzz.harness.program.ir import Drop, Program, SetParent, Spawn, Switch
+from greenfuzz.harness.reporting.findings import Finding
 
 MUTANTS = Path(__file__).parent / "mutants"
 GREENLET = implementations.load("greenlet")

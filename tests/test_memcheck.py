@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import implementations, memcheck, model
-from harness.executor import IsolatedExecutor
-from harness.findings import Finding
-from harness.ir import Program, Spawn, Switch
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.judging import memcheck
+from greenfuzz.harness.program.ir import Program, Spawn, Switch
+from greenfuzz.harness.reporting.findings import Finding
 
 MUTANTS = Path(__file__).parent / "mutants"
 LEAKER = str(MUTANTS / "leak_256k.py")
@@ -83,7 +85,7 @@ def test_raw_reproducer_loops_and_prints_growth(tmp_path: Path) -> None:
 
 
 def test_fuzz_without_memory_checks_misses_a_plain_leak(tmp_path: Path) -> None:
-    from harness import cli
+    from greenfuzz.harness import cli
 
     status = cli.main(["fuzz", "--impl", LEAKER, "--max-examples", "20", "--seed", "3",
                        "--no-memory", "--quiet", "--out", str(tmp_path)])
@@ -92,8 +94,8 @@ def test_fuzz_without_memory_checks_misses_a_plain_leak(tmp_path: Path) -> None:
 
 
 def test_programs_that_keep_greenlets_by_design_are_not_probed() -> None:
-    from harness.campaign import _frees_everything
-    from harness.ir import Drop
+    from greenfuzz.harness.program.ir import Drop
+    from greenfuzz.harness.search.campaign import _frees_everything
 
     # g2's parent is g1 and g1 is suspended in a switch to g2: a cycle through a suspended
     # frame, which greenlet never frees; repeating it grows memory by design.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import cli
+from greenfuzz.harness import cli
 
 
 def test_profile_writes_a_report_that_agrees_with_a_plain_script(tmp_path: Path) -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from harness import model
-from harness.ir import MAIN, Current, Drop, Finally, Inspect, Program, Spawn, Switch
-from harness.minimize import renamed, simplify, without_greenlet
+from greenfuzz.harness import model
+from greenfuzz.harness.program.ir import (
+    MAIN,
+    Current,
+    Drop,
+    Finally,
+    Inspect,
+    Program,
+    Spawn,
+    Switch,
+)
+from greenfuzz.harness.search.minimize import renamed, simplify, without_greenlet
 
 
 def padded() -> Program:

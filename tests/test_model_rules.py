@@ -11,8 +11,9 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from harness import implementations, model, runner
-from harness.ir import (
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.program.ir import (
     MAIN,
     Bogus,
     Current,
@@ -28,7 +29,7 @@ from harness.ir import (
     Switch,
     Throw,
 )
-from harness.runtime import ExcValue, first_divergence
+from greenfuzz.harness.target.runtime import ExcValue, first_divergence
 from tests.helpers import prog
 
 GREENLET = implementations.load("greenlet")

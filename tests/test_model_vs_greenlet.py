@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
-from harness import checks, implementations, model, runner
-from harness.ir import Program
-from strategies import programs
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import Program
+from greenfuzz.strategies import programs
 
 GREENLET = implementations.load("greenlet")
 SCALE = 2

@@ -1,4 +1,4 @@
-"""The model against the thread-based reference implementation (``harness/threaded_greenlet``).
+"""The model against the thread-based reference implementation (``harness/envs/threaded_greenlet``).
 
 A second, independent implementation checks the model from another side: where the
 model and real greenlet agree only by accident, the threaded one is likely to differ.
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
-from harness import checks, implementations, model, runner
-from harness.ir import FAMILIES, Program
-from strategies import programs
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import FAMILIES, Program
+from greenfuzz.strategies import programs
 
-THREADED = implementations.load("harness.threaded_greenlet")
+THREADED = implementations.load("greenfuzz.harness.envs.threaded_greenlet")
 #: Not ``finalizers``: the threaded implementation kills from a Python ``__del__``, which
 #: CPython calls at most once per object (PEP 442), so a greenlet that resurrected is
 #: never killed again; and CPython frees a Python object's slots (its parent) before its

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import implementations
-from harness.campaign import CampaignConfig, run_campaign
-from harness.ir import FAMILIES
+from greenfuzz.harness.execution import implementations
+from greenfuzz.harness.program.ir import FAMILIES
+from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))

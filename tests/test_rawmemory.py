@@ -1,4 +1,4 @@
-"""Tests for harness.rawmemory against the real greenlet (no hard-coded sizes)."""
+"""Tests for greenfuzz.harness.target.rawmemory against the real greenlet (no hard-coded sizes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import greenlet
 import pytest
 
-from harness import rawmemory as rm
+from greenfuzz.harness.target import rawmemory as rm
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs /proc and glibc malloc_trim"

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from harness import scale
-from strategies.recipes import recipes
+from greenfuzz.harness.program.recipes import Recipe
+from greenfuzz.harness.search import scale
+from greenfuzz.strategies.recipes import recipes
 
 PAST_200K = str(Path(__file__).parent / "scale_mutants" / "past_200k.py")
 
 
 @settings(max_examples=25, deadline=None)
 @given(recipes(max_greenlets=300))
-def test_every_recipe_passes_on_greenlet(recipe: scale.Recipe) -> None:
+def test_every_recipe_passes_on_greenlet(recipe: Recipe) -> None:
     result = scale.run_recipe(recipe, "greenlet", stall=60)
     assert result.ok, (result.outcome, result.finding, result.detail)
     assert result.done["switches"] >= recipe.greenlets
@@ -33,7 +34,7 @@ def test_hypothesis_shrinks_a_recipe_to_the_threshold(monkeypatch: pytest.Monkey
 
     @settings(max_examples=200, deadline=None, database=None)
     @given(recipes(max_greenlets=200, shapes=("parked", "ring")))
-    def check(recipe: scale.Recipe) -> None:
+    def check(recipe: Recipe) -> None:
         result = scale.run_recipe(recipe, PAST_200K, stall=60)
         if not result.ok:
             failing.append(recipe)
@@ -47,7 +48,7 @@ def test_hypothesis_shrinks_a_recipe_to_the_threshold(monkeypatch: pytest.Monkey
 
 
 def run_cli(*args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ, **env))
 
 

@@ -1,7 +1,9 @@
-"""harness.threaded_greenlet against the real greenlet: same scenario, same observations.
+"""greenfuzz.harness.envs.threaded_greenlet against the real greenlet: same scenario, same
+observations.
 
 Every test takes ``gl``, the implementation module, and runs once with ``greenlet`` and
-once with ``harness.threaded_greenlet``; the expected values are greenlet 3.x behaviour.
+once with ``greenfuzz.harness.envs.threaded_greenlet``; the expected values are greenlet 3.x
+behaviour.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Callable, List
 import greenlet as real_greenlet
 import pytest
 
-from harness import threaded_greenlet
+from greenfuzz.harness.envs import threaded_greenlet
 
 JOIN_TIMEOUT = 5.0
 

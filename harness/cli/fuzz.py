@@ -1,0 +1,162 @@
+"""``greenfuzz fuzz``: draw programs, run them, judge them against the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from greenfuzz.harness.cli.common import (
+    EXIT_FINDING,
+    EXIT_OK,
+    UsageError,
+    add_impl_options,
+    families_option,
+    positive,
+    prepare,
+)
+from greenfuzz.harness.execution import implementations
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.judging import memcheck
+from greenfuzz.harness.program.ir import FAMILIES
+from greenfuzz.harness.search.campaign import (
+    DEFAULT_PROGRAMS_PER_CHILD,
+    CampaignConfig,
+    CampaignResult,
+    run_campaign,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    fuzz = sub.add_parser("fuzz", help="fuzz an implementation against the model")
+    add_impl_options(fuzz)
+    fuzz.add_argument("--budget", type=positive(float, "--budget"), default=60.0,
+                      help="wall-clock seconds to fuzz for (default 60)")
+    fuzz.add_argument("--max-examples", type=positive(int, "--max-examples"),
+                      default=10**9, help="stop after this many programs")
+    fuzz.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
+    fuzz.add_argument("--out", type=Path, default=Path("greenfuzz-findings"),
+                      help="folder for findings (default ./greenfuzz-findings)")
+    fuzz.add_argument("--keep-going", action="store_true",
+                      help="continue after a finding, looking for different ones")
+    fuzz.add_argument("--max-greenlets", type=positive(int, "--max-greenlets"), default=6,
+                      help="most greenlets per program (default 6)")
+    fuzz.add_argument("--families", type=families_option, default=FAMILIES,
+                      help="comma-separated families of ops to draw programs from, or "
+                           "--families=-name,... for all but those (default: all of "
+                           f"{','.join(FAMILIES)}; core's switches are always drawn)")
+    fuzz.add_argument("--programs-per-child", type=positive(int, "--programs-per-child"),
+                      default=DEFAULT_PROGRAMS_PER_CHILD, metavar="N",
+                      help="programs one forked child runs in turn (default "
+                           f"{DEFAULT_PROGRAMS_PER_CHILD}; 1: a fresh child for every "
+                           "program); a program that fails after others in the same child "
+                           "is run again in a fresh one, and only that run counts")
+    fuzz.add_argument("--no-verify", action="store_true",
+                      help="do not run each finding's reproducer standalone to confirm it")
+    fuzz.add_argument("--no-memory", action="store_true",
+                      help="skip the raw-memory checks (repeating sampled programs, and "
+                           "bytes per parked greenlet against --parked-budget)")
+    fuzz.add_argument("--memory-share", type=positive(float, "--memory-share"), default=0.2,
+                      metavar="FRACTION",
+                      help="most of the run's time the raw-memory checks may take after the "
+                           "first one (default 0.2)")
+    fuzz.add_argument("--parked-budget", type=positive(float, "--parked-budget"),
+                      default=memcheck.PARKED_BUDGET, metavar="BYTES",
+                      help="most bytes a greenlet suspended at depth 0 may cost (default "
+                           f"{memcheck.PARKED_BUDGET}: greenlet 3.5.6 takes about 6 KiB)")
+    fuzz.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
+    config, executor = prepare(
+        args, out=args.out, budget=args.budget, max_examples=args.max_examples,
+        seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
+        families=args.families, memory=not (args.no_memory or args.arch),
+        programs_per_child=args.programs_per_child,
+        memory_share=args.memory_share, parked_budget=args.parked_budget)
+    if args.arch and not args.no_memory:
+        # USS under qemu includes the emulator's own code cache, which grows as it
+        # translates: a noise allowance from the host would call that a leak.
+        console.print(f"note: raw-memory checks are skipped under --arch {args.arch}: "
+                      "there they would measure qemu too (the liveness checks still run)")
+    try:
+        return _fuzz(args, console, config, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
+          executor: Optional[IsolatedExecutor]) -> int:
+    impl = config.impl
+    for name in impl.missing_optional:
+        console.print(f"note: {impl.spec} has no {name}(); checks that need it are skipped")
+    per = args.programs_per_child
+    mode = ("in-process" if args.in_process else "isolated (a fresh child per program)"
+            if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
+            "run again in a fresh one)")
+    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, {mode}")
+
+    last = [0.0]
+
+    def progress(r: CampaignResult) -> None:
+        if not args.quiet and r.elapsed - last[0] >= 5.0:
+            last[0] = r.elapsed
+            rate = r.examples / r.elapsed if r.elapsed else 0.0
+            console.print(f"  {r.examples} programs, {rate:.0f}/s, "
+                          f"{len(r.findings)} finding(s), {r.elapsed:.0f} s",
+                          highlight=False)
+
+    result = run_campaign(config, progress, executor)
+    _summary(console, impl, result)
+    return EXIT_FINDING if result.findings else EXIT_OK
+
+
+def _summary(console: Console, impl: implementations.Implementation,
+             result: CampaignResult) -> None:
+    rate = result.examples / result.elapsed if result.elapsed else 0.0
+    table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
+    table.add_row("programs run", str(result.examples))
+    table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
+    table.add_row("findings", str(len(result.findings)))
+    if result.known:
+        table.add_row("known differences (programs)", ", ".join(
+            f"{name} {count}" for name, count in sorted(result.known.items())))
+    if result.family_counts:
+        table.add_row("families (programs)", ", ".join(
+            f"{name} {count}" for name, count in result.family_counts.items()))
+    if result.state_dependent:
+        table.add_row("failed only after other programs", f"{result.state_dependent} (passed "
+                      "in a fresh child; see the note)")
+    if result.memory_checks:
+        table.add_row("raw-memory checks", f"{result.memory_checks} "
+                                           f"({result.memory_seconds:.1f} s)")
+    if impl.missing_optional:
+        table.add_row("skipped", ", ".join(f"checks needing {n}()" for n in
+                                           impl.missing_optional))
+    if result.model_errors:
+        table.add_row("model errors", f"{result.model_errors} programs skipped (a greenfuzz "
+                                      "bug: please report)")
+    console.print(table)
+    for finding in result.findings:
+        console.print(finding.report(), markup=False)
+    for path in result.saved:
+        console.print(f"  wrote {path}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    for finding, why in result.unsaved:
+        # Never lost: the whole finding goes to stderr when it cannot go to disk.
+        print(json.dumps(finding.to_json()), file=sys.stderr)
+        print(f"greenfuzz: error: could not write finding {finding.id}: {why}; its JSON "
+              "is the line above on standard error", file=sys.stderr)
+    if not result.findings:
+        console.print("no findings")

@@ -1,0 +1,1 @@
+"""Where programs run: greenlet releases in cached venvs, interpreters, emulated CPUs."""

@@ -1,0 +1,1 @@
+"""Running a program: rendering it to source, the in-process runner, the isolated worker."""

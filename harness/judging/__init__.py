@@ -1,0 +1,1 @@
+"""Deciding whether a run was right: event checks, memory checks, documented differences."""

@@ -1,0 +1,170 @@
+"""Documented differences of an implementation, as data: what is ``known``, not a finding.
+
+Some implementations differ from greenlet on purpose or by a documented, open bug (PyPy's
+greenlet sends no ``GreenletExit`` to a collected greenlet: PyPy issue #3162).  Reporting
+those as findings again and again hides everything else, so a profile lists them, each
+with its source, and a divergence that matches an entry is counted as ``known``.  A
+profile is a JSON file (``harness/judging/documented/<name>.json``, or any path)::
+
+    {"format": "greenfuzz-profile/1",
+     "implementation": "...",
+     "differences": [
+        {"id": "no-greenletexit-on-collection",
+         "summary": "...",
+         "source": "https://... (where it is documented)",
+         "match": {"kind": "mismatch",
+                   "expected": {"kind": "died", "exc": "GreenletExit"},
+                   "observed": {"kind": "teardown"},
+                   "op": "Drop"}}]}
+
+``match`` is tested against the finding's first divergence only: the verdict kind, the
+expected and observed events there (event ``kind`` and, for exceptions, ``exc``, the
+exception's type name; ``payload`` for an exact value) and ``op``, the operation the
+expected event belongs to (its class name, or an object of the class name under
+``type`` and field values, where ``"$self"`` is the greenlet performing the op).  Every
+key given must match; keys left out match anything.  Only the first divergence is
+looked at, so a known difference early in a program can hide a later bug in that same
+program; other programs still find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from greenfuzz.harness.program.ir import Program
+from greenfuzz.harness.target import runtime
+
+FORMAT = "greenfuzz-profile/1"
+#: The verdict kind of a divergence that a profile documents.
+KNOWN = "known"
+PROFILES_DIR = Path(__file__).with_name("documented")
+_EVENT_KEYS = {"kind", "exc", "payload"}
+_MATCH_KEYS = {"kind", "expected", "observed", "op"}
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    id: str
+    summary: str
+    source: str
+    match: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    implementation: str
+    differences: Tuple[Difference, ...]
+
+    def known(self, program: Program, kind: str, expected: Sequence[tuple],
+              observed: Sequence[tuple], index: Optional[int]) -> Optional[Difference]:
+        """The documented difference this divergence is, or None."""
+        for difference in self.differences:
+            if _matches(difference.match, program, kind, expected, observed, index):
+                return difference
+        return None
+
+
+def names() -> List[str]:
+    """The profiles that come with greenfuzz."""
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def load(spec: str) -> Profile:
+    """A bundled profile by name (``pypy``) or a profile file by path."""
+    path = Path(spec)
+    if not (spec.endswith(".json") or os.sep in spec):  # a name, not a path
+        path = PROFILES_DIR / f"{spec}.json"
+        if not path.exists():
+            raise ProfileError(f"unknown profile {spec!r}: the bundled ones are "
+                               f"{', '.join(names())}, or give a .json path")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"profile file not found: {spec}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProfileError(f"cannot read profile {spec}: {e}") from None
+    return parse(data, path.stem, spec)
+
+
+def parse(data: Any, name: str, where: str = "profile") -> Profile:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ProfileError(f"{where}: not a greenfuzz profile (\"format\": \"{FORMAT}\")")
+    entries = data.get("differences")
+    if not isinstance(entries, list):
+        raise ProfileError(f"{where}: \"differences\" must be a list")
+    differences = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ProfileError(f"{where}: difference {i} is not an object")
+        missing = [k for k in ("id", "summary", "source", "match") if not entry.get(k)]
+        if missing:
+            raise ProfileError(f"{where}: difference {i} lacks {', '.join(missing)} "
+                               "(every entry needs a source)")
+        match = entry["match"]
+        unknown = set(match) - _MATCH_KEYS if isinstance(match, dict) else {"(not an object)"}
+        for side in ("expected", "observed"):
+            if isinstance(match, dict) and side in match:
+                unknown |= set(match[side]) - _EVENT_KEYS
+        if unknown:
+            raise ProfileError(f"{where}: difference {entry['id']}: unknown match keys "
+                               f"{', '.join(sorted(unknown))}")
+        differences.append(Difference(entry["id"], entry["summary"], entry["source"], match))
+    return Profile(name, str(data.get("implementation", name)), tuple(differences))
+
+
+def _matches(match: Dict[str, Any], program: Program, kind: str, expected: Sequence[tuple],
+             observed: Sequence[tuple], index: Optional[int]) -> bool:
+    if "kind" in match and match["kind"] != kind:
+        return False
+    want = expected[index] if index is not None and index < len(expected) else None
+    got = observed[index] if index is not None and index < len(observed) else None
+    if "expected" in match and not _event_matches(match["expected"], want):
+        return False
+    if "observed" in match and not _event_matches(match["observed"], got):
+        return False
+    if "op" in match:
+        if want is None:
+            return False
+        who, pc = want[0], want[1]
+        try:
+            script = program.script(who)
+        except KeyError:
+            return False
+        if not (0 <= pc < len(script) and _op_matches(match["op"], script[pc], who)):
+            return False
+    return True
+
+
+def _op_matches(pattern: Union[str, Dict[str, Any]], op: object, who: str) -> bool:
+    """``"Throw"``, or ``{"type": "Inspect", "attr": "run"}`` (fields equal; the value
+    ``"$self"`` is the greenlet performing the op)."""
+    if isinstance(pattern, str):
+        return type(op).__name__ == pattern
+    for key, value in pattern.items():
+        if key == "type":
+            if type(op).__name__ != value:
+                return False
+        elif getattr(op, key, object()) != (who if value == "$self" else value):
+            return False
+    return True
+
+
+def _event_matches(pattern: Dict[str, Any], event: Optional[tuple]) -> bool:
+    if event is None:
+        return pattern.get("kind") == "end"
+    _, _, kind, payload = event
+    if "kind" in pattern and pattern["kind"] != kind:
+        return False
+    if "exc" in pattern and not (isinstance(payload, runtime.ExcValue)
+                                 and payload.type == pattern["exc"]):
+        return False
+    return "payload" not in pattern or runtime.decode(pattern["payload"]) == payload

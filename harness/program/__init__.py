@@ -1,0 +1,1 @@
+"""Programs as plain immutable data: ops, validation, the JSON codec, scale recipes."""

@@ -1,0 +1,52 @@
+"""Scale recipes: the small description of a large program.
+
+Hypothesis draws and shrinks a ``Recipe`` (``greenfuzz.strategies.recipes``), ``greenfuzz
+scale`` takes one from the command line, and ``harness/target/scale_runtime.py`` expands
+it in the target interpreter (``greenfuzz.harness.search.scale`` runs it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict
+
+SHAPES = ("parked", "waves", "chain", "ring", "tree")
+VIAS = ("python", "c")
+#: Bytes one parked greenlet costs, by how its stack was reached (measured-limits.md):
+#: the memory check before a run uses them, with a margin.
+PARKED_BYTES = {"python": 6_100, "c": 16_000}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A compact description of a large program (see ``harness/target/scale_runtime.py``)."""
+
+    shape: str
+    greenlets: int
+    rounds: int = 1
+    depth: int = 0
+    via: str = "python"
+    wave: int = 1000
+    sample: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; choose from {', '.join(SHAPES)}")
+        if self.via not in VIAS:
+            raise ValueError(f"unknown via {self.via!r}; choose from {', '.join(VIAS)}")
+        if self.greenlets < 1 or self.rounds < 0 or self.depth < 0 or self.wave < 1 \
+                or self.sample < 1:
+            raise ValueError("greenlets, wave and sample must be positive; rounds and "
+                             "depth not negative")
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def peak_bytes(self) -> int:
+        """A generous estimate of the memory the run needs at its peak."""
+        live = {"waves": min(self.wave, self.greenlets), "tree": 64}.get(
+            self.shape, self.greenlets)
+        per = PARKED_BYTES[self.via] + (1_000 * self.depth if self.via == "c" else
+                                        100 * self.depth)
+        return int(live * per * 1.3) + (64 << 20)

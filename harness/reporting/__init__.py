@@ -1,0 +1,1 @@
+"""What a user keeps: findings on disk, standalone reproducers, memory reports."""

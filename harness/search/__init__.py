@@ -1,0 +1,1 @@
+"""Looking for findings: campaigns, minimizing, differential runs, the matrix, scale runs."""

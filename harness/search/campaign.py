@@ -1,0 +1,435 @@
+"""A fuzzing campaign: Hypothesis draws programs, the model and runner judge them.
+
+The campaign runs Hypothesis in batches (one ``@given`` run per batch, each with its own
+seed) so that a wall-clock budget can end it between batches; a failing batch ends in
+Hypothesis's shrinking, and the minimal program it settles on becomes the finding.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Flaky
+
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import runner
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.execution.implementations import Implementation
+from greenfuzz.harness.judging import checks, leaks, memcheck
+from greenfuzz.harness.judging.differences import KNOWN, Profile
+from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
+from greenfuzz.harness.reporting.findings import Finding
+from greenfuzz.harness.reporting.reproduce import run_reproducer
+from greenfuzz.harness.search.minimize import simplify
+from greenfuzz.strategies import programs
+
+#: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
+#: 150-200 small programs/s, one child for 100 programs 265-430/s.
+DEFAULT_PROGRAMS_PER_CHILD = 100
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    impl: Implementation
+    out: Path
+    python: Optional[str] = None
+    budget: float = 60.0
+    max_examples: int = 10**9
+    seed: Optional[int] = None
+    isolate: bool = True
+    timeout: float = 2.0
+    #: How many programs one forked child runs in turn (1: a fresh child per program).
+    #: A program that fails in a child that ran others first is run again in a fresh
+    #: one, and only that run counts: reuse buys speed (a fork and its page faults cost
+    #: more than a small program) without findings that depend on earlier programs.
+    programs_per_child: int = DEFAULT_PROGRAMS_PER_CHILD
+    keep_going: bool = False
+    max_greenlets: int = 6
+    batch: int = 200
+    #: Families of ops programs are drawn from (``greenfuzz.harness.program.ir.FAMILIES``).
+    families: Tuple[str, ...] = FAMILIES
+    #: Run each finding's standalone reproducer in a fresh process before reporting it.
+    verify: bool = True
+    #: Raw-memory checks (``greenfuzz.harness.judging.memcheck``): after each batch, the passing
+    #: program
+    #: that started the most greenlets is repeated under the leak rule, while these
+    #: checks have taken at most ``memory_share`` of the time so far (the first always
+    #: runs); once, bytes per parked greenlet are checked against ``parked_budget``
+    #: (0: not checked).
+    memory: bool = True
+    memory_share: float = 0.2
+    parked_budget: float = memcheck.PARKED_BUDGET
+    #: Documented differences of the implementation: matching divergences are ``known``.
+    profile: Optional[Profile] = None
+
+
+@dataclass
+class CampaignResult:
+    examples: int = 0
+    findings: List[Finding] = field(default_factory=list)
+    saved: List[Path] = field(default_factory=list)
+    elapsed: float = 0.0
+    model_errors: int = 0
+    run_seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)
+    #: Programs whose first divergence is a documented difference, by difference id.
+    known: Dict[str, int] = field(default_factory=dict)
+    #: Findings that could not be written (disk full...), with the reason.
+    unsaved: List[Tuple[Finding, str]] = field(default_factory=list)
+    #: How many programs run contained ops of each family.
+    family_counts: Dict[str, int] = field(default_factory=dict)
+    #: Programs that failed in a reused child but passed in a fresh one: state that
+    #: earlier programs left behind (in the implementation or the harness), not findings.
+    state_dependent: int = 0
+    #: Raw-memory checks run, and the seconds they took.
+    memory_checks: int = 0
+    memory_seconds: float = 0.0
+
+
+class _FindingRaised(Exception):
+    """Tells Hypothesis that a program failed (it then shrinks it)."""
+
+
+def open_executor(config: CampaignConfig) -> Optional[IsolatedExecutor]:
+    """The worker isolated programs run in (None in-process); ``ImplementationError``
+    when the interpreter or the implementation cannot be used."""
+    if not config.isolate:
+        return None
+    executor = IsolatedExecutor(config.impl.spec, python=config.python or sys.executable,
+                                timeout=config.timeout,
+                                programs_per_child=config.programs_per_child)
+    executor.start()
+    return executor
+
+
+def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedExecutor],
+          timeout: Optional[float] = None, fresh: bool = False) -> Finding:
+    """Run one program and compare; the returned Finding's verdict may be ``ok``.
+    ``fresh`` runs it in a child of its own (see ``programs_per_child``)."""
+    expected = model.predict(program)
+    if executor is not None:
+        observation = executor.run(program, timeout or config.timeout, fresh=fresh)
+    else:
+        observation = runner.run_inprocess(program, config.impl)
+    verdict = checks.compare(program, expected, observation)
+    if not verdict.ok and observation.extra.get("programs_before"):
+        # Ran after other programs in the same child: only a fresh child's run counts.
+        first = verdict.summary
+        observation = executor.run(program, timeout or config.timeout, fresh=True)
+        observation.extra["after_other_programs"] = first
+        verdict = checks.compare(program, expected, observation)
+    if not verdict.ok and config.profile is not None:
+        difference = config.profile.known(program, verdict.kind, expected, observation.trace,
+                                          verdict.index)
+        if difference is not None:
+            verdict = checks.Verdict(KNOWN, f"known difference {difference.id}: "
+                                     f"{difference.summary} ({difference.source})\n"
+                                     + verdict.summary, verdict.index, f"{KNOWN}:{difference.id}")
+    return Finding(program, expected, observation, verdict, config.impl.spec,
+                   config.impl.version, python=config.python,
+                   python_version=config.impl.python)
+
+
+def run_campaign(config: CampaignConfig,
+                 progress: Callable[[CampaignResult], None] = lambda r: None,
+                 executor: Optional[IsolatedExecutor] = None) -> CampaignResult:
+    """Fuzz until the budget or example count runs out, or (unless ``keep_going``) the
+    first finding; every finding is saved before this returns.  Isolated campaigns use
+    ``executor`` when given (the caller closes it), else a worker of their own."""
+    if executor is not None or not config.isolate:
+        return _campaign(config, executor, progress)
+    executor = open_executor(config)
+    try:
+        return _campaign(config, executor, progress)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+              progress: Callable[[CampaignResult], None]) -> CampaignResult:
+    result = CampaignResult()
+    families = drawable_families(config)
+    for name in config.families:
+        if name not in families:
+            result.notes.append(f"family {name} skipped: {config.impl.spec} has no "
+                                f"{'/'.join(FAMILY_NEEDS[name])}()")
+    start = time.monotonic()
+    deadline = start + config.budget
+    seen: Dict[str, Finding] = {}
+    database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
+    batch_index = 0
+    while result.examples < config.max_examples and time.monotonic() < deadline:
+        if seen and not config.keep_going:
+            break
+        # Size the batch to what fits in the remaining budget at the rate seen so far,
+        # so that the budget is kept to within about one batch's shrinking.
+        elapsed = time.monotonic() - start
+        rate = result.examples / elapsed if result.examples else 20.0
+        fits = int(rate * (deadline - time.monotonic()) * 0.9)
+        n = max(5, min(config.batch, fits, config.max_examples - result.examples))
+        failures: List[Finding] = []
+        candidates: List[Tuple[int, Program]] = []
+        test = _make_test(config, executor, result, start, failures, progress, candidates)
+        seed_value = None if config.seed is None else config.seed + batch_index
+        wrapped = given(programs(max_greenlets=config.max_greenlets,
+                                 families=families))(test)
+        wrapped = settings(
+            max_examples=n,
+            deadline=None,
+            # Saved failures replay first; once one is found, a keep-going campaign
+            # must look elsewhere, not re-find it at the start of every batch.
+            database=None if seen else database,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            report_multiple_bugs=False,
+            print_blob=False,
+        )(wrapped)
+        if seed_value is not None:
+            wrapped = seed(seed_value)(wrapped)
+        batch_index += 1
+        try:
+            wrapped()
+        except _FindingRaised:
+            _record(failures[-1], result, seen, config, executor)
+        except Flaky:
+            # The minimal example did not fail again (typical of crashes and hangs
+            # that depend on timing): keep the smallest one that did fail.
+            smallest = min(failures, key=lambda f: f.program.size())
+            result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
+            _record(smallest, result, seen, config, executor)
+        if config.memory and candidates and (config.keep_going or not seen):
+            _memory_checks(config, executor, result, candidates[0][1], seen, start, deadline)
+        result.elapsed = time.monotonic() - start
+        progress(result)
+    result.elapsed = time.monotonic() - start
+    return result
+
+
+def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
+    """The chosen families the implementation can run
+    (``greenfuzz.harness.program.ir.FAMILY_NEEDS``)."""
+    return tuple(name for name in config.families
+                 if all(config.impl.has(need) for need in FAMILY_NEEDS.get(name, ())))
+
+
+def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
+    """A time limit far above what programs take (50 times the mean, at least 0.25 s)."""
+    typical = result.run_seconds / max(1, result.examples)
+    return min(config.timeout, max(0.25, 50 * typical))
+
+
+def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+               result: CampaignResult, start: float,
+               failures: List[Finding], progress: Callable[[CampaignResult], None],
+               candidates: Optional[List[Tuple[int, Program]]] = None
+               ) -> Callable[[Program], None]:
+    """The body Hypothesis runs for each program of one batch; ``candidates`` gets the
+    passing program that started the most greenlets (for the raw-memory check)."""
+    shrink_timeout: List[float] = []
+
+    def test(program: Program) -> None:
+        result.examples += 1
+        for name in program_families(program):
+            result.family_counts[name] = result.family_counts.get(name, 0) + 1
+        result.elapsed = time.monotonic() - start
+        progress(result)
+        try:
+            # Once a program has failed, Hypothesis is shrinking it: every candidate gets a
+            # fresh child, where a failure would be confirmed anyway (a hang then costs
+            # one time limit, not two).
+            finding = judge(program, config, executor,
+                            shrink_timeout[0] if shrink_timeout else None,
+                            fresh=bool(failures))
+        except model.ModelError:
+            result.model_errors += 1
+            assume(False)
+            raise AssertionError("unreachable") from None
+        if finding.kind != runner.HANG:
+            result.run_seconds += finding.observation.seconds
+        if finding.verdict.ok and "after_other_programs" in finding.observation.extra:
+            result.state_dependent += 1
+            if result.state_dependent == 1:
+                result.notes.append(
+                    "a program failed in a child that had run other programs and passed in a "
+                    "fresh one (state left by earlier programs; not a finding): "
+                    + str(finding.observation.extra["after_other_programs"]).splitlines()[0])
+        if finding.kind == KNOWN:
+            known = finding.verdict.signature.split(":", 1)[1]
+            result.known[known] = result.known.get(known, 0) + 1
+            return
+        if not finding.verdict.ok:
+            if finding.kind == runner.HANG and not shrink_timeout:
+                # While shrinking a hang, every attempt that hangs costs the limit:
+                # keep it short (but far above what programs take); a genuine hang
+                # still exceeds it.
+                shrink_timeout.append(hang_timeout(config, result))
+            failures.append(finding)
+            raise _FindingRaised(finding.verdict.signature)
+        if candidates is not None and _frees_everything(finding.expected):
+            starts = sum(1 for e in finding.expected if e[2] == "start" and e[0] != MAIN)
+            if starts and (not candidates or starts > candidates[0][0]):
+                candidates[:] = [(starts, program)]
+
+    return test
+
+
+def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+            config: CampaignConfig, executor: Optional[IsolatedExecutor]) -> None:
+    signature = finding.verdict.signature
+    if signature in seen:
+        return
+    # Every attempt that still hangs costs the time limit: keep it short for hangs.
+    timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
+    smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
+        finding.program,
+        lambda p: judge(p, config, executor, timeout, fresh=True).verdict.signature
+        == signature,
+        max_attempts=60 if timeout else 300)
+    if smaller != finding.program:
+        again = judge(smaller, config, executor, timeout, fresh=True)
+        if again.verdict.signature == signature:
+            finding = again
+    if finding.kind == checks.LEAK:
+        finding = replace(finding, verdict=leaks.explain(
+            finding.program, finding.verdict, finding.expected, finding.observation.trace,
+            config.impl, executor, config.timeout))
+    seen[signature] = finding
+    result.findings.append(finding)
+    try:
+        paths = finding.save(config.out)
+    except OSError as e:
+        # The finding stays in memory and the CLI prints it whole: never lost.
+        result.unsaved.append((finding, _why(e, config.out)))
+        return
+    result.saved += paths
+    if config.verify:
+        finding = verify(finding, paths[1], config)
+        result.findings[-1] = finding
+        try:
+            finding.save(config.out)  # again, now with the reproduction recorded
+        except OSError as e:
+            result.notes.append(f"{finding.id}: reproduction not recorded: "
+                                f"{_why(e, config.out)}")
+
+
+def _frees_everything(expected: List[runner.Event]) -> bool:
+    """The model frees every greenlet by the end: repeating such a program must not
+    grow.  (Greenlets in a cycle through a suspended frame are never freed, by design;
+    a program making one grows by design too.)  Nor a program whose thread ends with
+    greenlets of its own suspended (``orphans``): greenlet 3.5.6 keeps about 160 B per
+    such greenlet and 250 B per such thread (measured), which its own test of the case
+    tolerates (test_leaks ``_check_untracked_memory_thread``: 3 MiB for 40,000)."""
+    ends = [e for e in expected if e[2] == "alive"]
+    return bool(ends) and ends[-1][3] == () and not any(e[2] == "orphans" for e in expected)
+
+
+def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+                   result: CampaignResult, program: Program, seen: Dict[str, Finding],
+                   start: float, deadline: float) -> None:
+    """The raw-memory check on ``program`` (and, the first time, the parked-greenlet
+    budget), when the time share allows; findings are recorded like any other."""
+    now = time.monotonic()
+    if result.memory_checks:
+        typical = result.memory_seconds / result.memory_checks
+        if result.memory_seconds > config.memory_share * (now - start) \
+                or deadline - now < 2 * typical:
+            return
+    first = result.memory_checks == 0
+    t0 = time.monotonic()
+    try:
+        finding = memory_finding(program, config, executor, notes=result.notes,
+                                 deadline=deadline)
+        if finding is not None:
+            _record(finding, result, seen, config, executor)
+        elif first and config.parked_budget:
+            finding = parked_finding(config, executor, notes=result.notes)
+            if finding is not None:
+                _record(finding, result, seen, config, executor)
+    finally:
+        result.memory_checks += 1
+        result.memory_seconds += time.monotonic() - t0
+
+
+def memory_finding(program: Program, config: CampaignConfig,
+                   executor: Optional[IsolatedExecutor], shrink: int = 12,
+                   notes: Optional[List[str]] = None,
+                   deadline: Optional[float] = None) -> Optional[Finding]:
+    """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
+    most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
+    fails or cannot decide (the program passed once, so that is worth knowing) is
+    described in ``notes``."""
+
+    def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
+        found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
+                                                        config.impl, executor)
+        return (found, observation) if found is not None and found.get("leaked") else None
+
+    found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
+                                                    config.impl, executor)
+    if notes is not None and (found is None or not found.get("reliable", True)):
+        why = (found or {}).get("reason") or observation.outcome + (
+            f": {observation.detail.splitlines()[0]}" if observation.detail else
+            f": {observation.trace[-1] if observation.trace else 'no trace'}")
+        notes.append(f"raw-memory check of a {program.size()}-op program gave no verdict "
+                     f"({why})")
+    leaked = (found, observation) if found is not None and found.get("leaked") else None
+    if leaked is None:
+        return None
+    if shrink:
+        def still_leaks(p: Program) -> bool:
+            nonlocal leaked
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            again = probe(p)
+            if again is not None:
+                leaked = again
+            return again is not None
+
+        program = simplify(program, still_leaks, max_attempts=shrink)
+    found, observation = leaked
+    return Finding(program, model.predict(program), observation, memcheck.raw_verdict(found),
+                   config.impl.spec, config.impl.version, python=config.python,
+                   python_version=config.impl.python)
+
+
+def parked_finding(config: CampaignConfig, executor: Optional[IsolatedExecutor],
+                   notes: Optional[List[str]] = None) -> Optional[Finding]:
+    """A ``leak:parked`` finding when a parked greenlet costs more than the budget."""
+    found, observation = memcheck.run_memory_source(
+        memcheck.parked_source(memcheck.PARKED_COUNTS), config.impl, executor,
+        memcheck.PARKED_TIMEOUT)
+    if found is None:
+        if notes is not None:
+            notes.append(f"bytes-per-parked-greenlet check gave no result "
+                         f"({observation.outcome}{': ' if observation.detail else ''}"
+                         f"{observation.detail.splitlines()[0] if observation.detail else ''})")
+        return None
+    found["budget"] = config.parked_budget
+    verdict = memcheck.parked_verdict(found, config.parked_budget)
+    if verdict.ok:
+        return None
+    return Finding(Program(meta=(("scenario", "parked"),)), [], observation, verdict,
+                   config.impl.spec, config.impl.version, python=config.python,
+                   python_version=config.impl.python)
+
+
+def _why(error: OSError, where: Path) -> str:
+    return f"{error.strerror or error} ({error.filename or where})"
+
+
+def verify(finding: Finding, script: Path, config: CampaignConfig) -> Finding:
+    """The finding with the result of its reproducer run standalone
+    (``greenfuzz.harness.reporting.reproduce``)."""
+    signum = finding.observation.extra.get("signum")
+    outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
+                             python=config.python, timeout=config.timeout,
+                             signum=signum if isinstance(signum, int) else None)
+    return replace(finding, reproduction=outcome)

@@ -1,0 +1,938 @@
+"""What a rendered program needs at run time: recording, the registry, trace comparison.
+
+This file is pasted verbatim into every standalone reproducer and is what the runner's
+child processes import, so it uses only the standard library, runs on CPython 3.9+ and
+PyPy, and never imports greenlet itself: the implementation under test is passed in as
+``gl``.  Keep it free of ``from __future__`` (it is pasted mid-file) and of annotations
+newer than 3.9.
+"""
+
+import gc
+import sys
+import weakref
+
+
+class FuzzError(Exception):
+    """The programs' own exception type, so that nothing else is mistaken for it."""
+
+
+class Unbound(Exception):
+    """A script named a greenlet the registry does not hold (not spawned yet, or dropped)."""
+
+
+class ExcValue:
+    """An exception as the trace records it: a type label and its args.
+
+    ``args`` None means any args: the model uses it for errors raised by the
+    implementation itself, whose messages differ between releases.
+    """
+
+    __slots__ = ("args", "type")
+
+    def __init__(self, type, args=()):
+        self.type = type
+        self.args = args
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, ExcValue)
+            and self.type == other.type
+            and (self.args is None or other.args is None or self.args == other.args)
+        )
+
+    def __hash__(self):
+        return hash(self.type)
+
+    def __repr__(self):
+        return "ExcValue(%r, %r)" % (self.type, self.args)
+
+    def to_json(self):
+        return {"exc": [self.type, None if self.args is None else encode(self.args)]}
+
+
+def encode(value):
+    """Tagged JSON form of a trace value (tuples, lists and dicts kept apart)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"tuple": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return {"list": [encode(v) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": [[encode(k), encode(v)] for k, v in value.items()]}
+    if isinstance(value, ExcValue):
+        return value.to_json()
+    return {"repr": repr(value)}
+
+
+def decode(data):
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    ((tag, body),) = data.items()
+    if tag == "tuple":
+        return tuple(decode(v) for v in body)
+    if tag == "list":
+        return [decode(v) for v in body]
+    if tag == "dict":
+        return {decode(k): decode(v) for k, v in body}
+    if tag == "exc":
+        return ExcValue(body[0], None if body[1] is None else decode(body[1]))
+    if tag == "repr":
+        return Opaque(body)
+    raise ValueError("unknown value tag %r" % (tag,))
+
+
+class Opaque:
+    """A value the trace could not represent (kept as its repr; never equal to a prediction)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __eq__(self, other):
+        return isinstance(other, Opaque) and other.text == self.text
+
+    def __hash__(self):
+        return hash(self.text)
+
+    def __repr__(self):
+        return "Opaque(%r)" % (self.text,)
+
+    def to_json(self):
+        return {"repr": self.text}
+
+
+def encode_trace(trace):
+    return [[who, pc, kind, encode(payload)] for who, pc, kind, payload in trace]
+
+
+def decode_trace(data):
+    return [(who, pc, kind, decode(payload)) for who, pc, kind, payload in data]
+
+
+def _is_collection_death(event):
+    kind, payload = event[2], event[3]
+    return kind == "died" and isinstance(payload, ExcValue) and payload.args is None \
+        and payload.type == "GreenletExit"
+
+
+def holders(g, T, limit=6):
+    """What refers to greenlet ``g``: one line per referrer (``gc.get_referrers``), with
+    the module attribute, greenlet or frame behind a container where one is found, and
+    how many references no object ``gc`` tracks accounts for (C code, suspended frames).
+    """
+    mine = sys._getframe()
+    # This frame and check_alive's hold ``g`` as a local; so does getrefcount's argument.
+    skip = {id(mine), id(mine.f_back), id(T.weak), id(T.registry)}
+    mine = None
+    refs = [r for r in gc.get_referrers(g) if id(r) not in skip]
+    lines = []
+    for r in refs[:limit]:
+        lines.append(_describe_referrer(r, g, T, skip | {id(refs)}))
+    if len(refs) > limit:
+        lines.append("... and %d more referrers" % (len(refs) - limit))
+    # getrefcount's own argument, the ``g`` of our caller and this frame's ``g``.
+    untracked = sys.getrefcount(g) - 3 - len(refs)
+    if untracked > 0:
+        lines.append("%d reference(s) from objects gc does not track (C code, a "
+                     "suspended frame's stack, a pending switch)" % untracked)
+    refs = None
+    return tuple(lines)
+
+
+def _describe_referrer(r, g, T, skip):
+    """One referrer of ``g``, with what holds it in turn when that says more."""
+    if T.labels.get(id(r)) is not None and hasattr(r, "switch"):
+        if getattr(r, "parent", None) is g:
+            return "greenlet %s (its parent)" % T.label(r)
+        return "greenlet %s" % T.label(r)
+    what = type(r).__name__
+    if isinstance(r, (list, tuple, set, dict)):
+        what = "%s of %d item(s)" % (what, len(r))
+        owner = _module_attribute(r, skip)
+        if owner:
+            what += ", " + owner
+    elif type(r).__name__ == "frame":
+        what = "frame of %s (%s:%s)" % (r.f_code.co_name, r.f_code.co_filename, r.f_lineno)
+    elif type(r).__name__ == "method":
+        what = "bound method %s" % getattr(r, "__name__", "?")
+    return what
+
+
+def _module_attribute(container, skip):
+    """``module M attribute A`` (or ``class C attribute A``) for a container that a
+    module or class holds directly, else ''."""
+    for r in gc.get_referrers(container):
+        if id(r) in skip or not isinstance(r, dict):
+            continue
+        for key, value in r.items():
+            if value is container:
+                for m in list(sys.modules.values()):
+                    if getattr(m, "__dict__", None) is r:
+                        return "module %s attribute %s" % (m.__name__, key)
+                return "dict key %r" % (key,)
+    return ""
+
+
+def _same(want, got):
+    """Events agree; an ``alive`` event of None (the implementation's greenlets cannot
+    be weakly referenced) agrees with any prediction."""
+    if tuple(want) == tuple(got):
+        return True
+    return want[2] == got[2] == "alive" and got[3] is None and want[:2] == got[:2]
+
+
+def first_divergence(expected, observed):
+    """Index of the first event that differs, or None when the traces agree.
+
+    One relaxation: when dropping a reference frees several suspended greenlets at
+    once, the order in which they receive GreenletExit depends on when the
+    implementation's frames let go of their references (a switch() written in Python
+    holds its greenlet until the traceback dies), which greenlet does not document.
+    Within a run of consecutive predicted collection deaths, any order agrees.
+    """
+    i = 0
+    while i < len(expected) and i < len(observed):
+        if _is_collection_death(expected[i]):
+            j = i
+            while j < len(expected) and _is_collection_death(expected[j]):
+                j += 1
+            window = list(observed[i:j])
+            for k in range(i, j):
+                match = next((w for w in window if tuple(w) == tuple(expected[k])), None)
+                if match is None:
+                    return i
+                window.remove(match)
+            i = j
+            continue
+        if not _same(expected[i], observed[i]):
+            return i
+        i += 1
+    if len(expected) != len(observed):
+        return min(len(expected), len(observed))
+    return None
+
+
+class Tracer:
+    """The registry of greenlets a program holds, and the trace it records.
+
+    The registry is the *only* reference the program keeps to a greenlet; ``drop``
+    releases it, which is what makes greenlet deliver ``GreenletExit``.
+    """
+
+    def __init__(self, gl, event_limit=100000):
+        self.gl = gl
+        self.events = []
+        self.registry = {}
+        self.labels = {}
+        self.closed = False
+        self.event_limit = event_limit
+        self._subclass = None
+        self.main = gl.getcurrent()
+        self.labels[id(self.main)] = "main"
+        #: Weak references to every greenlet spawned, by name (None: not weakly
+        #: referenceable), for the liveness check.
+        self.weak = {}
+        #: The greenlets whose run has started (a ``start`` event), by name.
+        self.started = set()
+        #: The program's finalizers (``finalize``): weak references with callbacks, kept
+        #: alive here so that their callbacks run.
+        self.finalizers = []
+        #: Also record what holds a greenlet that outlives the registry (``holders``
+        #: events): costly (``gc.get_referrers``), so only when a leak is explained.
+        self.explain = False
+
+    # -- naming ----------------------------------------------------------------------
+
+    def ref(self, name):
+        if name == "main":
+            return self.main
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise Unbound(name) from None
+
+    def label(self, g):
+        if g is None:
+            return None
+        return self.labels.get(id(g), "?")
+
+    def exc_label(self, e):
+        t = type(e)
+        if t is getattr(self.gl, "GreenletExit", None):
+            return "GreenletExit"
+        if t is getattr(self.gl, "error", None):
+            return "greenlet.error"
+        return t.__name__
+
+    def canon(self, value):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, tuple):
+            return tuple(self.canon(v) for v in value)
+        if isinstance(value, list):
+            return [self.canon(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.canon(v) for k, v in value.items()}
+        if isinstance(value, BaseException):
+            return ExcValue(self.exc_label(value), self.canon(value.args))
+        try:
+            return Opaque(repr(value))
+        except Exception:
+            return Opaque("<unrepresentable %s>" % type(value).__name__)
+
+    # -- recording -------------------------------------------------------------------
+
+    def rec(self, who, pc, kind, payload=None):
+        if self.closed:
+            return
+        self.events.append((who, pc, kind, self.canon(payload)))
+        if kind == "start":
+            self.started.add(who)
+        if len(self.events) > self.event_limit:
+            self.closed = True
+            raise RunawayProgram("more than %d events" % self.event_limit)
+
+    def ret(self, who, pc, value):
+        self.rec(who, pc, "return", value)
+        return value
+
+    # -- the registry ----------------------------------------------------------------
+
+    def spawn(self, name, run, parent=None, subclass=False, kind="plain"):
+        if kind == "method":
+            # ``run`` defined on the class (a staticmethod: a bound method would keep
+            # the greenlet alive through its own suspended frame, see finalizers below).
+            cls = type("RunGreenlet", (self.gl.greenlet,), {"run": staticmethod(run)})
+            g = cls() if parent is None else cls(parent=parent)
+        elif kind == "init":
+            cls = init_subclass(self)
+            g = cls(name, run) if parent is None else cls(name, run, parent)
+        else:
+            cls = self.subclass() if subclass else self.gl.greenlet
+            if parent is None:
+                g = cls(run)
+            else:
+                g = cls(run, parent)
+        self.labels[id(g)] = name
+        self.registry[name] = g
+        try:
+            self.weak[name] = weakref.ref(g)
+        except TypeError:
+            self.weak[name] = None
+
+    def subclass(self):
+        """A subclass of the implementation's greenlet with an extra attribute."""
+        if self._subclass is None:
+            self._subclass = type("SubGreenlet", (self.gl.greenlet,), {"fuzz_tag": "sub"})
+        return self._subclass
+
+    def drop(self, name):
+        if name not in self.registry:
+            raise Unbound(name)
+        self.thread_drops += 1
+        del self.registry[name]
+        self.check_alive()
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def alive(self):
+        """Names of the spawned greenlets that still exist, sorted; None when the
+        implementation's greenlets cannot be weakly referenced (nothing to check)."""
+        names = []
+        for name, ref in self.weak.items():
+            if ref is None:
+                return None
+            if ref() is not None:
+                names.append(name)
+        return tuple(sorted(names))
+
+    def check_alive(self):
+        """Record which spawned greenlets exist (an ``alive`` event) and, when
+        explaining, what holds each one the registry no longer does."""
+        try:
+            who = self.label(self.gl.getcurrent())
+        except Exception:
+            who = "?"
+        names = self.alive()
+        if names and any(name not in self.registry for name in names):
+            # A greenlet that only garbage refers to (a reference cycle through a
+            # frame of a switch() written in Python, say) is not leaked: the cyclic
+            # collector, off while programs run, would free it.  The young
+            # generations hold everything the program made, so this is cheap.
+            gc.collect(1)
+            names = self.alive()
+        self.rec(who, -1, "alive", names)
+        if self.explain and names:
+            for name in names:
+                if name not in self.registry:
+                    g = self.weak[name]()
+                    if g is not None:
+                        self.rec(who, -1, "holders", (name, holders(g, self)))
+                    g = None
+
+    def teardown(self):
+        """Drop every greenlet still held, in name order, as the model does; again while
+        any is held (a greenlet that resurrects from its kill, or one spawned meanwhile),
+        so that none outlives the program to run its code during a later one."""
+        while self.registry:
+            for name in sorted(self.registry):
+                if name in self.registry:
+                    del self.registry[name]
+                    self.rec("main", -1, "teardown", name)
+        self.check_alive()
+        self.closed = True
+
+
+class RunawayProgram(BaseException):
+    """The implementation produced far more events than any program can."""
+
+
+def execute(program, gl, event_limit=100000, explain=False):
+    """Run a rendered ``program(gl, T)`` on implementation ``gl``; return its trace.
+
+    ``explain`` adds ``holders`` events saying what holds each greenlet that outlives
+    the program's reference to it (see ``Tracer.check_alive``).
+
+    The cyclic collector is off while the program runs, so that greenlets die exactly
+    when their reference count says, as the model predicts; exceptions that reach
+    ``sys.unraisablehook`` are recorded, since the model predicts none.
+    """
+    T = Tracer(gl, event_limit)
+    T.explain = explain
+    old_hook = getattr(sys, "unraisablehook", None)
+
+    def hook(unraisable):
+        try:
+            who = T.label(gl.getcurrent())
+        except Exception:
+            who = "?"
+        T.rec(who, -1, "unraisable", unraisable.exc_value)
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    if old_hook is not None:
+        sys.unraisablehook = hook
+    try:
+        try:
+            program(gl, T)
+            T.teardown()
+        except (Exception, RunawayProgram) as e:
+            # Whatever escapes the program came from the implementation: a finding.
+            T.closed = False
+            T.rec("main", -1, "escaped", e)
+    finally:
+        T.closed = True
+        if old_hook is not None:
+            sys.unraisablehook = old_hook
+        if was_enabled:
+            gc.enable()
+    return T.events
+
+
+def alive_holders(explained, ordinal):
+    """``{name: holder lines}`` recorded after the ``ordinal``-th ``alive`` event of an
+    explaining run's trace (``execute(..., explain=True)``)."""
+    seen = -1
+    found = {}
+    for _who, _pc, kind, payload in explained:
+        if kind == "alive":
+            seen += 1
+            if seen > ordinal:
+                break
+        elif kind == "holders" and seen == ordinal:
+            found[payload[0]] = list(payload[1])
+    return found
+
+
+def explain_leak(program, gl, expected, observed, at):
+    """Lines saying what holds each greenlet that outlived the model's prediction at
+    divergence ``at``; none unless the traces diverge at an ``alive`` event.  Runs the
+    program once more, recording ``gc.get_referrers`` (``execute(..., explain=True)``)."""
+    if at >= len(expected) or at >= len(observed) or expected[at][2] != "alive" \
+            or observed[at][2] != "alive" or not observed[at][3]:
+        return []
+    kept = sorted(set(observed[at][3]) - set(expected[at][3] or ()))
+    ordinal = sum(1 for e in observed[:at] if e[2] == "alive")
+    found = alive_holders(execute(program, gl, explain=True), ordinal)
+    lines = []
+    for name in kept:
+        held = found.get(name) or ["nothing gc can see"]
+        lines.append("%s is still alive, held by: %s" % (name, "; ".join(held)))
+    return lines
+
+
+def load_implementation(spec):
+    """Import an implementation by module name or from a ``.py`` file path."""
+    import importlib
+    import importlib.util
+    import os
+
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        name = "greenfuzz_impl_" + os.path.splitext(os.path.basename(path))[0]
+        loader_spec = importlib.util.spec_from_file_location(name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ImportError("cannot load %s" % path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module
+        loader_spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(spec)
+
+
+# -- deep stacks: going one level down through Python or C ---------------------------------
+#
+# A ``Recurse`` op's level functions call the next level through one of these.  Each calls
+# ``fn(arg)`` exactly once from inside a C function (or directly, for ``call``), returns
+# ``(value, problem)`` where ``problem`` describes a wrong C result (None when right), and
+# lets exceptions from ``fn`` propagate.  A greenlet that switches away inside ``fn`` is
+# suspended with the C function's frames on its stack, which the implementation must save
+# and restore intact.
+
+
+def via_call(fn, arg):
+    return fn(arg), None
+
+
+def via_sorted(fn, arg):
+    box = []
+
+    def sorted_key(x):
+        if x is None:
+            box.append(fn(arg))
+            return 10 ** 9
+        return x
+
+    out = sorted([3, None, 1], key=sorted_key)
+    return box[0], (None if out == [1, 3, None] else "sorted() returned %r" % (out,))
+
+
+def via_map(fn, arg):
+    box = []
+
+    def map_fn(x):
+        if x is None:
+            box.append(fn(arg))
+            return -1
+        return 2 * x
+
+    out = list(map(map_fn, [1, None, 3]))
+    return box[0], (None if out == [2, -1, 6] else "map() gave %r" % (out,))
+
+
+def via_reduce(fn, arg):
+    import functools
+
+    box = []
+
+    def reduce_fn(acc, x):
+        if x is None:
+            box.append(fn(arg))
+            x = 100
+        return acc + x
+
+    out = functools.reduce(reduce_fn, [1, None, 3], 0)
+    return box[0], (None if out == 104 else "reduce() gave %r" % (out,))
+
+
+def via_sort_cmp(fn, arg):
+    import functools
+
+    box = []
+
+    def sort_cmp(a, b):
+        if not box:
+            box.append(fn(arg))
+        return (a > b) - (a < b)
+
+    out = [3, 1, 2]
+    out.sort(key=functools.cmp_to_key(sort_cmp))
+    return box[0], (None if out == [1, 2, 3] else "list.sort() gave %r" % (out,))
+
+
+_QSORT = []
+
+
+def _qsort():
+    """libc ``qsort`` and its comparator type, or None without ctypes (e.g. some PyPy
+    builds, or no C library to load): ``via_qsort`` then calls its comparator itself."""
+    if not _QSORT:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None) if sys.platform != "win32" else ctypes.cdll.msvcrt
+            qsort = libc.qsort
+            qsort.restype = None
+            cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                        ctypes.POINTER(ctypes.c_int))
+            _QSORT.append((ctypes, qsort, cmp_type))
+        except Exception:
+            _QSORT.append(None)
+    return _QSORT[0]
+
+
+def via_qsort(fn, arg):
+    """Sort seven ints with libc ``qsort`` whose comparator (a ctypes callback) descends
+    on its first call.  Exceptions cannot cross the C frames: the comparator keeps the
+    first one, and it is raised again once ``qsort`` has returned."""
+    data = [5, 2, 8, 1, 9, 3, 7]
+    box = []
+    failed = []
+
+    def qsort_cmp(pa, pb):
+        if not box and not failed:
+            try:
+                box.append(fn(arg))
+            except BaseException as e:
+                failed.append(e)
+        a, b = pa[0], pb[0]
+        return (a > b) - (a < b)
+
+    lib = _qsort()
+    if lib is None:
+        out = list(data)
+        qsort_cmp([out[0]], [out[1]])
+        out.sort()
+    else:
+        ctypes, qsort, cmp_type = lib
+        array = (ctypes.c_int * len(data))(*data)
+        callback = cmp_type(qsort_cmp)
+        qsort(array, len(data), ctypes.sizeof(ctypes.c_int), callback)
+        out = list(array)
+        if not box and not failed:
+            qsort_cmp([0], [0])  # qsort never called back: descend anyway
+    if failed:
+        error = failed.pop()
+        try:
+            raise error
+        finally:
+            error = None
+    return box[0], (None if out == sorted(data) else "qsort() gave %r" % (out,))
+
+
+VIA = {"call": via_call, "sorted": via_sorted, "map": via_map, "reduce": via_reduce,
+       "sort_cmp": via_sort_cmp, "qsort": via_qsort}
+
+#: Rendered programs reach the via helpers through their Tracer (``T.via``).
+Tracer.via = VIA
+
+
+# -- frames: what a suspended greenlet's stack holds ---------------------------------------
+
+#: The runtime's own functions that a rendered program's stack can hold (the via helpers
+#: and their callbacks), besides the program's ``run_*`` and ``recurse_*`` functions.
+VIA_FRAMES = {
+    "call": (),
+    "sorted": ("sorted_key", "via_sorted"),
+    "map": ("map_fn", "via_map"),
+    "reduce": ("reduce_fn", "via_reduce"),
+    "sort_cmp": ("sort_cmp", "via_sort_cmp"),
+    "qsort": ("qsort_cmp", "via_qsort"),
+}
+_PROGRAM_FRAMES = frozenset(name for names in VIA_FRAMES.values() for name in names)
+
+
+def frame_names(frame, bottom):
+    """The names of the program's functions on the ``f_back`` chain from ``frame``,
+    innermost first, down to the function named ``bottom`` (None for no frame).
+
+    Frames of other code (an implementation's own ``switch`` written in Python, its
+    bootstrap, the harness) are skipped; the walk stops at ``bottom``, the greenlet's
+    ``run_<name>``, or at the end of the chain.
+    """
+    if frame is None:
+        return None
+    names = []
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name.startswith(("run_", "recurse_")) or name in _PROGRAM_FRAMES:
+            names.append(name)
+            if name == bottom:
+                break
+        frame = frame.f_back
+    return tuple(names)
+
+
+Tracer.frame_names = staticmethod(frame_names)
+
+
+def handled():
+    """The exception being handled (``sys.exc_info()``) and its ``__context__``, or None."""
+    e = sys.exc_info()[1]
+    return None if e is None else (e, e.__context__)
+
+
+Tracer.handled = staticmethod(handled)
+
+
+# -- contextvars -----------------------------------------------------------------------------
+
+
+def context_vars():
+    """Fresh context variables for one program run (``greenfuzz.harness.program.ir.CONTEXT_VARS``),
+    so that
+    no value set by an earlier run in the same thread can be seen."""
+    import contextvars
+
+    return {name: contextvars.ContextVar("greenfuzz_" + name) for name in ("a", "b")}
+
+
+def copy_context():
+    import contextvars
+
+    return contextvars.copy_context()
+
+
+Tracer.context_vars = staticmethod(context_vars)
+Tracer.copy_context = staticmethod(copy_context)
+
+
+# -- tracing ---------------------------------------------------------------------------------
+
+
+def tracers_for(T):
+    """The program's ``settrace`` callbacks by mode (``greenfuzz.harness.program.ir.TRACE_MODES``):
+    each
+    records every ``switch``/``throw`` event, as the greenlet it runs in (the target)
+    sees it; the ``raise`` one then raises ``FuzzError('trace')``, but only between
+    greenlets the program holds (never into a greenlet being killed by collection,
+    whose fate greenlet leaves to ``sys.unraisablehook``); the ``bounce`` one switches
+    back from inside the callback, once per program (see
+    ``greenfuzz.harness.model.Model.bounce``)."""
+
+    def held(g):
+        return T.labels.get(id(g)) == "main" or T.registry.get(T.label(g)) is g
+
+    def greenfuzz_tracer(event, args):
+        if event in ("switch", "throw"):
+            origin, target = args
+            T.rec(T.label(target), -1, "trace", (event, T.label(origin), T.label(target)))
+
+    def greenfuzz_raising_tracer(event, args):
+        greenfuzz_tracer(event, args)
+        if event in ("switch", "throw") and held(args[0]) and held(args[1]):
+            raise FuzzError("trace")
+
+    used = []
+
+    def greenfuzz_bouncing_tracer(event, args):
+        # Once per program, on a switch from a suspended greenlet to a started one (both
+        # held): switch back to the origin from the target's context.  The target stays
+        # suspended in here (its gr_frame), holding (origin, target), until switched to;
+        # then the original switch completes (greenlet's fail_switch_three_greenlets2).
+        greenfuzz_tracer(event, args)
+        if used or event != "switch":
+            return
+        origin, target = args
+        if origin is target or not (held(origin) and held(target)) or origin.dead \
+                or T.label(target) not in T.started:
+            return
+        used.append(True)
+        try:
+            origin.switch("bounce")
+        except BaseException:
+            # Thrown to while suspended here: the exception's traceback keeps this frame,
+            # whose locals must not keep the two greenlets alive once the callback ends.
+            del args, origin, target
+            raise
+
+    return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None,
+            "bounce": greenfuzz_bouncing_tracer}
+
+
+def tracer_mode(tracers, tracer):
+    """Which of the program's tracers ``tracer`` is (None for none, ``other``)."""
+    for mode, fn in tracers.items():
+        if fn is not None and fn is tracer:
+            return mode
+    return None if tracer is None else "other"
+
+
+Tracer.tracers_for = staticmethod(tracers_for)
+Tracer.tracer_mode = staticmethod(tracer_mode)
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def in_thread(T, fn, timeout=10.0):
+    """Run ``fn`` in a new thread and wait for it; whether that thread's main greenlet is
+    dead once the thread has ended (greenlet >= 2.0 says so).  An exception escaping
+    ``fn`` or a thread that does not end is the implementation's doing: it escapes."""
+    import threading
+
+    gl = T.gl
+    box = []
+
+    def body():
+        try:
+            # Unnamed ("?"), even where a freed greenlet's id is reused.
+            T.labels[id(gl.getcurrent())] = "?"
+            fn()
+        except BaseException as e:
+            box.append(e)
+        box.append(gl.getcurrent())
+
+    thread = threading.Thread(target=body, name="greenfuzz-thread", daemon=True)
+    T.thread_drops = 0
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise RuntimeError("a program's thread did not end within %s s" % timeout)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    # A suspended greenlet of this thread whose last reference went in the other thread
+    # is killed "the next time that thread calls a greenlet API" (greenlet_gc; greenlet's
+    # test_dealloc_other_thread): this thread was blocked in join() meanwhile, so
+    # calling one now fixes when that happens, before anything else is recorded.
+    gl.getcurrent()
+    if T.thread_drops:
+        T.check_alive()
+    # greenlet marks the main greenlet dead as it cleans up the thread's state, which
+    # may finish just after join() returns: allow it a moment.
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while not box[-1].dead and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return box[-1].dead
+
+
+Tracer.in_thread = staticmethod(in_thread)
+Tracer.thread_drops = 0
+
+
+def orphan(T):
+    """In a program's thread: start a greenlet of that thread that parks, in try/finally,
+    and keep it (``T.orphans``) so that it outlives the thread."""
+    gl = T.gl
+
+    def orphan_run():
+        try:
+            gl.getcurrent().parent.switch()
+        finally:
+            T.orphan_exits += 1
+
+    g = gl.greenlet(orphan_run)
+    g.switch()
+    T.__dict__.setdefault("orphans", []).append(g)
+
+
+def orphans_after(T):
+    """After ``in_thread`` (which waited for the thread's main greenlet to report dead:
+    only then has greenlet torn the thread's greenlets down, before that dropping them
+    frees nothing): (how many orphans are dead, how many ran ``finally``, how many
+    outlive the runtime's references to them)."""
+    orphans, T.orphans = T.orphans, []
+    dead = sum(1 for g in orphans if g.dead)
+    try:
+        refs = [weakref.ref(g) for g in orphans]
+    except TypeError:
+        refs = None
+    orphans = None
+    alive = None if refs is None else sum(1 for r in refs if r() is not None)
+    exits, T.orphan_exits = T.orphan_exits, 0
+    return (dead, exits, alive)
+
+
+Tracer.orphans = ()
+Tracer.orphan_exits = 0
+Tracer.orphan = staticmethod(orphan)
+Tracer.orphans_after = staticmethod(orphans_after)
+
+
+def in_flight(T, e):
+    """What a ``Finally`` records: None, or the exception leaving its try part, its
+    ``__cause__`` and the program's ``run_*`` functions on its traceback, outermost first
+    (recursion levels and an implementation's own frames left out)."""
+    if e is None:
+        return None
+    runs = set("run_" + name for name in T.weak)
+    runs.add("run_main")
+    names = []
+    tb = e.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_name
+        if name in runs:
+            names.append(name)
+        tb = tb.tb_next
+    return (e, e.__cause__, tuple(names))
+
+
+Tracer.in_flight = staticmethod(in_flight)
+
+
+# -- finalizers ------------------------------------------------------------------------------
+
+
+class Held:
+    """An object a greenlet holds (as an attribute) whose ``__del__`` runs a finalizer."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __del__(self):
+        self.fn()
+
+
+def finalize(T, g, kind, fn):
+    """Make ``fn()`` run when greenlet ``g`` is freed: as the callback of a weak reference
+    to it (``weakref``), or as ``__del__`` of an object stored in its ``__dict__``
+    (``held``; one attribute each, in order)."""
+    if kind == "weakref":
+        T.finalizers.append(weakref.ref(g, lambda _ref: fn()))
+    else:
+        T.finalizers.append(None)
+        setattr(g, "fuzz_held_%d" % len(T.finalizers), Held(fn))
+
+
+def init_subclass(T):
+    """A greenlet subclass whose ``__init__`` takes a tag first and stores it in an extra
+    attribute before calling greenlet's (one class per program run)."""
+    cls = getattr(T, "_init_subclass", None)
+    if cls is None:
+        base = T.gl.greenlet
+
+        class InitGreenlet(base):
+            def __init__(self, tag, run, parent=None):
+                self.fuzz_tag = tag
+                if parent is None:
+                    super().__init__(run)
+                else:
+                    super().__init__(run, parent)
+
+        cls = T._init_subclass = InitGreenlet
+    return cls
+
+
+Tracer.finalize = finalize
+
+
+def resurrect(T, name):
+    """Register the current greenlet (``name``) in the registry again, from its
+    ``GreenletExit`` handler; its parent's label (the dropper's, during a kill)."""
+    g = T.gl.getcurrent()
+    T.registry[name] = g
+    parent = g.parent
+    g = None
+    return T.label(parent)
+
+
+Tracer.resurrect = resurrect
+
+
+def warm():
+    """Import, once, what programs import lazily (contextvars, functools, and ctypes
+    with libc's qsort): the worker calls this before it forks, so that each program's
+    fresh child does not pay for those imports again (measured: about 25% more programs
+    per second).  Not threading: once imported, its after-fork hook runs in every child
+    (about 110 page faults, 0.4 ms here), and only the threads family needs it."""
+    import contextvars  # noqa: F401
+    import functools  # noqa: F401
+
+    _qsort()
+
