@@ -7,16 +7,19 @@ reproducer fails on the mutant and passes on the real greenlet.
 
 from __future__ import annotations
 
-import importlib
+import ast
+import contextlib
 import json
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict
 
 import pytest
 
 from greenfuzz.harness.execution import implementations
+from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.program.ir import FAMILIES
 from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
@@ -29,6 +32,17 @@ EXAMPLE_LIMIT = 1500
 SHRUNK_SIZE = 8
 
 
+def mutant_constants(path: Path) -> Dict[str, Any]:
+    """The mutant's upper-case constants (``KIND``, ``FAMILIES``), read without importing it."""
+    found: Dict[str, Any] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper():
+            with contextlib.suppress(ValueError):
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
 def test_corpus_is_not_empty() -> None:
     assert len(MUTANTS) >= 10
 
@@ -36,13 +50,21 @@ def test_corpus_is_not_empty() -> None:
 @pytest.mark.parametrize("name", MUTANTS)
 def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     path = MUTANTS_DIR / f"{name}.py"
-    mutant = importlib.import_module(f"tests.mutants.{name}")
-    expected_kind = mutant.KIND
-    impl = implementations.load(str(path))
-    config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
-                            seed=1234, isolate=True, timeout=1.0,
-                            families=getattr(mutant, "FAMILIES", FAMILIES))
-    result = run_campaign(config)
+    declared = mutant_constants(path)
+    expected_kind = declared["KIND"]
+    # Never imported here: a mutant may patch the real greenlet (a global tracer) and
+    # would change what later tests in this process see.
+    executor = IsolatedExecutor(str(path), python=sys.executable, timeout=1.0,
+                                programs_per_child=100)
+    executor.start()
+    try:
+        impl = implementations.from_worker(str(path), executor.info, "")
+        config = CampaignConfig(impl=impl, out=tmp_path, budget=240,
+                                max_examples=EXAMPLE_LIMIT, seed=1234, isolate=True,
+                                timeout=1.0, families=declared.get("FAMILIES", FAMILIES))
+        result = run_campaign(config, executor=executor)
+    finally:
+        executor.close()
     assert result.findings, f"{name} survived {result.examples} programs"
     finding = result.findings[0]
     assert finding.kind == expected_kind, finding.report()
