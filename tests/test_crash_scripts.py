@@ -1,0 +1,54 @@
+"""Crashes of the real greenlet that the docs claim, as scripts driven by one helper.
+
+Each script in ``tests/crashes/`` is a plain program (the greenlet API and the standard
+library); these tests run it in a fresh interpreter with a time limit and check the
+outcome the docs state for the greenlet and CPython versions at hand.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Tuple
+
+import greenlet
+import pytest
+
+CRASHES = Path(__file__).parent / "crashes"
+
+
+def run_script(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``tests/crashes/<name>.py`` in a fresh interpreter (the installed greenlet)."""
+    return subprocess.run([sys.executable, str(CRASHES / f"{name}.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def release(text: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+#: Where docs/upstream/thread-main-held-by-local.md says it crashes (measured: greenlet
+#: 2.0.0-3.5.6 on CPython 3.10-3.12 every run; CPython 3.13.0 with 3.5.6 never).
+AFFECTED_GREENLET = ((2, 0, 0), (3, 5, 6))
+AFFECTED_PYTHON = ((3, 10), (3, 12))
+
+
+def test_thread_main_held_by_local_is_a_use_after_free() -> None:
+    ours, python = release(greenlet.__version__), sys.version_info[:2]
+    if not AFFECTED_GREENLET[0] <= ours <= AFFECTED_GREENLET[1]:
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    done = run_script("thread_main_held_by_local", "local")
+    if AFFECTED_PYTHON[0] <= python <= AFFECTED_PYTHON[1]:
+        assert done.returncode == -signal.SIGSEGV, (done.returncode, done.stderr[-2000:])
+    else:
+        assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("holder", ["global", "list"])
+def test_thread_main_held_where_the_collector_sees_it_is_safe(holder: str) -> None:
+    """The control: the same object held by a global or a list is never freed early."""
+    done = run_script("thread_main_held_by_local", holder)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "no crash"
