@@ -56,6 +56,8 @@ def arm64() -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
+@pytest.mark.qemu
 def test_arm64_campaign_runs_on_the_emulated_cpu(arm64: str, tmp_path: Path) -> None:
     probe = subprocess.run([arm64, "-c", "import platform, greenlet; "
                             "print(platform.machine(), greenlet.__version__)"],
@@ -69,6 +71,8 @@ def test_arm64_campaign_runs_on_the_emulated_cpu(arm64: str, tmp_path: Path) -> 
     assert "on aarch64" in done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.qemu
 def test_a_semantic_mutant_is_found_under_arm64(arm64: str, tmp_path: Path) -> None:
     done = run_cli("fuzz", "--arch", "arm64", "--impl", str(MUTANTS / "kwargs_dropped.py"),
                    "--families", "core", "--seed", "1", "--budget", "600",

@@ -129,6 +129,7 @@ def test_diff_usage_errors(argv: list, message: str, tmp_path: Path) -> None:
     assert message in done.stderr
 
 
+@pytest.mark.slow
 def test_matrix_rows_pass_find_and_skip(tmp_path: Path) -> None:
     mutant = str(MUTANTS / "kwargs_dropped.py")
     done = run_cli("matrix", "greenlet", mutant, str(tmp_path / "missing.py"),

@@ -35,6 +35,7 @@ def python312() -> str:
     return pythons[-1]
 
 
+@pytest.mark.network
 def test_env_makes_the_release_once_and_prints_its_interpreter() -> None:
     python = python312()
     first = run_cli("env", "--python", python, "--greenlet", "3.0.3")
@@ -50,6 +51,7 @@ def test_env_makes_the_release_once_and_prints_its_interpreter() -> None:
     assert path in listing.stdout and "3.0.3" in listing.stdout
 
 
+@pytest.mark.network
 def test_fuzz_and_replay_an_old_release_under_another_python(tmp_path: Path) -> None:
     python = python312()
     done = run_cli("fuzz", "--greenlet", "3.0.3", "--python", python, "--max-examples", "40",
@@ -64,6 +66,7 @@ def test_fuzz_and_replay_an_old_release_under_another_python(tmp_path: Path) -> 
     assert replay.returncode == 0 and "3.0.3" in replay.stdout, replay.stdout + replay.stderr
 
 
+@pytest.mark.network
 def test_a_release_without_a_wheel_is_one_line(tmp_path: Path) -> None:
     done = run_cli("fuzz", "--greenlet", "0.4.0", "--out", str(tmp_path))
     assert done.returncode == 2

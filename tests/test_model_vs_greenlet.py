@@ -7,6 +7,7 @@ profile's example count, so the ``ci`` profile runs thousands of programs in tot
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 
 from greenfuzz.harness import model
@@ -33,12 +34,14 @@ def test_small_programs(program: Program) -> None:
     agree(program)
 
 
+@pytest.mark.slow
 @settings(max_examples=settings.default.max_examples * SCALE)
 @given(programs(min_greenlets=5, max_greenlets=12, max_ops=8))
 def test_larger_programs(program: Program) -> None:
     agree(program)
 
 
+@pytest.mark.slow
 @settings(max_examples=max(10, settings.default.max_examples // 8))
 @given(programs(min_greenlets=40, max_greenlets=120, max_ops=4))
 def test_programs_with_many_greenlets(program: Program) -> None:

@@ -26,6 +26,12 @@ from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))
 
+#: The quick tier's sample (``-m "not slow"``): mutants found within seconds, one per
+#: kind of defect in core (values, liveness, parents, arguments, kills); the full tier
+#: runs every mutant.
+QUICK = {"dead_is_wrong", "default_parent_main", "kwargs_dropped", "list_return",
+         "no_args_none", "no_kill_on_drop", "throw_drops_value", "held_freed_before_kill"}
+
 #: Programs a mutant may survive before the harness counts as having missed it.
 EXAMPLE_LIMIT = 1500
 #: A shrunk finding is small: at most this many operations.
@@ -45,9 +51,11 @@ def mutant_constants(path: Path) -> Dict[str, Any]:
 
 def test_corpus_is_not_empty() -> None:
     assert len(MUTANTS) >= 10
+    assert set(MUTANTS) >= QUICK
 
 
-@pytest.mark.parametrize("name", MUTANTS)
+@pytest.mark.parametrize("name", [
+    name if name in QUICK else pytest.param(name, marks=pytest.mark.slow) for name in MUTANTS])
 def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     path = MUTANTS_DIR / f"{name}.py"
     declared = mutant_constants(path)

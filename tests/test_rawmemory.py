@@ -227,6 +227,7 @@ def _bytes_per_greenlet_in_child(script: str, n: int, depth: int, via: str) -> f
 BENCH = _load_bench()
 
 
+@pytest.mark.slow
 def test_measure_parked_fit_grows_with_c_depth() -> None:
     counts = (2000, 5000, 10000)
     flat = rm.measure_parked(greenlet, counts, depth=0, via="python")
