@@ -52,3 +52,18 @@ def test_thread_main_held_where_the_collector_sees_it_is_safe(holder: str) -> No
     done = run_script("thread_main_held_by_local", holder)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.strip() == "no crash"
+
+
+#: Measured by the lead on 2026-11-29 (one run per cell, all aborted): greenlet 1.1.3 to
+#: 3.5.6 on CPython 3.10, 2.0.1 to 3.5.6 on 3.11, 3.0.0 to 3.5.6 on 3.12, 3.5.6 on 3.13.
+ABORTS_IN = ((1, 1, 3), (3, 5, 6))
+
+
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_parent_chain_into_an_ended_thread_aborts(how: str) -> None:
+    if not ABORTS_IN[0] <= release(greenlet.__version__) <= ABORTS_IN[1]:
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    done = run_script("parent_chain_into_ended_thread", *(["raise"] if how == "raise" else []))
+    assert done.returncode == -signal.SIGABRT, (done.returncode, done.stderr[-2000:])
+    assert "Fatal Python error" in done.stderr
+    assert "survived" not in done.stdout
