@@ -95,8 +95,8 @@ def _render(e: Emitter, who: str, pc: int, op: Recurse) -> List[str]:
     check = [f"if a != {base} + k or b != ({base} ^ k) * 31 + 7:",
              f"    rec({at}, 'stack', ('canary', k))"]
     bottom: List[str] = []
-    for at, nested in nested_ops(pc, op):
-        bottom += e.op(who, at, nested)
+    for index, nested in nested_ops(pc, op):
+        bottom += e.op(who, index, nested)
         if isinstance(nested, Raise):
             break
         bottom += check

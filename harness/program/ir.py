@@ -260,8 +260,8 @@ def _validate_script(owner: str, script: Any, known: set, block: Any) -> None:
         if isinstance(exc, Exc) and exc.type not in EXCEPTION_TYPES:
             raise ProgramError(f"{owner}: unknown exception type {exc.type!r}")
         if rule.only_in is not None and not isinstance(block, rule.only_in):
-            raise ProgramError(f"{owner}: {type(op).__name__} only in a "
-                               f"{rule.only_in.__name__} block")
+            raise ProgramError(f"{owner}: {type(op).__name__} only directly in "
+                               f"{rule.only_in.__name__} blocks")
         if rule.validate is not None:
             rule.validate(owner, op)
         if rule.block:
