@@ -146,6 +146,9 @@ class Family:
 _FAMILIES: Dict[str, Family] = {}
 _SPECS: Dict[type, OpSpec] = {}
 _OWNER: Dict[type, str] = {}
+#: ``hooks(name)`` results, computed once per registration (the model asks on every step).
+_HOOKS: Dict[str, List[Callable[..., Any]]] = {}
+_BLOCKS: set = set()
 
 
 def register(family: Family) -> Family:
@@ -159,6 +162,9 @@ def register(family: Family) -> Family:
     for spec in family.ops:
         _SPECS[spec.cls] = spec
         _OWNER[spec.cls] = family.name
+        if spec.block:
+            _BLOCKS.add(spec.cls)
+    _HOOKS.clear()
     return family
 
 
@@ -168,6 +174,8 @@ def unregister(name: str) -> None:
     for spec in family.ops:
         del _SPECS[spec.cls]
         del _OWNER[spec.cls]
+        _BLOCKS.discard(spec.cls)
+    _HOOKS.clear()
 
 
 def families() -> Tuple[Family, ...]:
@@ -196,8 +204,7 @@ def spec(op: Op) -> OpSpec:
 
 
 def is_block(op: Op) -> bool:
-    found = _SPECS.get(type(op))
-    return found is not None and found.block
+    return type(op) in _BLOCKS
 
 
 def family_of(op: Op) -> str:
@@ -210,7 +217,11 @@ def family_of(op: Op) -> str:
 
 def hooks(name: str) -> List[Callable[..., Any]]:
     """The model hooks called ``name`` of every registered family, in order."""
-    return [h for f in _FAMILIES.values() if (h := getattr(f, name)) is not None]
+    found = _HOOKS.get(name)
+    if found is None:
+        found = _HOOKS[name] = [h for f in _FAMILIES.values()
+                                if (h := getattr(f, name)) is not None]
+    return found
 
 
 def greenlet_names(op: Op) -> List[str]:
