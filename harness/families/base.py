@@ -10,11 +10,13 @@ minimizer) asks the registry, so no other module lists op types.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from hypothesis.strategies import SearchStrategy
+
 if TYPE_CHECKING:  # type-only: the model sits above the families
-    from hypothesis.strategies import SearchStrategy
 
     from greenfuzz.harness.families.deliveries import Delivery, Flying, Throwing
     from greenfuzz.harness.model.core import Model
@@ -97,10 +99,50 @@ class OpSpec:
     ended: Optional[Callable[[Model, MG, int, Op], bool]] = None
     unwinding: Optional[Callable[[Model, MG, int, Op, Flying], bool]] = None
     leave: Optional[Callable[[Model, MG, int, Op], None]] = None
+    #: ``remap(op, f)``: the block with ``f`` applied to each part of its ``then``
+    #: (default: to the whole of it; ``Finally`` maps its two parts apart).
+    remap: Optional[Callable[[Op, Callable[[Script], Script]], Op]] = None
 
     @property
     def block(self) -> bool:
         return "then" in getattr(self.cls, "__dataclass_fields__", {})
+
+
+@dataclass
+class Drawing:
+    """What ``greenfuzz.strategies.programs`` is drawing, for a family's decorations:
+    Hypothesis's ``draw``, the program's greenlet names (main first), the families
+    drawn, and the ``ops`` strategy function (for nested ops)."""
+
+    draw: Callable[[SearchStrategy], Any]
+    targets: Tuple[str, ...]
+    families: Tuple[str, ...]
+    ops: Callable[..., SearchStrategy]
+
+
+@dataclass(frozen=True)
+class Decorations:
+    """A family's hooks into ``programs()``, beyond the ops it adds to scripts.
+
+    For each spawned greenlet ``name``: ``spawn(d, op)`` may change its ``Spawn``;
+    ``after_spawn(d, name)`` gives ops to put right after it; if main kicks it off,
+    ``kick(d, op)`` may wrap the kick-off switch and ``after_kick(d, name, main, at,
+    own)`` may insert ops in main's script (the kick-off is at ``at``) or its own
+    (``own``).  Wrapping and inserting run last family first, so that an earlier
+    family's wrapper or insertion ends up outermost or nearest the kick-off.  Once the
+    scripts are drawn, ``adjust(scripts)`` may change them (before the program is
+    built); ``finish(d, program, predict)`` may change the program.  ``tame(owner,
+    script)`` removes what makes the model give up (``Unsupported``); programs the
+    model cannot predict are tamed family by family, and rejected if that is not
+    enough."""
+
+    spawn: Optional[Callable[[Drawing, Op], Op]] = None
+    after_spawn: Optional[Callable[[Drawing, str], List[Op]]] = None
+    kick: Optional[Callable[[Drawing, Op], Op]] = None
+    after_kick: Optional[Callable[[Drawing, str, List[Op], int, List[Op]], None]] = None
+    adjust: Optional[Callable[[List[Tuple[str, Script]]], List[Tuple[str, Script]]]] = None
+    finish: Optional[Callable[[Drawing, Any, Callable[[Any], Any]], Any]] = None
+    tame: Optional[Callable[[str, Script], Script]] = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +167,7 @@ class Family:
     ops: Tuple[OpSpec, ...] = ()
     draw: Optional[Callable[..., List[SearchStrategy]]] = None
     claims: Optional[Callable[[Op], bool]] = None
-    decorate: Optional[Any] = None
+    decorate: Decorations = Decorations()
     needs: Tuple[str, ...] = ()
     check: Optional[Callable[[Scripts], None]] = None
     main_context: Optional[Callable[[Scripts], bool]] = None
@@ -253,6 +295,17 @@ def flatten(script: Sequence[Op]) -> Script:
 def span(op: Op) -> int:
     """How many entries ``op`` takes in ``flatten``: itself and everything nested in it."""
     return 1 + sum(span(o) for o in op.then) if is_block(op) else 1
+
+
+def remap(op: Op, f: Callable[[Script], Script]) -> Op:
+    """``op`` with ``f`` applied to its nested ops (each part of them, see
+    ``OpSpec.remap``); ``op`` itself when it holds none."""
+    if not is_block(op):
+        return op
+    rule = spec(op)
+    if rule.remap is not None:
+        return rule.remap(op, f)
+    return dataclasses.replace(op, then=f(op.then))
 
 
 def nested(pc: int, op: Op) -> List[Tuple[int, Op]]:

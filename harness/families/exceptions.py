@@ -11,16 +11,21 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from hypothesis import strategies as st
 
 from greenfuzz.harness.families.base import (
+    MAIN,
+    Decorations,
+    Drawing,
     Emitter,
     Exc,
     Family,
     Op,
     OpSpec,
     ProgramError,
+    Script,
     args_source,
     exc_class,
     indent,
     nested,
+    remap,
     span,
 )
 from greenfuzz.harness.families.core import (
@@ -263,6 +268,37 @@ def finallies(targets: Tuple[str, ...], families: Tuple[str, ...], ops: Callable
                      st.lists(st.one_of(body), max_size=3), st.lists(cleanup, max_size=3))
 
 
+def _remap(op: Finally, f: Callable[[Script], Script]) -> Finally:
+    body = f(op.then[:op.split])
+    return Finally((*body, *f(op.then[op.split:])), len(body))
+
+
+_in_finally = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _kick(d: Drawing, kick: Op) -> Op:
+    """Whatever the greenlet dies of (or throws at main) reaches main's finally block,
+    with the traceback and cause it gathered on the way."""
+    if isinstance(kick, Switch) and d.draw(_in_finally):
+        return Finally((replace(kick, catch=False), Current()), 1)
+    return kick
+
+
+def _tame(owner: str, script: Script) -> Script:
+    """``script`` without the switches and throws of the finally parts of a greenlet
+    that may be killed (not main): greenlet leaks one whose finally block switches away
+    while it is killed ("GreenletExit did not kill")."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, Finally) and owner != MAIN:
+            kept = [o for o in op.then[op.split:] if not isinstance(o, (Switch, Throw))]
+            op = Finally((*_tame(owner, op.then[:op.split]), *kept), op.split)
+        else:
+            op = remap(op, lambda part: _tame(owner, part))
+        out.append(op)
+    return tuple(out)
+
+
 def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
     return [handlers(targets, families, ops), handlers(targets, families, ops),
@@ -282,11 +318,12 @@ FAMILY = Family(
                statement=lambda op: "r = T.handled()"),
         OpSpec(Finally, validate=_validate_finally, render=_render_finally,
                before=_before_finally, ended=_ended_finally, unwinding=_unwinding_finally,
-               leave=_leave_finally,
+               leave=_leave_finally, remap=_remap,
                comment=lambda op: f"try: {op.split} op(s), finally: "
                f"{len(op.then) - op.split} op(s) (record the exception leaving the try part)"),
     ),
     draw=_draw,
     claims=_claims,
     dying=_dying,
+    decorate=Decorations(kick=_kick, tame=_tame),
 )
