@@ -5,6 +5,10 @@ greenlet is spawned: by main or by a greenlet spawned before it, so every script
 most once and programs always terminate (``Program.validate``).  Everything is drawn
 from lists and ``sampled_from``, which Hypothesis shrinks towards fewer greenlets,
 shorter scripts, switches to ``main`` and empty arguments: small, readable programs.
+
+The ops each family adds (``Family.draw``) and the way it decorates programs (extra ops
+after a spawn or a kick-off, fitting, taming: ``Family.decorate``) are in the family's
+module (``greenfuzz.harness.families``); this module places spawns and kick-offs.
 """
 
 from __future__ import annotations
