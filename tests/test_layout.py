@@ -31,6 +31,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("greenfuzz.harness.execution",),
     ("greenfuzz.harness.model",),
     ("greenfuzz.harness.program",),
+    ("greenfuzz.harness.families",),
     ("greenfuzz.harness.envs",),
     ("greenfuzz.harness.target",),
 ]
@@ -50,10 +51,25 @@ def _module_files() -> Iterator[Tuple[str, Path]]:
             yield ".".join((prefix, *parts)), path
 
 
+def _type_only(tree: ast.AST) -> set:
+    """The import nodes under ``if TYPE_CHECKING:``: annotations only, never run (the
+    families type their model rules with the model's classes this way)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            found.update(id(n) for child in node.body for n in ast.walk(child))
+    return found
+
+
 def _imports(name: str, path: Path) -> Iterator[Tuple[int, str]]:
-    """(line, imported module) for every import statement, relative ones resolved."""
+    """(line, imported module) for every import statement that runs, relative ones
+    resolved."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
@@ -119,6 +135,19 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     assert (1, "greenfuzz.harness.search") in got
     assert _layer("greenfuzz.harness.search")[0] < _layer(name)[0]
     assert (2, "harness.program.ir") in got
+
+
+def test_the_check_skips_type_only_imports(tmp_path: Path) -> None:
+    """An import under ``if TYPE_CHECKING:`` never runs (the families annotate their
+    model rules with the model's classes so): it is not an import of that layer."""
+    path = tmp_path / "typed.py"
+    path.write_text("from typing import TYPE_CHECKING\n"
+                    "if TYPE_CHECKING:\n"
+                    "    from greenfuzz.harness.model.core import Model\n"
+                    "from greenfuzz.harness.model import predict\n")
+    got = [m for _, m in _imports("greenfuzz.harness.families.typed", path)]
+    assert "greenfuzz.harness.model.core" not in got
+    assert "greenfuzz.harness.model" in got
 
 
 def _venv_python(where: Path) -> Path:

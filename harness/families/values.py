@@ -12,13 +12,15 @@ from typing import Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.program.ir import Exc, Value
+from greenfuzz.harness.families.base import Exc, Value
 
 #: Keyword names for ``switch(**kwargs)``: valid identifiers, none shadowing anything.
 KEYWORDS = ("a", "b", "c", "key", "x")
 
 #: Exception types a script can catch with ``except Exception``.
 CATCHABLE_TYPES = ("ValueError", "KeyError", "RuntimeError", "FuzzError")
+#: Exceptions a program may throw or raise: the catchable ones and GreenletExit.
+THROWABLE_TYPES = (*CATCHABLE_TYPES, "GreenletExit")
 
 
 @cache
