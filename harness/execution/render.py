@@ -46,9 +46,7 @@ from greenfuzz.harness.program.ir import (
     Trace,
     span,
 )
-from greenfuzz.harness.target import source_path
-
-RUNTIME_PATH = source_path("runtime")
+from greenfuzz.harness.target import RUNTIME, paste
 
 _EXC_EXPR = {"GreenletExit": "GreenletExit", "FuzzError": "FuzzError"}
 
@@ -434,7 +432,6 @@ def reproducer(
     details: Sequence[str] = (),
 ) -> str:
     """A standalone script: exit 1 while the implementation diverges, 0 once it agrees."""
-    runtime = RUNTIME_PATH.read_text()
     doc = [f"greenfuzz reproducer: {title}", ""]
     doc += list(details)
     doc += [
@@ -450,8 +447,7 @@ def reproducer(
         "#!/usr/bin/env python3",
         docstring,
         "",
-        "# ---- greenfuzz runtime (harness/target/runtime.py): recording and the registry ----",
-        runtime.split('"""', 2)[2].lstrip("\n"),
+        paste(RUNTIME),  # the runtime and what it imports (harness/target/)
         "# ---- the program ----",
         program_source(program),
         "# ---- what a correct greenlet implementation does (greenfuzz's model) ----",
