@@ -372,15 +372,9 @@ def plots(results: Sequence[Dict[str, Any]], out: Path) -> List[Path]:
             if r["target"] == label and r["scenario"] == "count" and "error" not in res:
                 ax.plot(res["counts"], [d / 2**20 for d in res["deltas"]], marker="o",
                         label=f"{label}: {res['slope']:,.0f} B/greenlet")
-    ax.set_xlabel("parked greenlets (depth 0)")
-    ax.set_ylabel("memory growth (MiB)")
-    ax.set_title("Memory against greenlet count")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    count_png = out / "count.png"
-    fig.savefig(count_png, dpi=110)
-    plt.close(fig)
+    _axes(ax, "parked greenlets (depth 0)", "memory growth (MiB)",
+          "Memory against greenlet count")
+    count_png = _save(plt, fig, out / "count.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, scenario, title in ((axes[0], "depth-python", "Python frames"),
@@ -392,16 +386,24 @@ def plots(results: Sequence[Dict[str, Any]], out: Path) -> List[Path]:
             if points:
                 ax.plot([p[0] for p in points], [p[1] / 1024 for p in points], marker="o",
                         label=label)
-        ax.set_xlabel("stack depth at the switch")
-        ax.set_ylabel("KiB per parked greenlet")
-        ax.set_title(f"Memory against stack depth: {title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _axes(ax, "stack depth at the switch", "KiB per parked greenlet",
+              f"Memory against stack depth: {title}")
+    return [count_png, _save(plt, fig, out / "depth.png")]
+
+
+def _axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    depth_png = out / "depth.png"
-    fig.savefig(depth_png, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [count_png, depth_png]
+    return path
 
 
 def html_page(summary_md: str, pngs: Sequence[Path]) -> str:
