@@ -1,14 +1,14 @@
 """Running a scale recipe: millions of greenlets, every value checked, memory proportional to
 the live set.
 
-A recipe (``greenfuzz.harness.program.recipes.Recipe``, here a plain dict) names a shape and its
-sizes; this
-file expands it lazily into greenlets and switches and checks each step as it goes against
-the recipe's closed-form model (what every switch must return, which greenlets must be
-alive), so nothing proportional to the number of operations is ever stored.  Like
-``runtime.py`` it runs in the *target* interpreter with only the standard library and the
-implementation (it is started as a script and pasted into reproducers), and never
-imports greenlet itself.
+A recipe (``greenfuzz.harness.program.recipes.Recipe``, here a plain dict) names a shape
+and its sizes; this file expands it lazily into greenlets and switches and checks each
+step as it goes against the recipe's closed-form model (what every switch must return,
+which greenlets must be alive), so nothing proportional to the number of operations is
+ever stored.  Like the runtime it runs in the *target* interpreter with only the
+standard library and the implementation (``__main__.py scale IMPL RECIPE_JSON``, and
+pasted into reproducers with ``loader`` and ``memory``), and never imports greenlet
+itself.
 
 Shapes (``SHAPES``):
 
