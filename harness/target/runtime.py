@@ -2,10 +2,11 @@
 
 Rendered programs (``def program(gl, T)``, see ``greenfuzz.harness.execution.render``) run
 against a ``Tracer``; ``execute`` runs one and returns its trace.  This file and the
-target modules it imports (``codec``, ``referrers``, ``stacks``) run in the interpreter
-under test and are pasted into every standalone reproducer (``greenfuzz.harness.target
-.paste``), so they use only the standard library, run on CPython 3.9+ and PyPy, and never
-import greenlet itself: the implementation under test is passed in as ``gl``.
+target modules it imports (``codec``, ``referrers``, ``stacks``, ``tracediff``) run in
+the interpreter under test and are pasted into every standalone reproducer (the
+package's ``paste``), so they use only the standard library, run on CPython 3.9+ and
+PyPy, and never import greenlet itself: the implementation under test is passed in as
+``gl``.
 """
 
 import gc
