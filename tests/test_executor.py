@@ -220,8 +220,7 @@ def test_each_program_gets_a_fresh_child_and_killed_spares_are_replaced(
         for spare in spares:
             spare.kill()
         deadline = time.monotonic() + 5
-        while (any(s.status() != psutil.STATUS_ZOMBIE for s in spares)
-               and time.monotonic() < deadline):
+        while any(running(s) for s in spares) and time.monotonic() < deadline:
             time.sleep(0.01)  # dead; the worker has not noticed yet
         seen = {s.pid for s in spares}
         for program in PROGRAMS * 2:
@@ -237,11 +236,20 @@ def test_each_program_gets_a_fresh_child_and_killed_spares_are_replaced(
         assert ex.starts == 1
 
 
+def running(child: psutil.Process) -> bool:
+    """Not a zombie, and not reaped either (the worker reaps a child that is done as soon
+    as it has answered, which may be while this looks at its children)."""
+    try:
+        return child.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def waiting_children(worker: psutil.Process, count: int) -> List[psutil.Process]:
     """The worker's ``count`` live children, once the last program's child has exited."""
     deadline = time.monotonic() + 5
     while True:
-        live = [c for c in worker.children() if c.status() != psutil.STATUS_ZOMBIE]
+        live = [c for c in worker.children() if running(c)]
         if len(live) == count or time.monotonic() > deadline:
             assert len(live) == count, live
             return live
