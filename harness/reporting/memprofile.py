@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from greenfuzz.harness.envs import envs
 from greenfuzz.harness.target import source_path
+from greenfuzz.harness.target.memory import METRICS
 
 #: Seconds one measurement (one fresh interpreter) may take.
 MEASURE_TIMEOUT = 300.0
@@ -172,7 +173,7 @@ def add_parser(sub: Any, positive: Callable[[type, str], Callable[[str], Any]]
                    help="depths through C frames (default 0,5,10,20)")
     p.add_argument("--depth-count", type=positive(int, "--depth-count"), default=2000,
                    help="greenlets parked per depth point (default 2000)")
-    p.add_argument("--metric", choices=("anon", "uss", "rss"), default="anon",
+    p.add_argument("--metric", choices=METRICS, default="anon",
                    help="what to measure (default anon: anonymous memory, unaffected by "
                         "other processes)")
     p.add_argument("--timeout", type=positive(float, "--timeout"), default=MEASURE_TIMEOUT,

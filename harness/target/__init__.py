@@ -18,9 +18,9 @@ from pathlib import Path
 #: What a reproducer of a trace pastes, in order (each after what it imports).
 RUNTIME = ("codec", "tracediff", "referrers", "stacks", "loader", "runtime")
 #: A raw-memory reproducer or probe: the runtime, then the memory measurements.
-MEMORY = (*RUNTIME, "memory", "rawmemory", "memprobe")
+MEMORY = (*RUNTIME, "words", "memory", "rawmemory", "memprobe")
 #: A scale reproducer.
-SCALE = ("loader", "memory", "scale_runtime")
+SCALE = ("words", "loader", "memory", "scale_runtime")
 
 _SIBLING_IMPORT = re.compile(r"^from \.(\w+) import (?:\([^)]*\)|[^\n(]+)\n", re.MULTILINE)
 _DEFINITION = re.compile(r"^(?:def|class) (\w+)|^(\w+)\s*=", re.MULTILINE)

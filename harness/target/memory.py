@@ -43,6 +43,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
+from .words import Metric
+
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -171,7 +173,13 @@ def _read_anon() -> Optional[int]:
     return total if found else None
 
 
-METRICS = ("uss", "anon", "rss")
+METRICS = tuple(Metric)
+
+
+def check_metric(metric: str) -> None:
+    """``ValueError`` unless ``metric`` is one of ``METRICS``."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
 
 
 @dataclass(frozen=True)
@@ -196,15 +204,16 @@ class MemorySample:
 
     def value(self, metric: str = "uss") -> int:
         """The sample's value for ``metric`` (``"uss"``, ``"anon"`` or ``"rss"``)."""
-        if metric == "uss":
+        if metric == Metric.USS:
             return self.uss
-        if metric == "rss":
+        if metric == Metric.RSS:
             return self.rss
-        if metric == "anon":
+        if metric == Metric.ANON:
             if self.anon is None:
                 raise ValueError("anonymous memory is not available in this sample")
             return self.anon
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+        check_metric(metric)
+        raise AssertionError(metric)  # every metric is handled above
 
     def maps_near_limit(self, margin: float = 0.1) -> bool:
         """True when the map count is within ``margin`` (a fraction) of the limit."""
@@ -235,10 +244,9 @@ def settled_sample() -> MemorySample:
 
 def effective_metric(metric: str, sample: MemorySample) -> str:
     """The metric actually measured: USS falls back to RSS, anon to USS."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
-    if metric == "anon" and sample.anon is None:
-        metric = "uss"
-    if metric == "uss" and sample.uss_is_rss:
-        return "rss"
-    return metric
+    check_metric(metric)
+    if metric == Metric.ANON and sample.anon is None:
+        metric = Metric.USS
+    if metric == Metric.USS and sample.uss_is_rss:
+        return Metric.RSS
+    return Metric(metric)

@@ -12,19 +12,11 @@ import signal
 import struct
 import sys
 from contextlib import suppress
-from enum import Enum
+
+from .words import TextEnum
 
 PROTOCOL = "greenfuzz-worker/1"
 HEADER = struct.Struct(">I")
-
-
-class TextEnum(str, Enum):
-    """A closed set of words: each member *is* its word (in JSON, in f-strings, in ``==``
-    with a plain string) on every Python from 3.9, where ``str()`` of a mixed-in enum
-    would otherwise say ``Class.MEMBER``."""
-
-    def __str__(self):
-        return str.__str__(self)
 
 
 class Outcome(TextEnum):

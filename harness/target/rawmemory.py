@@ -62,14 +62,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .memory import (
     KIB,
-    METRICS,
     MIB,
     MemorySample,
+    check_metric,
     effective_metric,
     process_memory,
     settle,
     settled_sample,
 )
+from .words import Via
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, float]:
@@ -241,8 +242,7 @@ def check_raw_leak(
         raise ValueError("batches must be >= 3 (the noise estimate needs 2+ deltas)")
     if warmup < 0:
         raise ValueError("warmup must be >= 0")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    check_metric(metric)
 
     warm: List[MemorySample] = []
     for _ in range(warmup):
@@ -266,7 +266,7 @@ def check_raw_leak(
 # Workloads
 # ---------------------------------------------------------------------------
 
-_VIAS = ("python", "c")
+_VIAS = tuple(Via)
 
 
 def _impl_name(impl: Any) -> str:
@@ -328,7 +328,7 @@ def _make_parker(
     if depth < 0:
         raise ValueError("depth must be >= 0")
     if via not in _VIAS:
-        raise ValueError(f"via must be one of {_VIAS}, not {via!r}")
+        raise ValueError(f"via must be one of {', '.join(_VIAS)}, not {via!r}")
     state = _ParkState(impl)
     namespace: Dict[str, Any] = {"__builtins__": builtins, "_STATE": state}
     for template in (_park_leaf, _park_python, _park_c):
@@ -337,7 +337,7 @@ def _make_parker(
         )
     if depth == 0:
         return namespace["_park_leaf"], (0,), state
-    return namespace["_park_python" if via == "python" else "_park_c"], (depth,), state
+    return namespace["_park_python" if via == Via.PYTHON else "_park_c"], (depth,), state
 
 
 class _FinishLoop:
@@ -497,8 +497,7 @@ def measure_parked(
     counts = tuple(int(n) for n in counts)
     if not counts or any(n < 1 for n in counts):
         raise ValueError("counts must be a non-empty sequence of positive integers")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    check_metric(metric)
     greenlet = impl.greenlet
     run, args, state = _make_parker(impl, depth, via)
     deltas: List[int] = []

@@ -40,8 +40,9 @@ import weakref
 
 from .loader import load_checked
 from .memory import peak_rss_bytes, rss_bytes, trim_heap
+from .words import Shape, Via
 
-SHAPES = ("parked", "waves", "chain", "ring", "tree")
+SHAPES = tuple(Shape)
 FINISH = "finish"
 
 
@@ -118,7 +119,7 @@ class Run:
         try:
             if level == self.depth:
                 result = leaf(i)
-            elif self.via == "c":  # through C: map() calls back into Python
+            elif self.via == Via.C:  # through C: map() calls back into Python
                 result = next(map(lambda _: self.descend(i, level + 1, leaf), (0,)))
             else:
                 result = self.descend(i, level + 1, leaf)
