@@ -8,9 +8,10 @@ Run on demand::
     .venv/bin/python bench/bench_memory.py --counts 20000 --config c:10 --metric anon
 
 For every configuration (``via:depth``) and count N, one fresh subprocess runs a
-plain greenlet script (no harness code: gc.collect, malloc_trim, psutil USS,
-park N greenlets, measure again) and another fresh subprocess runs
-``measure_parked(impl, [N], depth, via)``.  Both report bytes per parked
+plain greenlet script (``greenfuzz profile``'s, no harness code: gc.collect,
+malloc_trim, psutil USS, park N greenlets, measure again) and another fresh
+subprocess runs ``measure_parked(impl, [N], depth, via)`` (``harness/target/__main__.py
+parked``).  Both report bytes per parked
 greenlet as (metric after parking - metric before) / N; the table prints both
 and their ratio.  Every subprocess has a timeout.  The exit status is 1 when a
 ratio is outside ``1 +- --tolerance`` (default 10 %) or a run failed.
@@ -19,103 +20,25 @@ ratio is outside ``1 +- --tolerance`` (default 10 %) or a run failed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The plain script: hand-written, independent of the harness on purpose.
-PLAIN = r"""
-import ctypes, gc, importlib, json, sys
-import psutil
-
-impl = importlib.import_module(sys.argv[1])
-n, depth, via, metric = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-libc = ctypes.CDLL(None)
-proc = psutil.Process()
-main = impl.getcurrent()
-
-def anon():
-    total = 0
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Anonymous:", "Swap:")):
-                total += int(line.split()[1]) * 1024
-    return total
-
-def measure():
-    gc.collect()
-    libc.malloc_trim(0)
-    if metric == "anon":
-        return anon()
-    if metric == "rss":
-        return proc.memory_info().rss
-    return proc.memory_full_info().uss
-
-def f(k):
-    if k:
-        if via == "c":
-            list(map(f, [k - 1]))
-        else:
-            f(k - 1)
-    else:
-        main.switch()
-
-before = measure()
-parked = []
-for _ in range(n):
-    g = impl.greenlet(f)
-    g.switch(depth)
-    parked.append(g)
-g = None
-after = measure()
-for i in range(n):
-    parked[i] = None
-print(json.dumps({"delta": after - before, "per_greenlet": (after - before) / n}))
-"""
-
-HARNESS = r"""
-import importlib, json, sys
-from greenfuzz.harness.target.rawmemory import measure_parked
-
-impl = importlib.import_module(sys.argv[1])
-n, depth, via, metric = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-fit = measure_parked(impl, [n], depth=depth, via=via, metric=metric)
-print(json.dumps({
-    "delta": fit.deltas[0], "per_greenlet": fit.slope, "metric": fit.metric,
-    "reliable": fit.reliable, "reason": fit.reason, "exits": fit.exits, "parked": fit.parked,
-}))
-"""
+from greenfuzz.harness.reporting import memprofile
+from greenfuzz.harness.reporting.memprofile import HARNESS, PLAIN
 
 
-def run_child(code: str, argv: List[str], timeout: float) -> Tuple[Dict[str, Any], float]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+def run_child(script: Tuple[str, ...], job: Dict[str, Any],
+              timeout: float) -> Tuple[Dict[str, Any], float]:
+    """Run ``memprofile.PLAIN`` or ``memprofile.HARNESS`` with ``job`` in a fresh
+    interpreter; (its JSON result, or ``{"error": ...}``; seconds).  The harness's
+    ``per_greenlet`` (one per count) becomes one number, as the plain script's."""
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *argv],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f}s"}, time.perf_counter() - start
+    result = memprofile._run(sys.executable, script, job, timeout)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": f"exit {proc.returncode}: {tail}"}, elapsed
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1]), elapsed
-    except (ValueError, IndexError):
-        return {"error": f"unparsable output: {proc.stdout[-200:]!r}"}, elapsed
+    if isinstance(result.get("per_greenlet"), list):
+        result["per_greenlet"] = result["per_greenlet"][0]
+    return result, elapsed
 
 
 def parse_config(text: str) -> Tuple[str, int]:
@@ -176,9 +99,9 @@ def main(argv: List[str] | None = None) -> int:
                     f"skipped: may need {need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available"
                 )
                 continue
-            child_argv = [args.impl, str(n), str(depth), via, args.metric]
-            plain, t_plain = run_child(PLAIN, child_argv, args.timeout)
-            harness, t_harness = run_child(HARNESS, child_argv, args.timeout)
+            job = {"impl": args.impl, "metric": args.metric, "depth": depth, "via": via}
+            plain, t_plain = run_child(PLAIN, dict(job, n=n), args.timeout)
+            harness, t_harness = run_child(HARNESS, dict(job, counts=[n]), args.timeout)
             notes = [r["error"] for r in (plain, harness) if "error" in r]
             if "error" not in harness:
                 if not harness.get("reliable", True):

@@ -30,7 +30,8 @@ import time
 from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME = os.path.join(ROOT, "harness", "target", "scale_runtime.py")
+#: Runs the scale runtime as the harness does: ``__main__.py scale IMPL RECIPE``.
+ENTRY = os.path.join(ROOT, "harness", "target", "__main__.py")
 
 PLAIN_RING = """
 import greenlet, sys, time
@@ -103,7 +104,7 @@ def plain(script: str, *args: int) -> Tuple[float, int, str]:
 
 
 def harness(recipe: Dict[str, object]) -> Tuple[float, int, List[dict]]:
-    wall, rss, out = run([sys.executable, RUNTIME, "greenlet", json.dumps(recipe)])
+    wall, rss, out = run([sys.executable, ENTRY, "scale", "greenlet", json.dumps(recipe)])
     lines = [json.loads(line) for line in out.splitlines()]
     if any("finding" in line for line in lines):
         raise SystemExit(f"the harness reported a finding on greenlet: {lines[-1]}")

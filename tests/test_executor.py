@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List
 import psutil
 import pytest
 
+from greenfuzz.harness import target
 from greenfuzz.harness.envs import envs
 from greenfuzz.harness.execution import implementations, runner
 from greenfuzz.harness.execution.executor import KILL_SLACK, IsolatedExecutor
@@ -219,8 +220,7 @@ def test_each_program_gets_a_fresh_child_and_killed_spares_are_replaced(
         for spare in spares:
             spare.kill()
         deadline = time.monotonic() + 5
-        while (any(s.status() != psutil.STATUS_ZOMBIE for s in spares)
-               and time.monotonic() < deadline):
+        while any(running(s) for s in spares) and time.monotonic() < deadline:
             time.sleep(0.01)  # dead; the worker has not noticed yet
         seen = {s.pid for s in spares}
         for program in PROGRAMS * 2:
@@ -236,11 +236,20 @@ def test_each_program_gets_a_fresh_child_and_killed_spares_are_replaced(
         assert ex.starts == 1
 
 
+def running(child: psutil.Process) -> bool:
+    """Not a zombie, and not reaped either (the worker reaps a child that is done as soon
+    as it has answered, which may be while this looks at its children)."""
+    try:
+        return child.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def waiting_children(worker: psutil.Process, count: int) -> List[psutil.Process]:
     """The worker's ``count`` live children, once the last program's child has exited."""
     deadline = time.monotonic() + 5
     while True:
-        live = [c for c in worker.children() if c.status() != psutil.STATUS_ZOMBIE]
+        live = [c for c in worker.children() if running(c)]
         if len(live) == count or time.monotonic() > deadline:
             assert len(live) == count, live
             return live
@@ -413,9 +422,46 @@ def test_stdlib_implementation_under_other_cpythons(version: str) -> None:
             assert obs.trace == expected(program, impl)
 
 
-def test_worker_source_uses_only_the_stdlib() -> None:
-    """worker.py runs in the target interpreter: no harness imports, nothing newer than 3.9."""
-    source = (ROOT / "harness" / "target" / "worker.py").read_text()
-    assert "from harness" not in source and "import harness" not in source
-    assert "from __future__" not in source
-    ast.parse(source, "worker.py", feature_version=(3, 9))
+@pytest.mark.parametrize("path", sorted((ROOT / "harness" / "target").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_target_source_uses_only_the_stdlib(path: Path) -> None:
+    """Target modules run in the target interpreter (loaded by path, or pasted mid-file):
+    no greenfuzz imports (siblings only, relatively), no ``from __future__``, nothing newer
+    than 3.9."""
+    source = path.read_text()
+    tree = ast.parse(source, path.name, feature_version=(3, 9))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] in ("greenfuzz", "harness")
+                           for a in node.names), ast.dump(node)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 1 or (node.module or "").split(".")[0] not in (
+                "greenfuzz", "harness", "__future__"), ast.dump(node)
+
+
+@pytest.mark.parametrize("names", [target.RUNTIME, target.MEMORY, target.SCALE],
+                         ids=["runtime", "memory", "scale"])
+def test_pasted_target_modules_stand_alone(names: tuple, tmp_path: Path) -> None:
+    """What reproducers paste runs in an isolated interpreter that cannot import greenfuzz,
+    and defines the names the reproducers call."""
+    script = tmp_path / "pasted.py"
+    script.write_text(target.paste(names) + "\nimport sys\n"
+                      "assert not any(m.split('.')[0] in ('greenfuzz', 'greenfuzz_target')"
+                      " for m in sys.modules), sorted(sys.modules)\n"
+                      "print(sorted(n for n in globals() if not n.startswith('_')))\n")
+    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    wanted = {target.RUNTIME: {"execute", "first_divergence", "explain_leak",
+                               "load_implementation", "Tracer"},
+              target.MEMORY: {"raw_probe", "measure_parked", "settle", "Tracer"},
+              target.SCALE: {"main", "Run", "ScaleFailure"}}[names]
+    assert wanted <= set(ast.literal_eval(done.stdout.strip()))
+
+
+def test_paste_refuses_what_would_not_stand_alone() -> None:
+    """A module pasted before a sibling it imports, or two that define one name."""
+    with pytest.raises(ValueError, match="imports codec, not pasted before it"):
+        target.paste(("tracediff", "codec"))
+    with pytest.raises(ValueError, match="defined by both"):
+        target.paste(("codec", "codec"))

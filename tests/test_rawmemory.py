@@ -10,6 +10,7 @@ from pathlib import Path
 import greenlet
 import pytest
 
+from greenfuzz.harness.target import memory as mem
 from greenfuzz.harness.target import rawmemory as rm
 
 pytestmark = pytest.mark.skipif(
@@ -32,8 +33,8 @@ def _libc() -> ctypes.CDLL:
 
 
 def test_process_memory_and_trim() -> None:
-    assert rm.trim_heap() is True
-    s = rm.process_memory()
+    assert mem.trim_heap() is True
+    s = mem.process_memory()
     assert not s.uss_is_rss
     assert 0 < s.uss <= s.rss
     # Read a moment apart (smaps_rollup after psutil), so allow what a few allocations
@@ -78,7 +79,7 @@ def test_clean_workload_is_not_a_leak(make) -> None:
 
 def _rejudge(verdict: rm.LeakVerdict, metric: str) -> rm.LeakVerdict:
     """The same run judged on another metric (same samples)."""
-    return rm.judge(
+    return rm.judge_growth(
         verdict.samples,
         per_batch=verdict.per_batch,
         warmup_samples=verdict.warmup_samples,
@@ -105,7 +106,7 @@ def test_python_heap_leak_is_reported() -> None:
         _check_leak(rm.check_raw_leak(leaky, per_batch=PER_BATCH), LEAK_BYTES)
     finally:
         kept.clear()
-        rm.settle()
+        mem.settle()
 
 
 def test_c_heap_leak_is_reported() -> None:
@@ -123,41 +124,42 @@ def test_c_heap_leak_is_reported() -> None:
         for p in pointers:
             libc.free(p)
         pointers.clear()
-        rm.settle()
+        mem.settle()
 
 
-def _synthetic(values: list[float]) -> list[rm.MemorySample]:
+def _synthetic(values: list[float]) -> list[mem.MemorySample]:
     return [
-        rm.MemorySample(uss=int(v), rss=int(v), map_count=100, max_map_count=65530, anon=int(v))
+        mem.MemorySample(uss=int(v), rss=int(v), map_count=100, max_map_count=65530, anon=int(v))
         for v in values
     ]
 
 
 def test_decision_rule_on_synthetic_samples() -> None:
-    base = 50 * rm.MIB
+    base = 50 * mem.MIB
     steady = _synthetic([base + i * 1000 * 200 for i in range(9)])  # 200 B/iteration
-    v = rm.judge(steady, per_batch=1000)
+    v = rm.judge_growth(steady, per_batch=1000)
     assert v.leaked and v.bytes_per_iteration == pytest.approx(200)
     assert v.floor == pytest.approx(65.536) and v.rising == 8
     # below the floor: 60 B/iteration with per_batch=2000 is not reported
-    assert not rm.judge(_synthetic([base + i * 2000 * 60 for i in range(9)]), per_batch=2000).leaked
+    assert not rm.judge_growth(_synthetic([base + i * 2000 * 60 for i in range(9)]),
+                               per_batch=2000).leaked
     # one jump of 6 MiB (a shared library page set turning private): not a leak
-    jump = _synthetic([base] * 4 + [base + 6 * rm.MIB] * 5)
-    v = rm.judge(jump, per_batch=2000)
+    jump = _synthetic([base] * 4 + [base + 6 * mem.MIB] * 5)
+    v = rm.judge_growth(jump, per_batch=2000)
     assert v.bytes_per_iteration > v.floor and v.noise > v.bytes_per_iteration
     assert not v.leaked and v.rising == 1
     # steady 4 KiB/iteration plus the same jump: still a leak
-    v = rm.judge(
-        _synthetic([base + i * 2000 * 4096 + (6 * rm.MIB if i > 3 else 0) for i in range(9)]),
+    v = rm.judge_growth(
+        _synthetic([base + i * 2000 * 4096 + (6 * mem.MIB if i > 3 else 0) for i in range(9)]),
         per_batch=2000,
     )
     assert v.leaked, v.summary()
     # growth that stops after 5 of 8 batches (a cache filling up) is not monotone enough
     saturating = _synthetic([base + min(i, 5) * 2000 * 4096 for i in range(9)])
-    v = rm.judge(saturating, per_batch=2000)
+    v = rm.judge_growth(saturating, per_batch=2000)
     assert v.bytes_per_iteration > v.threshold and v.rising == 5 and not v.leaked
     with pytest.raises(ValueError):
-        rm.judge(steady, per_batch=1000, metric="pss")
+        rm.judge_growth(steady, per_batch=1000, metric="pss")
 
 
 def test_one_off_growth_is_not_a_leak() -> None:
@@ -178,18 +180,18 @@ def test_one_off_growth_is_not_a_leak() -> None:
         # freed heap that malloc_trim cannot return (seen in CI: 5.1 MiB); a step of
         # several MiB is what matters here.
         verdict = rm.check_raw_leak(step, per_batch=PER_BATCH, metric="anon")
-        assert max(verdict.deltas) > 2 * rm.MIB, verdict.summary()
+        assert max(verdict.deltas) > 2 * mem.MIB, verdict.summary()
         assert not verdict.leaked, verdict.summary()
     finally:
         cache.clear()
-        rm.settle()
+        mem.settle()
 
 
 def test_map_limit_makes_verdict_unreliable(monkeypatch) -> None:
     """Near vm.max_map_count growth is reported as unreliable, never as a leak."""
-    maps = rm.process_memory().map_count
+    maps = mem.process_memory().map_count
     assert maps is not None
-    monkeypatch.setattr(rm, "_read_max_map_count", lambda: maps + 8)
+    monkeypatch.setattr(mem, "_read_max_map_count", lambda: maps + 8)
     kept: list[bytearray] = []
 
     def leaky(n: int) -> None:
@@ -199,7 +201,7 @@ def test_map_limit_makes_verdict_unreliable(monkeypatch) -> None:
         verdict = rm.check_raw_leak(leaky, per_batch=500, warmup=0, batches=4)
     finally:
         kept.clear()
-        rm.settle()
+        mem.settle()
     assert not verdict.reliable
     assert not verdict.leaked
     assert "max_map_count" in verdict.reason and "UNRELIABLE" in verdict.summary()
@@ -218,8 +220,10 @@ def _load_bench():
     return module
 
 
-def _bytes_per_greenlet_in_child(script: str, n: int, depth: int, via: str) -> float:
-    result, _ = BENCH.run_child(script, ["greenlet", str(n), str(depth), via, "uss"], 120)
+def _bytes_per_greenlet_in_child(script: tuple, n: int, depth: int, via: str) -> float:
+    job = {"impl": "greenlet", "n": n, "counts": [n], "depth": depth, "via": via,
+           "metric": "uss"}
+    result, _ = BENCH.run_child(script, job, 120)
     assert "error" not in result, result
     return float(result["per_greenlet"])
 

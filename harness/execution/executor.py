@@ -1,6 +1,7 @@
 """Running programs in a separate worker process, on any interpreter.
 
-``IsolatedExecutor`` starts ``harness/target/worker.py`` once, under the interpreter the
+``IsolatedExecutor`` starts ``harness/target/worker.py`` once (through the folder's
+``__main__.py``, which loads it by path), under the interpreter the
 implementation lives in (``python=``, by default this one), and sends it one program at a
 time.  The worker forks a small child per program, so a program that segfaults or hangs
 costs a child, not the worker nor the harness; where fork does not exist the worker runs
@@ -19,7 +20,6 @@ import os
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -29,15 +29,21 @@ from typing import Any, Dict, Optional, Tuple, Type
 
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.implementations import ImplementationError
-from greenfuzz.harness.execution.runner import CRASH, HANG, Observation
+from greenfuzz.harness.execution.runner import Observation
 from greenfuzz.harness.program.ir import Program
-from greenfuzz.harness.target import runtime, source_path
+from greenfuzz.harness.target import codec, loader, source_path
+from greenfuzz.harness.target.protocol import (
+    HEADER,
+    PROTOCOL,
+    Outcome,
+    complete_frame,
+    ending,
+    frame,
+    signal_name,
+)
 
-WORKER_PATH = source_path("worker")
-RUNTIME_PATH = render.RUNTIME_PATH
-PROTOCOL = "greenfuzz-worker/1"
-
-_HEADER = struct.Struct(">I")
+#: The script the worker is started with: it loads ``harness/target`` by path.
+ENTRY_PATH = source_path("__main__")
 #: Most bytes of worker stderr kept in memory (the end is kept).
 STDERR_LIMIT = 256 * 1024
 #: How long the worker may take, past the time limit, to kill a hung child and reap it.
@@ -56,17 +62,6 @@ class _Timeout(Exception):
 
 class _WorkerGone(Exception):
     pass
-
-
-def _frame(payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload)) + payload
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _tail(data: bytes, limit: int) -> str:
@@ -114,7 +109,6 @@ class IsolatedExecutor:
         self._stderr_log = bytearray()
         self._next_id = 0
         self._send_code = False
-        self._codes: Dict[str, bytes] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -150,7 +144,7 @@ class IsolatedExecutor:
             return
         if proc.poll() is None:
             try:
-                self._write(_frame(json.dumps({"op": "exit"}).encode()),
+                self._write(frame(json.dumps({"op": "exit"}).encode()),
                             time.monotonic() + 1.0)
                 assert proc.stdin is not None
                 proc.stdin.close()
@@ -175,8 +169,7 @@ class IsolatedExecutor:
 
     def _spawn(self) -> None:
         python = self._python_path()
-        cmd = [python, str(WORKER_PATH), "--impl", self.impl_spec,
-               "--runtime", str(RUNTIME_PATH)]
+        cmd = [python, str(ENTRY_PATH), "worker", "--impl", self.impl_spec]
         if not self.fork:
             cmd.append("--no-fork")
         try:
@@ -203,7 +196,7 @@ class IsolatedExecutor:
         self._out = bytearray()
         self._request_err = bytearray()
         try:
-            hello = json.loads(self._read_frame(time.monotonic() + self.startup_timeout))
+            hello = json.loads(self._readframe(time.monotonic() + self.startup_timeout))
         except _Timeout:
             self._stop()
             raise ImplementationError(
@@ -293,15 +286,12 @@ class IsolatedExecutor:
                     poller.unregister(err_fd)
                     self._err_open = False
 
-    def _read_frame(self, deadline: float) -> bytes:
+    def _readframe(self, deadline: float) -> bytes:
         while True:
-            if len(self._out) >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(self._out)
-                end = _HEADER.size + size
-                if len(self._out) >= end:
-                    data = bytes(self._out[_HEADER.size:end])
-                    del self._out[:end]
-                    return data
+            data = complete_frame(self._out)
+            if data is not None:
+                del self._out[:HEADER.size + len(data)]
+                return data
             self._pump(deadline)
 
     def _write(self, data: bytes, deadline: float) -> None:
@@ -333,19 +323,13 @@ class IsolatedExecutor:
         had run others first)."""
         return self.run_source(render.program_source(program), timeout, fresh=fresh)
 
-    def _program_frame(self, source: str) -> Tuple[str, bytes]:
+    def _programframe(self, source: str) -> Tuple[str, bytes]:
         """The program as the worker gets it: compiled here when this interpreter's
         bytecode is the worker's (compiling is the dearest part of a run, and the worker
         forks: every page it writes after a fork costs a page fault), else source."""
         if not self._send_code:
             return "source", source.encode()
-        code = self._codes.get(source)
-        if code is None:
-            if len(self._codes) > 256:
-                self._codes.clear()
-            code = marshal.dumps(compile(source, "<greenfuzz program>", "exec"))
-            self._codes[source] = code
-        return "marshal", code
+        return "marshal", marshal.dumps(loader.compiled(source))
 
     def run_source(self, source: str, timeout: Optional[float] = None, *,
                    fresh: bool = False) -> Observation:
@@ -355,11 +339,11 @@ class IsolatedExecutor:
         self.start()
         self._next_id += 1
         request_id = self._next_id
-        kind, program = self._program_frame(source)
-        request = _frame(json.dumps({
+        kind, program = self._programframe(source)
+        request = frame(json.dumps({
             "op": "run", "id": request_id, "program": kind, "timeout": limit,
             "memory_limit": self.memory_limit, "reuse": reuse,
-        }).encode()) + _frame(program)
+        }).encode()) + frame(program)
         self._request_err = bytearray()
         started = time.monotonic()
         # A crash or hang in a reused child is tried again in a fresh one: twice the time;
@@ -372,12 +356,12 @@ class IsolatedExecutor:
             except _WorkerGone:  # it died while idle: once more, with a fresh worker
                 self.start()
                 self._write(request, deadline)
-            header = json.loads(self._read_frame(deadline))
-            trace_data = self._read_frame(deadline)
+            header = json.loads(self._readframe(deadline))
+            trace_data = self._readframe(deadline)
         except _Timeout:
             self._stop()
             return Observation(
-                trace=[], outcome=HANG, seconds=time.monotonic() - started,
+                trace=[], outcome=Outcome.HANG, seconds=time.monotonic() - started,
                 detail=f"no answer from the worker after {deadline - started:g} s "
                        f"(time limit {limit:g} s); worker killed" + self._err_detail(),
                 extra={"worker": "killed"})
@@ -388,17 +372,17 @@ class IsolatedExecutor:
             raise WorkerError(f"worker answered request {header.get('id')!r}, "
                               f"not {request_id}")
         outcome = header.get("outcome")
-        if outcome == "error":
+        if outcome == Outcome.ERROR:
             raise WorkerError(f"worker error: {header.get('detail', '')}")
         extra: Dict[str, object] = dict(header.get("extra") or {})
         seconds = float(header.get("seconds") or 0.0)
-        if outcome in (CRASH, HANG):
-            return Observation(trace=[], outcome=outcome, seconds=seconds, extra=extra,
+        if outcome in (Outcome.CRASH, Outcome.HANG):
+            return Observation(trace=[], outcome=Outcome(outcome), seconds=seconds, extra=extra,
                                detail=str(header.get("detail", "")) + self._err_detail())
         try:
-            trace = runtime.decode_trace(json.loads(trace_data))
+            trace = codec.decode_trace(json.loads(trace_data))
         except ValueError as e:
-            return Observation(trace=[], outcome=CRASH, seconds=seconds, extra=extra,
+            return Observation(trace=[], outcome=Outcome.CRASH, seconds=seconds, extra=extra,
                                detail=f"malformed trace from the worker: {e}"
                                       + self._err_detail())
         if self._request_err:
@@ -410,14 +394,13 @@ class IsolatedExecutor:
         seconds = time.monotonic() - started
         extra: Dict[str, object] = {"worker": "died"}
         if code is not None and code < 0:
-            extra["signal"] = _signal_name(-code)
+            extra["signal"] = signal_name(-code)
             extra["signum"] = -code
-            what = f"killed by {_signal_name(-code)} ({-code})"
         else:
             extra["exit"] = code
-            what = f"exit status {code}"
+        what = ending(code)
         where = "" if self.info.get("fork") is False else " (the worker itself, not a child)"
-        return Observation(trace=[], outcome=CRASH, seconds=seconds, extra=extra,
+        return Observation(trace=[], outcome=Outcome.CRASH, seconds=seconds, extra=extra,
                            detail=what + where + self._err_detail())
 
     def _err_detail(self) -> str:

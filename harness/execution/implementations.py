@@ -7,18 +7,13 @@ the real greenlet behind an implementation's back: programs run against the modu
 
 from __future__ import annotations
 
-import os
 import platform
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, Optional, Tuple
 
-from greenfuzz.harness.target import runtime
+from greenfuzz.harness.target.loader import OPTIONAL, api_problem, load_checked
 
-#: Names every implementation must have; programs cannot run without them.
-REQUIRED = ("greenlet", "getcurrent", "GreenletExit", "error")
-#: Names some implementations have; checks that need them are skipped without them.
-OPTIONAL = ("settrace", "gettrace")
 HOST_MACHINE = platform.machine()
 
 
@@ -51,29 +46,17 @@ class Implementation:
 
 def load(spec: str) -> Implementation:
     """Import ``spec`` (a module name or a ``.py`` path) and check its API."""
-    if spec.endswith(".py") and not os.path.exists(spec):
-        raise ImplementationError(f"implementation file not found: {spec}")
-    try:
-        module = runtime.load_implementation(spec)
-    except ModuleNotFoundError as e:
-        raise ImplementationError(f"cannot import implementation {spec!r}: {e}") from None
-    except Exception as e:  # the module itself failed to import
-        raise ImplementationError(
-            f"implementation {spec!r} failed to import: {type(e).__name__}: {e}"
-        ) from None
+    module, problem = load_checked(spec)
+    if module is None:
+        raise ImplementationError(problem)
     return check(spec, module)
 
 
 def check(spec: str, module: ModuleType) -> Implementation:
     """Name what is missing from the API: required parts fail, optional ones are noted."""
-    missing = [name for name in REQUIRED if not hasattr(module, name)]
-    if missing:
-        raise ImplementationError(
-            f"implementation {spec!r} lacks the greenlet API: missing {', '.join(missing)}"
-        )
-    exit_type = module.GreenletExit
-    if not (isinstance(exit_type, type) and issubclass(exit_type, BaseException)):
-        raise ImplementationError(f"implementation {spec!r}: GreenletExit is not an exception")
+    problem = api_problem(spec, module)
+    if problem:
+        raise ImplementationError(problem)
     optional_missing = tuple(name for name in OPTIONAL if not hasattr(module, name))
     version = getattr(module, "__version__", None)
     return Implementation(spec=spec, module=module, missing_optional=optional_missing,

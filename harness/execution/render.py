@@ -16,11 +16,9 @@ from typing import List, Sequence
 from greenfuzz.harness.families import Emitter, Op, flatten, op_comment, positions, registered, spec
 from greenfuzz.harness.families.stack import canary_base, recurse_function
 from greenfuzz.harness.program.ir import MAIN, Program
-from greenfuzz.harness.target import source_path
+from greenfuzz.harness.target import RUNTIME, paste
 
-RUNTIME_PATH = source_path("runtime")
-
-__all__ = ["RUNTIME_PATH", "canary_base", "op_comment", "op_lines", "program_source",
+__all__ = ["canary_base", "op_comment", "op_lines", "program_source",
            "recurse_function", "reproducer"]
 
 
@@ -94,7 +92,6 @@ def reproducer(
     details: Sequence[str] = (),
 ) -> str:
     """A standalone script: exit 1 while the implementation diverges, 0 once it agrees."""
-    runtime = RUNTIME_PATH.read_text()
     doc = [f"greenfuzz reproducer: {title}", ""]
     doc += list(details)
     doc += [
@@ -110,8 +107,7 @@ def reproducer(
         "#!/usr/bin/env python3",
         docstring,
         "",
-        "# ---- greenfuzz runtime (harness/target/runtime.py): recording and the registry ----",
-        runtime.split('"""', 2)[2].lstrip("\n"),
+        paste(RUNTIME),  # the runtime and what it imports (harness/target/)
         "# ---- the program ----",
         program_source(program),
         "# ---- what a correct greenlet implementation does (greenfuzz's model) ----",

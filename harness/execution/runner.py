@@ -15,11 +15,13 @@ from typing import Dict, List, Tuple
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.program.ir import Program
-from greenfuzz.harness.target import runtime
+from greenfuzz.harness.target import codec, loader, runtime
+from greenfuzz.harness.target.protocol import Outcome
 
 Event = Tuple[str, int, str, object]
 
-COMPLETED, CRASH, HANG = "completed", "crash", "hang"
+#: How a run ended (``Outcome``, shared with the worker), by its members' short names.
+COMPLETED, CRASH, HANG = Outcome.COMPLETED, Outcome.CRASH, Outcome.HANG
 
 
 @dataclass(frozen=True)
@@ -27,37 +29,24 @@ class Observation:
     """What running a program did: its trace, and how the run ended."""
 
     trace: List[Event]
-    outcome: str = COMPLETED
+    outcome: Outcome = COMPLETED
     detail: str = ""
     seconds: float = 0.0
     extra: Dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, object]:
         return {
-            "trace": runtime.encode_trace(self.trace),
+            "trace": codec.encode_trace(self.trace),
             "outcome": self.outcome,
             "detail": self.detail,
             "seconds": round(self.seconds, 6),
         }
 
 
-_NAMESPACE = {"FuzzError": runtime.FuzzError, "Unbound": runtime.Unbound}
-_CODE_CACHE: Dict[str, object] = {}
-
-
 def compile_program(program: Program):
     """The ``program(gl, T)`` function for a program (compiled once per source text:
     Hypothesis replays the same program several times while shrinking)."""
-    source = render.program_source(program)
-    code = _CODE_CACHE.get(source)
-    if code is None:
-        if len(_CODE_CACHE) > 256:
-            _CODE_CACHE.clear()
-        code = compile(source, "<greenfuzz program>", "exec")
-        _CODE_CACHE[source] = code
-    namespace = dict(_NAMESPACE)
-    exec(code, namespace)
-    return namespace["program"]
+    return runtime.define_program(loader.compiled(render.program_source(program)))
 
 
 def run_inprocess(program: Program, impl: Implementation) -> Observation:

@@ -25,16 +25,31 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution.render import op_comment
 from greenfuzz.harness.execution.runner import COMPLETED, CRASH, HANG, Event, Observation
 from greenfuzz.harness.program.ir import MAIN, Program, flatten
-from greenfuzz.harness.target import runtime
+from greenfuzz.harness.target.codec import ExcValue
+from greenfuzz.harness.target.protocol import TextEnum
+from greenfuzz.harness.target.tracediff import first_divergence
 
-OK, MISMATCH, STACK, LEAK = "ok", "mismatch", "stack", "leak"
+
+class Kind(TextEnum):
+    """What a verdict says (see the module docstring); findings store it as its word."""
+
+    OK = "ok"
+    MISMATCH = "mismatch"
+    CRASH = "crash"
+    HANG = "hang"
+    STACK = "stack"
+    LEAK = "leak"
+    KNOWN = "known"  # a finding a documented difference explains (``differences``)
+
+
+OK, MISMATCH, STACK, LEAK = Kind.OK, Kind.MISMATCH, Kind.STACK, Kind.LEAK
 
 
 @dataclass(frozen=True)
 class Verdict:
     """The result of checking one program on one implementation."""
 
-    kind: str
+    kind: Kind
     summary: str = ""
     index: Optional[int] = None  # first divergent event
     #: What makes two findings 'the same bug', for de-duplication while fuzzing.
@@ -61,12 +76,12 @@ def describe_event(program: Program, event: Optional[Event]) -> str:
 
 def compare(program: Program, expected: Sequence[Event], observed: Observation) -> Verdict:
     if observed.outcome == HANG:
-        return Verdict(HANG, f"hang: {observed.detail}", signature=HANG)
+        return Verdict(Kind.HANG, f"hang: {observed.detail}", signature=str(Kind.HANG))
     if observed.outcome == CRASH:
         first = observed.detail.splitlines()[0] if observed.detail else "crashed"
-        return Verdict(CRASH, f"crash: {first}", signature=f"{CRASH}:{first}")
+        return Verdict(Kind.CRASH, f"crash: {first}", signature=f"{Kind.CRASH}:{first}")
     assert observed.outcome == COMPLETED, observed.outcome
-    at = runtime.first_divergence(list(expected), list(observed.trace))
+    at = first_divergence(list(expected), list(observed.trace))
     if at is None:
         return Verdict(OK)
     want = expected[at] if at < len(expected) else None
@@ -127,7 +142,7 @@ def _kind_of(event: Optional[Event]) -> str:
     if event is None:
         return "end"
     payload = event[3]
-    if isinstance(payload, runtime.ExcValue):
+    if isinstance(payload, ExcValue):
         return f"{event[2]}:{payload.type}"
     return event[2]
 
@@ -141,5 +156,5 @@ def context_lines(expected: Sequence[Event], observed: Sequence[Event], at: int,
     return lines
 
 
-__all__ = ["LEAK", "MAIN", "MISMATCH", "OK", "STACK", "Verdict", "compare",
+__all__ = ["LEAK", "MAIN", "MISMATCH", "OK", "STACK", "Kind", "Verdict", "compare",
            "context_lines", "leak_verdict"]

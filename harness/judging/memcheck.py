@@ -3,12 +3,12 @@
 Object counts and weak references miss memory an implementation allocates outside
 Python objects, so on a sample of programs (see ``campaign``) the program is repeated
 many times next to the implementation (in the worker's child, or in this process with
-``--in-process``) and the process's memory is judged with ``greenfuzz.harness.target.rawmemory``'s
-rule.
-The code that runs there is generated: the body of ``rawmemory.py``, the probe of
-``memprobe.py`` and the program, so it needs nothing but the standard library (psutil
-where installed) and works under ``--python`` too; a finding's reproducer is the same
-code with a ``main`` that prints the growth of every batch.
+``--in-process``) and the process's memory is judged with
+``greenfuzz.harness.target.rawmemory``'s rule.  The code that runs there is generated:
+the target modules ``greenfuzz.harness.target.MEMORY`` pasted (the runtime, ``memory``,
+``rawmemory``, ``memprobe``) and the program, so it needs nothing but the standard
+library (psutil where installed) and works under ``--python`` too; a finding's
+reproducer is the same code with a ``main`` that prints the growth of every batch.
 
 Once per campaign the implementation's bytes per parked greenlet are fitted too
 (``rawmemory.measure_parked``) and compared with a budget: an implementation whose
@@ -26,11 +26,8 @@ from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import MAIN, Program
-from greenfuzz.harness.target import runtime, source_path
+from greenfuzz.harness.target import MEMORY, paste, runtime
 
-RAWMEMORY_PATH = source_path("rawmemory")
-MEMPROBE_PATH = source_path("memprobe")
-_FUTURE = "from __future__ import annotations\n"
 _HEADER = "def program(gl, T):\n"
 
 #: Default budget of bytes per parked greenlet (``--parked-budget``).  greenlet 3.5.6
@@ -48,17 +45,6 @@ PROBE_TIMEOUT = 60.0
 PARKED_TIMEOUT = 20.0
 
 
-def _body(path: Any) -> str:
-    """A module's code without its docstring and ``from __future__`` line."""
-    text = path.read_text()
-    body = text.split('"""', 2)[2] if text.startswith('"""') else text
-    return body.replace(_FUTURE, "", 1).lstrip("\n")
-
-
-def _probe_code() -> str:
-    return MEMPROBE_PATH.read_text().split("# ---- probe ----\n", 1)[1]
-
-
 def _kwargs(params: Dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()))
 
@@ -70,7 +56,7 @@ def probe_source(program: Program, **params: Any) -> str:
     assert inner.startswith(_HEADER), inner[:40]
     inner = "def fuzz_program(gl, T):\n" + inner[len(_HEADER):]
     return "\n".join([
-        _FUTURE, _body(RAWMEMORY_PATH), _probe_code(), inner,
+        paste(MEMORY), inner,
         _HEADER + f"    T.rec('main', -1, 'memory', raw_probe(fuzz_program, gl, type(T), "
                   f"{_kwargs(params)}))\n",
     ])
@@ -82,7 +68,7 @@ def parked_source(counts: Sequence[int], depth: int = 0, via: str = "python",
     ``memory`` event.  A trial with 50 greenlets first scales ``counts`` down (to 50 at
     least) so that the fit takes about ``seconds`` on slow implementations."""
     return "\n".join([
-        _FUTURE, _body(RAWMEMORY_PATH), _HEADER + textwrap.indent(textwrap.dedent(f"""\
+        paste(MEMORY), _HEADER + textwrap.indent(textwrap.dedent(f"""\
             import time
             counts = {tuple(counts)!r}
             t0 = time.perf_counter()
@@ -110,10 +96,8 @@ def run_memory_source(source: str, impl: Implementation,
     if executor is not None:
         observation = executor.run_source(source, timeout, fresh=True)
     else:
-        namespace: Dict[str, Any] = {"FuzzError": runtime.FuzzError,
-                                     "Unbound": runtime.Unbound}
-        exec(compile(source, "<greenfuzz memory probe>", "exec"), namespace)
-        trace = runtime.execute(namespace["program"], impl.module)
+        code = compile(source, "<greenfuzz memory probe>", "exec")
+        trace = runtime.execute(runtime.define_program(code), impl.module)
         observation = runner.Observation(trace=trace)
     for who, _, kind, payload in observation.trace:
         if who == MAIN and kind == "memory" and isinstance(payload, dict):
@@ -221,14 +205,11 @@ def reproducer(program: Program, verdict: checks.Verdict, observation: runner.Ob
             "    for stat in [s for s in stats if s.size_diff > 0][:5]:",
             "        print('   ', stat)",
         ]
-        program_code = render.program_source(program) + "\n" + _probe_code()
-    runtime_code = render.RUNTIME_PATH.read_text().split('"""', 2)[2].lstrip("\n")
+        program_code = render.program_source(program)
     parts = [
-        "#!/usr/bin/env python3", docstring, _FUTURE,
-        "# ---- greenfuzz runtime (harness/target/runtime.py) ----", runtime_code,
-        "# ---- greenfuzz memory measurement (harness/target/rawmemory.py) ----",
-        _body(RAWMEMORY_PATH),
-        "# ---- the program and the probe (harness/target/memprobe.py) ----", program_code,
+        "#!/usr/bin/env python3", docstring, "",
+        paste(MEMORY),
+        "# ---- the program ----", program_code,
         f"MEASURED = {pprint.pformat(result, width=96)}", "", "",
         "def _main():",
         "    import os",

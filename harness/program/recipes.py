@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict
 
-SHAPES = ("parked", "waves", "chain", "ring", "tree")
-VIAS = ("python", "c")
+from greenfuzz.harness.target.words import Shape, Via
+
+SHAPES = tuple(map(str, Shape))  # named once, in target/words.py
+VIAS = tuple(map(str, Via))
 #: Bytes one parked greenlet costs, by how its stack was reached (measured-limits.md):
 #: the memory check before a run uses them, with a margin.
 PARKED_BYTES = {"python": 6_100, "c": 16_000}

@@ -2,7 +2,8 @@
 
 Every measurement runs in a fresh interpreter (the target's: ``--python``, or a cached
 environment with ``--greenlet VERSION``), so that heaps do not carry over, and uses
-``harness/target/rawmemory.py`` loaded by path (the target needs only the implementation).
+``harness/target/rawmemory.py`` loaded by path (``harness/target/__main__.py parked``: the
+target needs only the implementation).
 Scenarios, for each target:
 
 * ``count``: bytes against the number of parked greenlets (depth 0), fitted as bytes per
@@ -32,10 +33,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from greenfuzz.harness.envs import envs
-from greenfuzz.harness.execution import render
 from greenfuzz.harness.target import source_path
+from greenfuzz.harness.target.memory import METRICS
 
-RAWMEMORY_PATH = source_path("rawmemory")
 #: Seconds one measurement (one fresh interpreter) may take.
 MEASURE_TIMEOUT = 300.0
 #: The plain script must agree with the harness within this fraction.
@@ -53,37 +53,15 @@ class Target:
     python: str
 
 
-# Runs in the target interpreter: rawmemory and runtime by path, the implementation as
-# the fuzzer loads it.
-HARNESS = r"""
-import importlib.util, json, sys
+#: Runs a measurement in the target interpreter: ``harness/target/__main__.py parked JOB``
+#: loads the target modules by path and prints ``rawmemory.measure_parked``'s fit.
+HARNESS = (str(source_path("__main__")), "parked")
 
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-job = json.loads(sys.argv[1])
-rawmemory = load("greenfuzz_rawmemory", job["rawmemory"])
-runtime = load("greenfuzz_runtime", job["runtime"])
-gl = runtime.load_implementation(job["impl"])
-fit = rawmemory.measure_parked(gl, job["counts"], depth=job["depth"], via=job["via"],
-                               metric=job["metric"])
-version = getattr(gl, "__version__", None)
-print(json.dumps({
-    "slope": fit.slope, "intercept": fit.intercept, "counts": list(fit.counts),
-    "deltas": list(fit.deltas), "residuals": list(fit.residuals), "metric": fit.metric,
-    "reliable": fit.reliable, "reason": fit.reason, "exits": fit.exits,
-    "parked": fit.parked, "per_greenlet": list(fit.per_greenlet),
-    "impl_version": version if isinstance(version, str) else None,
-    "python_version": "%s %s" % (sys.implementation.name, sys.version.split()[0]),
-}))
-"""
-
-# Hand-written on purpose: no harness code, the way a user would measure.
-PLAIN = r"""
+# Hand-written on purpose: no harness code, the way a user would measure (so it loads the
+# implementation, trims the heap and reads memory its own way).  Job: impl, n, metric,
+# and optionally depth and via ("python", or "c" through list(map(...))); prints the
+# growth per parked greenlet.  bench/bench_memory.py compares it with HARNESS too.
+PLAIN = ("-c", r"""
 import ctypes, gc, importlib, importlib.util, json, os, sys
 
 job = json.loads(sys.argv[1])
@@ -94,14 +72,19 @@ if spec.endswith(".py"):
     s.loader.exec_module(impl)
 else:
     impl = importlib.import_module(spec)
-n = job["n"]
+n, depth, via, metric = job["n"], job.get("depth", 0), job.get("via", "python"), job["metric"]
 libc = ctypes.CDLL(None)
 main = impl.getcurrent()
+if metric == "uss":
+    import psutil
+    process = psutil.Process()
 
 def memory():
     gc.collect()
     libc.malloc_trim(0)
-    if job["metric"] == "anon" and os.path.exists("/proc/self/smaps_rollup"):
+    if metric == "uss":
+        return process.memory_full_info().uss
+    if metric == "anon" and os.path.exists("/proc/self/smaps_rollup"):
         total = 0
         with open("/proc/self/smaps_rollup") as f:
             for line in f:
@@ -112,24 +95,33 @@ def memory():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 def f(k):
-    main.switch()
+    if k:
+        if via == "c":
+            list(map(f, [k - 1]))
+        else:
+            f(k - 1)
+    else:
+        main.switch()
 
 before = memory()
 parked = []
 for _ in range(n):
     g = impl.greenlet(f)
-    g.switch(0)
+    g.switch(depth)
     parked.append(g)
 g = None
 after = memory()
+for i in range(n):  # in creation order
+    parked[i] = None
 print(json.dumps({"delta": after - before, "per_greenlet": (after - before) / n}))
-"""
+""")
 
 
-def _run(python: str, code: str, job: Dict[str, Any], timeout: float,
+def _run(python: str, script: Sequence[str], job: Dict[str, Any], timeout: float,
          prefix: Sequence[str] = ()) -> Dict[str, Any]:
-    """Run ``code`` in a fresh ``python``; its last stdout line as JSON, or an error."""
-    cmd = [python, *prefix, "-c", code, json.dumps(job)]
+    """Run ``script`` (``HARNESS`` or ``PLAIN``) with ``job`` in a fresh ``python``; its
+    last stdout line as JSON, or an error."""
+    cmd = [python, *prefix, *script, json.dumps(job)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               check=False, env=dict(os.environ, PYTHONHASHSEED="0"))
@@ -181,7 +173,7 @@ def add_parser(sub: Any, positive: Callable[[type, str], Callable[[str], Any]]
                    help="depths through C frames (default 0,5,10,20)")
     p.add_argument("--depth-count", type=positive(int, "--depth-count"), default=2000,
                    help="greenlets parked per depth point (default 2000)")
-    p.add_argument("--metric", choices=("anon", "uss", "rss"), default="anon",
+    p.add_argument("--metric", choices=METRICS, default="anon",
                    help="what to measure (default anon: anonymous memory, unaffected by "
                         "other processes)")
     p.add_argument("--timeout", type=positive(float, "--timeout"), default=MEASURE_TIMEOUT,
@@ -218,8 +210,7 @@ def targets(args: argparse.Namespace) -> List[Target]:
 
 def jobs(target: Target, args: argparse.Namespace) -> List[Tuple[str, Dict[str, Any]]]:
     """(scenario, job) pairs for one target, smallest first."""
-    base = {"rawmemory": str(RAWMEMORY_PATH), "runtime": str(render.RUNTIME_PATH),
-            "impl": target.impl, "metric": args.metric}
+    base = {"impl": target.impl, "metric": args.metric}
     n = max(args.counts)
     out: List[Tuple[str, Dict[str, Any]]] = []
     out += [("depth-python", dict(base, counts=[args.depth_count], depth=d, via="python"))
@@ -252,8 +243,7 @@ def measure(targets_: Sequence[Target], args: argparse.Namespace,
                             "python": target.python, "scenario": scenario,
                             "depth": job.get("depth", 0), "via": job.get("via", "python"),
                             "seconds": round(time.monotonic() - start, 3),
-                            "job": {k: v for k, v in job.items()
-                                    if k not in ("rawmemory", "runtime")},
+                            "job": job,
                             "result": result})
             progress.advance(task)
     return results
@@ -272,8 +262,7 @@ def _memray(targets_: Sequence[Target], args: argparse.Namespace) -> List[str]:
         out = args.out / f"memray-{_slug(target.label)}.bin"
         if out.exists():
             out.unlink()
-        job = {"rawmemory": str(RAWMEMORY_PATH), "runtime": str(render.RUNTIME_PATH),
-               "impl": target.impl, "metric": args.metric, "counts": [max(args.counts)],
+        job = {"impl": target.impl, "metric": args.metric, "counts": [max(args.counts)],
                "depth": 0, "via": "python"}
         result = _run(target.python, HARNESS, job, args.timeout,
                       prefix=("-m", "memray", "run", "--quiet", "-o", str(out)))
@@ -384,15 +373,9 @@ def plots(results: Sequence[Dict[str, Any]], out: Path) -> List[Path]:
             if r["target"] == label and r["scenario"] == "count" and "error" not in res:
                 ax.plot(res["counts"], [d / 2**20 for d in res["deltas"]], marker="o",
                         label=f"{label}: {res['slope']:,.0f} B/greenlet")
-    ax.set_xlabel("parked greenlets (depth 0)")
-    ax.set_ylabel("memory growth (MiB)")
-    ax.set_title("Memory against greenlet count")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    count_png = out / "count.png"
-    fig.savefig(count_png, dpi=110)
-    plt.close(fig)
+    _axes(ax, "parked greenlets (depth 0)", "memory growth (MiB)",
+          "Memory against greenlet count")
+    count_png = _save(plt, fig, out / "count.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, scenario, title in ((axes[0], "depth-python", "Python frames"),
@@ -404,16 +387,24 @@ def plots(results: Sequence[Dict[str, Any]], out: Path) -> List[Path]:
             if points:
                 ax.plot([p[0] for p in points], [p[1] / 1024 for p in points], marker="o",
                         label=label)
-        ax.set_xlabel("stack depth at the switch")
-        ax.set_ylabel("KiB per parked greenlet")
-        ax.set_title(f"Memory against stack depth: {title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _axes(ax, "stack depth at the switch", "KiB per parked greenlet",
+              f"Memory against stack depth: {title}")
+    return [count_png, _save(plt, fig, out / "depth.png")]
+
+
+def _axes(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    depth_png = out / "depth.png"
-    fig.savefig(depth_png, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [count_png, depth_png]
+    return path
 
 
 def html_page(summary_md: str, pngs: Sequence[Path]) -> str:

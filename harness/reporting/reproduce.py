@@ -12,7 +12,6 @@ real but a maintainer needs to know the script is not deterministic.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from greenfuzz.harness.execution.runner import CRASH, HANG
+from greenfuzz.harness.target.protocol import signal_name
 
 #: Seconds a reproducer may take beyond the program's time limit to start and finish.
 STARTUP_ALLOWANCE = 10.0
@@ -35,13 +35,6 @@ class Reproduction:
 
     def to_json(self) -> Dict[str, object]:
         return {"reproduced": self.reproduced, "how": self.how, "output": self.output}
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
@@ -71,11 +64,11 @@ def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
     out = (done.stdout + done.stderr)[-OUTPUT_LIMIT:]
     code = done.returncode
     if code < 0:
-        what = f"killed by {_signal_name(-code)}"
+        what = f"killed by {signal_name(-code)}"
         if kind == CRASH:
             same = signum is None or signum == -code
             return Reproduction(same, what if same else
-                                f"{what}, not {_signal_name(signum or 0)}", out)
+                                f"{what}, not {signal_name(signum or 0)}", out)
         return Reproduction(False, what, out)
     if kind == CRASH:
         # A crash that is an exit status (an abort handler, os._exit) rather than a signal.

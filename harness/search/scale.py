@@ -9,7 +9,7 @@ for ``stall`` seconds is a hang: progress lines come every second) and turns a s
 into a crash.  A failing recipe is shrunk by bisecting its greenlet count (and trying
 the simpler settings), so a bug that needs 200,000 live greenlets is reported with the
 smallest count that still shows it; the finding is saved as ``scale-<id>.json`` and a
-standalone ``scale-<id>.py`` (the runtime pasted, plus the recipe).
+standalone ``scale-<id>.py`` (the scale runtime pasted, plus the recipe).
 """
 
 from __future__ import annotations
@@ -28,14 +28,27 @@ from typing import Any, Callable, Dict, List, Optional
 
 from greenfuzz.harness.program.recipes import Recipe
 from greenfuzz.harness.reporting.findings import atomic_write
-from greenfuzz.harness.target import source_path
+from greenfuzz.harness.target import SCALE, paste, source_path
+from greenfuzz.harness.target.protocol import TextEnum, signal_name
 
 FORMAT = "greenfuzz-scale/1"
-RUNTIME = source_path("scale_runtime")
+#: The script a recipe runs with (``__main__.py scale IMPL RECIPE``), under ``--python``.
+ENTRY = source_path("__main__")
+
+
+class ScaleOutcome(TextEnum):
+    """How a scale run ended."""
+
+    COMPLETED = "completed"
+    FINDING = "finding"  # a step did not do what the recipe's model says
+    CRASH = "crash"  # killed by a signal, or an exit without the final ``done`` line
+    HANG = "hang"  # no output for ``stall`` seconds
+
+
 @dataclass
 class ScaleResult:
     recipe: Recipe
-    outcome: str = "completed"  # completed, finding, crash, hang
+    outcome: ScaleOutcome = ScaleOutcome.COMPLETED
     phases: List[Dict[str, Any]] = field(default_factory=list)
     finding: Optional[Dict[str, Any]] = None
     detail: str = ""
@@ -45,7 +58,7 @@ class ScaleResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "completed"
+        return self.outcome == ScaleOutcome.COMPLETED
 
     @property
     def signature(self) -> str:
@@ -61,7 +74,7 @@ def run_recipe(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = N
     result = ScaleResult(recipe)
     start = time.monotonic()
     proc = subprocess.Popen(
-        [python or sys.executable, str(RUNTIME), impl, json.dumps(recipe.to_json())],
+        [python or sys.executable, str(ENTRY), "scale", impl, json.dumps(recipe.to_json())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None and proc.stderr is not None
     buffer = b""
@@ -81,7 +94,7 @@ def run_recipe(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = N
             elif time.monotonic() - last > stall:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                result.outcome = "hang"
+                result.outcome = ScaleOutcome.HANG
                 result.detail = f"no output for {stall:g} s (phase {_phase(result)})"
                 return result
         proc.wait(timeout=30)
@@ -92,13 +105,13 @@ def run_recipe(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = N
         result.seconds = time.monotonic() - start
     err = proc.stderr.read().decode("utf-8", "replace")
     if result.finding is not None:
-        result.outcome = "finding"
+        result.outcome = ScaleOutcome.FINDING
     elif proc.returncode < 0:
-        result.outcome = "crash"
-        name = signal.Signals(-proc.returncode).name
+        result.outcome = ScaleOutcome.CRASH
+        name = signal_name(-proc.returncode)
         result.detail = f"killed by {name} in phase {_phase(result)}\n{err[-4000:]}"
     elif proc.returncode != 0 or not result.done:
-        result.outcome = "crash"
+        result.outcome = ScaleOutcome.CRASH
         last_line = (err.strip().splitlines() or ["no output"])[-1]
         result.detail = f"exit status {proc.returncode}: {last_line}\n{err[-4000:]}"
     return result
@@ -179,15 +192,13 @@ def save(result: ScaleResult, impl: str, directory: Path) -> List[Path]:
 def reproducer(result: ScaleResult, impl: str) -> str:
     """The scale runtime with the recipe: ``python scale-<id>.py`` exits 1 (finding) or
     dies (crash) while the bug is there, 0 once it is fixed."""
-    source = RUNTIME.read_text()
     what = result.finding or {"outcome": result.outcome, "detail": result.detail}
     header = (f'"""greenfuzz scale reproducer: {result.recipe.shape}, '
               f"{result.recipe.greenlets} greenlets.\n\nFound: {json.dumps(what)}\n\n"
               "Run: python THIS_FILE  (implementation: GREENFUZZ_IMPL=module-or-path, "
-              f"default {impl!r}).\n" + '"""\n')
-    body = source.split('"""', 2)[2]
-    body = body.replace('if __name__ == "__main__":\n    sys.exit(main())\n', "")
-    return (header + body + "\n\nRECIPE = " + repr(result.recipe.to_json()) + "\n\n"
+              f"default {impl!r}).\n" + '"""\n\n')
+    return (header + "import os\n\n" + paste(SCALE) + "\n\nRECIPE = "
+            + repr(result.recipe.to_json()) + "\n\n"
             "if __name__ == '__main__':\n"
             f"    sys.exit(main([os.environ.get('GREENFUZZ_IMPL', {impl!r}), "
             "json.dumps(RECIPE)]))\n")

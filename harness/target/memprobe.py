@@ -1,19 +1,14 @@
 """The raw-memory probe that runs next to the implementation (worker child or reproducer).
 
-``greenfuzz.harness.judging.memcheck`` pastes everything below the ``---- probe ----`` line after
-the body
-of ``harness/target/rawmemory.py`` and a fuzzed program, so this code may use only the standard
-library, rawmemory's names and the runtime's ``Tracer`` (passed in), and must run on
+``greenfuzz.harness.judging.memcheck`` pastes this file after the runtime, ``memory`` and
+``rawmemory`` (``greenfuzz.harness.target.MEMORY``) and a fuzzed program, so it uses only
+the standard library, their names and the runtime's ``Tracer`` (passed in), and runs on
 CPython 3.9+.  ``raw_probe`` repeats the program with a fresh ``Tracer`` each time and
 applies rawmemory's leak rule, stopping early once the growth passes ``cap_bytes`` (a
 leak that large is not in doubt, and the child has a memory limit).
 """
 
-from __future__ import annotations
-
-from greenfuzz.harness.target.rawmemory import _sample, judge, process_memory, settle
-
-# ---- probe ----
+from .rawmemory import check_raw_leak
 
 
 def raw_probe(program, gl, tracer_cls, per_batch=0, batches=8, warmup=2, metric="anon",
@@ -49,21 +44,8 @@ def raw_probe(program, gl, tracer_cls, per_batch=0, batches=8, warmup=2, metric=
         for _ in range(n):
             once()
 
-    warm = []
-    for _ in range(warmup):
-        workload(per_batch)
-        warm.append(_sample())
-    trimmed = settle()
-    samples = [process_memory()]
-    first = samples[0]
-    for _ in range(batches):
-        workload(per_batch)
-        samples.append(_sample())
-        grown = samples[-1].rss - first.rss
-        if len(samples) >= 4 and grown > cap_bytes:
-            break
-    verdict = judge(samples, per_batch=per_batch, warmup_samples=warm, metric=metric,
-                    trimmed=trimmed)
+    verdict = check_raw_leak(workload, per_batch=per_batch, warmup=warmup, batches=batches,
+                             metric=metric, cap_bytes=cap_bytes)
     return {
         "leaked": verdict.leaked,
         "bytes_per_iteration": verdict.bytes_per_iteration,
@@ -73,16 +55,14 @@ def raw_probe(program, gl, tracer_cls, per_batch=0, batches=8, warmup=2, metric=
         "rising": verdict.rising,
         "rising_needed": verdict.rising_needed,
         "per_batch": per_batch,
-        "batches": len(samples) - 1,
+        "batches": len(verdict.samples) - 1,
         "metric": verdict.metric,
         "reliable": verdict.reliable,
         "reason": verdict.reason,
-        "trimmed": trimmed,
+        "trimmed": verdict.trimmed,
         "values": list(verdict.values),
         "starts_per_run": started[0],
         "seconds_per_run": per_run,
         "summary": verdict.summary(),
     }
 
-
-__all__ = ["raw_probe"]

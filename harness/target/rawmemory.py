@@ -1,43 +1,16 @@
-"""Raw-memory measurements for implementations of the greenlet API.
+"""The raw-memory leak rule, and bytes per parked greenlet.
 
-Object counters (``gc``, objgraph) do not see memory that an implementation
-allocates outside Python objects: copied C stacks, interpreter data-stack
-chunks, C++ bookkeeping.  This module measures the process itself.  Only the
-standard library and psutil are used; without psutil the measurements fall back
-to RSS from ``/proc/self/statm``.
+Object counters do not see memory an implementation allocates outside Python objects,
+so these checks measure the process (``memory``: see there how, and what the metrics
+``uss``, ``anon`` and ``rss`` mean).  Standard library only (psutil where installed),
+Python 3.9+: pasted into raw-memory probes and reproducers, and loaded by path by
+``greenfuzz profile``.
 
 An *implementation* is any module object with the greenlet API (``greenlet``,
 ``getcurrent``, ``GreenletExit``, ``error``).
 
-Measurement
------------
-Every sample is taken after :func:`settle`: ``gc.collect()`` (repeated until
-nothing more is collected, at most 3 passes) followed by :func:`trim_heap`
-(glibc ``malloc_trim(0)``).  Without the trim, heap that was freed stays in RSS
-and USS, and every drop of many greenlets would look like a leak.
-
-A :class:`MemorySample` holds three metrics; the checks use one of them
-(``metric=``, default ``"uss"``) and record which one in their result:
-
-* ``uss``: psutil ``memory_full_info().uss``, or RSS where USS is unavailable.
-  USS also counts the clean pages of shared libraries that no other process
-  maps at the moment, so it jumps by several MiB (measured: 4-7 MiB for
-  libpython, libstdc++ and libm) whenever another process that uses the same
-  libraries starts or exits.  The rule below absorbs those jumps, at the cost of
-  a higher threshold in the runs they hit.
-* ``anon``: anonymous memory (``Anonymous`` + ``Swap`` in
-  ``/proc/self/smaps_rollup``): heap, arenas, mmap'd stacks, where every leak of
-  an implementation lands, and unaffected by other processes.  Falls back to
-  ``uss`` where smaps_rollup is missing.
-* ``rss``: resident set size.
-
-Each sample also records the number of memory maps of the process and
-``vm.max_map_count``: freeing many greenlets out of creation order can fragment
-the interpreter's per-greenlet data-stack mappings until ``munmap`` silently
-fails at the map limit, so memory then stays mapped although nothing leaked.
-
-Leak decision rule (:func:`check_raw_leak`, :func:`judge`)
-----------------------------------------------------------
+Leak decision rule (:func:`check_raw_leak`, :func:`judge_growth`)
+-----------------------------------------------------------------
 With ``P = per_batch`` iterations per batch, ``B = batches`` and ``u`` the
 chosen metric:
 
@@ -80,222 +53,24 @@ and sample once more.  The per-greenlet slope and the fixed cost are fitted by
 least squares over ``(N, u - baseline)``.
 """
 
-from __future__ import annotations
-
 import builtins
-import ctypes
-import ctypes.util
-import gc
 import math
-import os
 import statistics
-import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-try:  # psutil is a declared dependency; keep the module importable without it.
-    import psutil
-except ImportError:  # pragma: no cover - exercised only without psutil
-    psutil = None  # type: ignore[assignment]
-
-__all__ = [
-    "METRICS",
-    "LeakVerdict",
-    "MemorySample",
-    "ParkedFit",
-    "check_raw_leak",
-    "finish_loop",
-    "judge",
-    "least_squares",
-    "measure_parked",
-    "park_and_kill_loop",
-    "process_memory",
-    "settle",
-    "trim_heap",
-]
-
-KIB = 1024
-MIB = 1024 * 1024
-
-# ---------------------------------------------------------------------------
-# Process memory
-# ---------------------------------------------------------------------------
-
-_MALLOC_TRIM: Any = None
-_MALLOC_TRIM_LOOKED_UP = False
-
-
-def _malloc_trim() -> Any:
-    global _MALLOC_TRIM, _MALLOC_TRIM_LOOKED_UP
-    if not _MALLOC_TRIM_LOOKED_UP:
-        _MALLOC_TRIM_LOOKED_UP = True
-        if sys.platform.startswith("linux"):
-            candidates: List[str | None] = [None, ctypes.util.find_library("c"), "libc.so.6"]
-            for name in candidates:
-                try:
-                    fn = ctypes.CDLL(name).malloc_trim
-                except (OSError, AttributeError, TypeError):
-                    continue
-                fn.argtypes = [ctypes.c_size_t]
-                fn.restype = ctypes.c_int
-                _MALLOC_TRIM = fn
-                break
-    return _MALLOC_TRIM
-
-
-def trim_heap() -> bool:
-    """Return freed heap memory to the OS with glibc ``malloc_trim(0)``.
-
-    Returns False where ``malloc_trim`` is not available (non-glibc libc,
-    macOS, Windows), True when it was called.
-    """
-    fn = _malloc_trim()
-    if fn is None:
-        return False
-    fn(0)
-    return True
-
-
-def settle() -> bool:
-    """``gc.collect()`` until nothing is collected (at most 3 passes), then trim.
-
-    Returns what :func:`trim_heap` returned.
-    """
-    for _ in range(3):
-        if gc.collect() == 0:
-            break
-    return trim_heap()
-
-
-def _read_max_map_count() -> int | None:
-    try:
-        with open("/proc/sys/vm/max_map_count") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _count_maps() -> int | None:
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return None
-
-
-_PROCESS: Any = None
-
-
-def _uss_rss() -> Tuple[int, int, bool]:
-    """(USS or RSS, RSS, True when the first value is RSS because USS is unavailable)."""
-    global _PROCESS
-    if psutil is not None:
-        if _PROCESS is None or _PROCESS.pid != os.getpid():
-            _PROCESS = psutil.Process()
-        try:
-            full = _PROCESS.memory_full_info()
-            uss = getattr(full, "uss", None)
-            if uss is not None:
-                return int(uss), int(full.rss), False
-            return int(full.rss), int(full.rss), True
-        except (psutil.AccessDenied, NotImplementedError, OSError):
-            rss = int(_PROCESS.memory_info().rss)
-            return rss, rss, True
-    try:  # pragma: no cover - only without psutil
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        rss = pages * os.sysconf("SC_PAGE_SIZE")
-        return rss, rss, True
-    except (OSError, ValueError, IndexError, AttributeError) as exc:  # pragma: no cover
-        raise RuntimeError("no way to measure process memory (install psutil)") from exc
-
-
-def _read_anon() -> int | None:
-    """Anonymous memory (resident + swapped) from /proc/self/smaps_rollup, in bytes."""
-    total = 0
-    found = False
-    try:
-        with open("/proc/self/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith((b"Anonymous:", b"Swap:")):
-                    total += int(line.split()[1]) * 1024
-                    found = True
-    except (OSError, ValueError, IndexError):
-        return None
-    return total if found else None
-
-
-METRICS = ("uss", "anon", "rss")
-
-
-@dataclass(frozen=True)
-class MemorySample:
-    """One measurement of this process.
-
-    ``uss`` is the unique set size (psutil), or the RSS where USS is unavailable
-    (``uss_is_rss`` is then True).  ``anon`` is the process's anonymous memory
-    (``Anonymous`` + ``Swap`` of ``/proc/self/smaps_rollup``): unlike USS it does
-    not move when another process maps or unmaps the same shared libraries.
-    ``map_count`` is the number of lines in ``/proc/self/maps`` and
-    ``max_map_count`` the ``vm.max_map_count`` sysctl.  Fields that cannot be
-    read here are None.
-    """
-
-    uss: int
-    rss: int
-    map_count: int | None
-    max_map_count: int | None
-    anon: int | None = None
-    uss_is_rss: bool = False
-
-    def value(self, metric: str = "uss") -> int:
-        """The sample's value for ``metric`` (``"uss"``, ``"anon"`` or ``"rss"``)."""
-        if metric == "uss":
-            return self.uss
-        if metric == "rss":
-            return self.rss
-        if metric == "anon":
-            if self.anon is None:
-                raise ValueError("anonymous memory is not available in this sample")
-            return self.anon
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
-
-    def maps_near_limit(self, margin: float = 0.1) -> bool:
-        """True when the map count is within ``margin`` (a fraction) of the limit."""
-        if self.map_count is None or not self.max_map_count:
-            return False
-        return self.map_count >= (1.0 - margin) * self.max_map_count
-
-
-def process_memory() -> MemorySample:
-    """Measure USS (or RSS), RSS, anonymous memory, the map count and
-    ``vm.max_map_count`` now (no gc, no trim: see :func:`settle`)."""
-    uss, rss, uss_is_rss = _uss_rss()
-    return MemorySample(
-        uss=uss,
-        rss=rss,
-        map_count=_count_maps(),
-        max_map_count=_read_max_map_count(),
-        anon=_read_anon(),
-        uss_is_rss=uss_is_rss,
-    )
-
-
-def _sample() -> MemorySample:
-    settle()
-    return process_memory()
-
-
-def _effective_metric(metric: str, sample: MemorySample) -> str:
-    """The metric actually measured: USS falls back to RSS, anon to USS."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
-    if metric == "anon" and sample.anon is None:
-        metric = "uss"
-    if metric == "uss" and sample.uss_is_rss:
-        return "rss"
-    return metric
+from .memory import (
+    KIB,
+    MIB,
+    MemorySample,
+    check_metric,
+    effective_metric,
+    process_memory,
+    settle,
+    settled_sample,
+)
+from .words import Via
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, float]:
@@ -317,7 +92,7 @@ def least_squares(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, floa
     return slope, my - slope * mx
 
 
-def _map_problem(samples: Sequence[MemorySample], margin: float) -> str | None:
+def _map_problem(samples: Sequence[MemorySample], margin: float) -> Optional[str]:
     for s in samples:
         if s.maps_near_limit(margin):
             return (
@@ -336,7 +111,8 @@ def _map_problem(samples: Sequence[MemorySample], margin: float) -> str | None:
 
 @dataclass(frozen=True)
 class LeakVerdict:
-    """Result of :func:`check_raw_leak` / :func:`judge`; the rule is in the module docstring."""
+    """Result of :func:`check_raw_leak` / :func:`judge_growth`: the rule is in the module
+    docstring."""
 
     leaked: bool
     bytes_per_iteration: float
@@ -391,7 +167,7 @@ class LeakVerdict:
         return line
 
 
-def judge(
+def judge_growth(
     samples: Sequence[MemorySample],
     *,
     per_batch: int,
@@ -410,7 +186,7 @@ def judge(
         raise ValueError("per_batch must be >= 1")
     if len(samples) < 4:
         raise ValueError("need a baseline and at least 3 batch samples")
-    effective = _effective_metric(metric, samples[0])
+    effective = effective_metric(metric, samples[0])
     batches = len(samples) - 1
     ys = [float(s.value(effective)) for s in samples]
     xs = [float(i * per_batch) for i in range(batches + 1)]
@@ -448,17 +224,17 @@ def check_raw_leak(
     warmup: int = 2,
     batches: int = 8,
     metric: str = "uss",
-    floor_bytes: float = 64.0,
-    resolution_bytes: float = 64 * KIB,
-    noise_factor: float = 3.0,
-    min_rising_fraction: float = 0.75,
-    map_margin: float = 0.1,
+    cap_bytes: Optional[int] = None,
+    **rule: Any,
 ) -> LeakVerdict:
     """Run ``workload(per_batch)`` repeatedly and decide whether memory leaks.
 
-    The exact rule is in the module docstring.  ``workload(n)`` must perform
-    ``n`` iterations and leave nothing alive that it does not mean to leak.
-    ``metric`` is ``"uss"`` (default), ``"anon"`` or ``"rss"``.
+    The exact rule is in the module docstring; ``rule`` holds its other settings
+    (``floor_bytes``, ``noise_factor``...: see :func:`judge_growth`).  ``workload(n)``
+    must perform ``n`` iterations and leave nothing alive that it does not mean to leak.
+    ``metric`` is ``"uss"`` (default), ``"anon"`` or ``"rss"``.  With ``cap_bytes``, the
+    measured batches stop early (after 3 at least) once RSS has grown by more: a leak that
+    large is not in doubt, and the process may have a memory limit.
     """
     if per_batch < 1:
         raise ValueError("per_batch must be >= 1")
@@ -466,39 +242,31 @@ def check_raw_leak(
         raise ValueError("batches must be >= 3 (the noise estimate needs 2+ deltas)")
     if warmup < 0:
         raise ValueError("warmup must be >= 0")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    check_metric(metric)
 
     warm: List[MemorySample] = []
     for _ in range(warmup):
         workload(per_batch)
-        warm.append(_sample())
+        warm.append(settled_sample())
 
     trimmed = settle()
     samples: List[MemorySample] = [process_memory()]
     for _ in range(batches):
         workload(per_batch)
-        samples.append(_sample())
+        samples.append(settled_sample())
+        if cap_bytes is not None and len(samples) >= 4 \
+                and samples[-1].rss - samples[0].rss > cap_bytes:
+            break
 
-    return judge(
-        samples,
-        per_batch=per_batch,
-        warmup_samples=warm,
-        metric=metric,
-        floor_bytes=floor_bytes,
-        resolution_bytes=resolution_bytes,
-        noise_factor=noise_factor,
-        min_rising_fraction=min_rising_fraction,
-        map_margin=map_margin,
-        trimmed=trimmed,
-    )
+    return judge_growth(samples, per_batch=per_batch, warmup_samples=warm, metric=metric,
+                        trimmed=trimmed, **rule)
 
 
 # ---------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------
 
-_VIAS = ("python", "c")
+_VIAS = tuple(Via)
 
 
 def _impl_name(impl: Any) -> str:
@@ -560,16 +328,16 @@ def _make_parker(
     if depth < 0:
         raise ValueError("depth must be >= 0")
     if via not in _VIAS:
-        raise ValueError(f"via must be one of {_VIAS}, not {via!r}")
+        raise ValueError(f"via must be one of {', '.join(_VIAS)}, not {via!r}")
     state = _ParkState(impl)
-    namespace: dict[str, Any] = {"__builtins__": builtins, "_STATE": state}
+    namespace: Dict[str, Any] = {"__builtins__": builtins, "_STATE": state}
     for template in (_park_leaf, _park_python, _park_c):
         namespace[template.__name__] = types.FunctionType(
             template.__code__, namespace, template.__name__
         )
     if depth == 0:
         return namespace["_park_leaf"], (0,), state
-    return namespace["_park_python" if via == "python" else "_park_c"], (depth,), state
+    return namespace["_park_python" if via == Via.PYTHON else "_park_c"], (depth,), state
 
 
 class _FinishLoop:
@@ -602,10 +370,7 @@ class _ParkAndKillLoop:
     def __init__(self, impl: Any, depth: int, via: str, group: int) -> None:
         if group < 1:
             raise ValueError("group must be >= 1")
-        self.impl = impl
-        self.depth = depth
-        self.via = via
-        self.group = group
+        self.impl, self.depth, self.via, self.group = impl, depth, via, group
         self.iterations = 0
         self._run, self._args, self._state = _make_parker(impl, depth, via)
 
@@ -681,7 +446,7 @@ class ParkedFit:
     counts: Tuple[int, ...]
     deltas: Tuple[int, ...]
     residuals: Tuple[int, ...]
-    peak_map_counts: Tuple[int | None, ...]
+    peak_map_counts: Tuple[Optional[int], ...]
     slope: float
     intercept: float
     parked: int
@@ -732,28 +497,27 @@ def measure_parked(
     counts = tuple(int(n) for n in counts)
     if not counts or any(n < 1 for n in counts):
         raise ValueError("counts must be a non-empty sequence of positive integers")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    check_metric(metric)
     greenlet = impl.greenlet
     run, args, state = _make_parker(impl, depth, via)
     deltas: List[int] = []
     residuals: List[int] = []
-    peaks: List[int | None] = []
+    peaks: List[Optional[int]] = []
     seen: List[MemorySample] = []
-    effective = _effective_metric(metric, process_memory())
+    effective = effective_metric(metric, process_memory())
     for n in counts:
-        base = _sample()
+        base = settled_sample()
         parked: List[Any] = [None] * n
         for i in range(n):
             g = greenlet(run)
             g.switch(*args)
             parked[i] = g
         g = None
-        full = _sample()
+        full = settled_sample()
         for i in range(n):  # creation order; `del parked` would free from the end
             parked[i] = None
         del parked
-        after = _sample()
+        after = settled_sample()
         deltas.append(full.value(effective) - base.value(effective))
         residuals.append(after.value(effective) - base.value(effective))
         peaks.append(full.map_count)

@@ -1,15 +1,28 @@
-"""What a rendered program needs at run time: recording, the registry, trace comparison.
+"""What a rendered program needs at run time: the registry of its greenlets and the trace.
 
-This file is pasted verbatim into every standalone reproducer and is what the runner's
-child processes import, so it uses only the standard library, runs on CPython 3.9+ and
-PyPy, and never imports greenlet itself: the implementation under test is passed in as
-``gl``.  Keep it free of ``from __future__`` (it is pasted mid-file) and of annotations
-newer than 3.9.
+Rendered programs (``def program(gl, T)``, see ``greenfuzz.harness.execution.render``) run
+against a ``Tracer``; ``execute`` runs one and returns its trace.  This file and the
+target modules it imports (``codec``, ``referrers``, ``stacks``, ``tracediff``) run in
+the interpreter under test and are pasted into every standalone reproducer (the
+package's ``paste``), so they use only the standard library, run on CPython 3.9+ and
+PyPy, and never import greenlet itself: the implementation under test is passed in as
+``gl``.
 """
 
 import gc
 import sys
 import weakref
+
+from .codec import ExcValue, Opaque, decode, decode_trace, encode, encode_trace
+from .referrers import holders
+from .stacks import VIA, VIA_FRAMES, _qsort, frame_names
+from .tracediff import first_divergence
+
+#: What the controller imports from here; the codec and the trace comparison live in their
+#: own modules and are named here too, for the code that knows them as ``runtime.*``.
+__all__ = ["VIA_FRAMES", "ExcValue", "FuzzError", "Opaque", "RunawayProgram", "Tracer",
+           "Unbound", "alive_holders", "decode", "decode_trace", "define_program", "encode",
+           "encode_trace", "execute", "explain_leak", "first_divergence", "warm"]
 
 
 class FuzzError(Exception):
@@ -20,198 +33,20 @@ class Unbound(Exception):
     """A script named a greenlet the registry does not hold (not spawned yet, or dropped)."""
 
 
-class ExcValue:
-    """An exception as the trace records it: a type label and its args.
-
-    ``args`` None means any args: the model uses it for errors raised by the
-    implementation itself, whose messages differ between releases.
-    """
-
-    __slots__ = ("args", "type")
-
-    def __init__(self, type, args=()):
-        self.type = type
-        self.args = args
-
-    def __eq__(self, other):
-        return (
-            isinstance(other, ExcValue)
-            and self.type == other.type
-            and (self.args is None or other.args is None or self.args == other.args)
-        )
-
-    def __hash__(self):
-        return hash(self.type)
-
-    def __repr__(self):
-        return "ExcValue(%r, %r)" % (self.type, self.args)
-
-    def to_json(self):
-        return {"exc": [self.type, None if self.args is None else encode(self.args)]}
+class RunawayProgram(BaseException):
+    """The implementation produced far more events than any program can."""
 
 
-def encode(value):
-    """Tagged JSON form of a trace value (tuples, lists and dicts kept apart)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple):
-        return {"tuple": [encode(v) for v in value]}
-    if isinstance(value, list):
-        return {"list": [encode(v) for v in value]}
-    if isinstance(value, dict):
-        return {"dict": [[encode(k), encode(v)] for k, v in value.items()]}
-    if isinstance(value, (ExcValue, Opaque)):
-        return value.to_json()
-    return {"repr": repr(value)}
+class Held:
+    """An object a greenlet holds (as an attribute) whose ``__del__`` runs a finalizer."""
 
+    __slots__ = ("fn",)
 
-def decode(data):
-    if data is None or isinstance(data, (bool, int, float, str)):
-        return data
-    ((tag, body),) = data.items()
-    if tag == "tuple":
-        return tuple(decode(v) for v in body)
-    if tag == "list":
-        return [decode(v) for v in body]
-    if tag == "dict":
-        return {decode(k): decode(v) for k, v in body}
-    if tag == "exc":
-        return ExcValue(body[0], None if body[1] is None else decode(body[1]))
-    if tag == "repr":
-        return Opaque(body)
-    raise ValueError("unknown value tag %r" % (tag,))
+    def __init__(self, fn):
+        self.fn = fn
 
-
-class Opaque:
-    """A value the trace could not represent (kept as its repr; never equal to a prediction)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text):
-        self.text = text
-
-    def __eq__(self, other):
-        return isinstance(other, Opaque) and other.text == self.text
-
-    def __hash__(self):
-        return hash(self.text)
-
-    def __repr__(self):
-        return "Opaque(%r)" % (self.text,)
-
-    def to_json(self):
-        return {"repr": self.text}
-
-
-def encode_trace(trace):
-    return [[who, pc, kind, encode(payload)] for who, pc, kind, payload in trace]
-
-
-def decode_trace(data):
-    return [(who, pc, kind, decode(payload)) for who, pc, kind, payload in data]
-
-
-def _is_collection_death(event):
-    kind, payload = event[2], event[3]
-    return kind == "died" and isinstance(payload, ExcValue) and payload.args is None \
-        and payload.type == "GreenletExit"
-
-
-def holders(g, T, limit=6):
-    """What refers to greenlet ``g``: one line per referrer (``gc.get_referrers``), with
-    the module attribute, greenlet or frame behind a container where one is found, and
-    how many references no object ``gc`` tracks accounts for (C code, suspended frames).
-    """
-    mine = sys._getframe()
-    # This frame and check_alive's hold ``g`` as a local; so does getrefcount's argument.
-    skip = {id(mine), id(mine.f_back), id(T.weak), id(T.registry)}
-    mine = None
-    refs = [r for r in gc.get_referrers(g) if id(r) not in skip]
-    lines = []
-    for r in refs[:limit]:
-        lines.append(_describe_referrer(r, g, T, skip | {id(refs)}))
-    if len(refs) > limit:
-        lines.append("... and %d more referrers" % (len(refs) - limit))
-    # getrefcount's own argument, the ``g`` of our caller and this frame's ``g``.
-    untracked = sys.getrefcount(g) - 3 - len(refs)
-    if untracked > 0:
-        lines.append("%d reference(s) from objects gc does not track (C code, a "
-                     "suspended frame's stack, a pending switch)" % untracked)
-    refs = None
-    return tuple(lines)
-
-
-def _describe_referrer(r, g, T, skip):
-    """One referrer of ``g``, with what holds it in turn when that says more."""
-    if T.labels.get(id(r)) is not None and hasattr(r, "switch"):
-        if getattr(r, "parent", None) is g:
-            return "greenlet %s (its parent)" % T.label(r)
-        return "greenlet %s" % T.label(r)
-    what = type(r).__name__
-    if isinstance(r, (list, tuple, set, dict)):
-        what = "%s of %d item(s)" % (what, len(r))
-        owner = _module_attribute(r, skip)
-        if owner:
-            what += ", " + owner
-    elif type(r).__name__ == "frame":
-        what = "frame of %s (%s:%s)" % (r.f_code.co_name, r.f_code.co_filename, r.f_lineno)
-    elif type(r).__name__ == "method":
-        what = "bound method %s" % getattr(r, "__name__", "?")
-    return what
-
-
-def _module_attribute(container, skip):
-    """``module M attribute A`` (or ``class C attribute A``) for a container that a
-    module or class holds directly, else ''."""
-    for r in gc.get_referrers(container):
-        if id(r) in skip or not isinstance(r, dict):
-            continue
-        for key, value in r.items():
-            if value is container:
-                for m in list(sys.modules.values()):
-                    if getattr(m, "__dict__", None) is r:
-                        return "module %s attribute %s" % (m.__name__, key)
-                return "dict key %r" % (key,)
-    return ""
-
-
-def _same(want, got):
-    """Events agree; an ``alive`` event of None (the implementation's greenlets cannot
-    be weakly referenced) agrees with any prediction."""
-    if tuple(want) == tuple(got):
-        return True
-    return want[2] == got[2] == "alive" and got[3] is None and want[:2] == got[:2]
-
-
-def first_divergence(expected, observed):
-    """Index of the first event that differs, or None when the traces agree.
-
-    One relaxation: when dropping a reference frees several suspended greenlets at
-    once, the order in which they receive GreenletExit depends on when the
-    implementation's frames let go of their references (a switch() written in Python
-    holds its greenlet until the traceback dies), which greenlet does not document.
-    Within a run of consecutive predicted collection deaths, any order agrees.
-    """
-    i = 0
-    while i < len(expected) and i < len(observed):
-        if _is_collection_death(expected[i]):
-            j = i
-            while j < len(expected) and _is_collection_death(expected[j]):
-                j += 1
-            window = list(observed[i:j])
-            for k in range(i, j):
-                match = next((w for w in window if tuple(w) == tuple(expected[k])), None)
-                if match is None:
-                    return i
-                window.remove(match)
-            i = j
-            continue
-        if not _same(expected[i], observed[i]):
-            return i
-        i += 1
-    if len(expected) != len(observed):
-        return min(len(expected), len(observed))
-    return None
+    def __del__(self):
+        self.fn()
 
 
 class Tracer:
@@ -229,6 +64,7 @@ class Tracer:
         self.closed = False
         self.event_limit = event_limit
         self._subclass = None
+        self._init_subclass = None
         self.main = gl.getcurrent()
         self.labels[id(self.main)] = "main"
         #: Weak references to every greenlet spawned, by name (None: not weakly
@@ -242,6 +78,12 @@ class Tracer:
         #: Also record what holds a greenlet that outlives the registry (``holders``
         #: events): costly (``gc.get_referrers``), so only when a leak is explained.
         self.explain = False
+        #: Drops made while a program's thread ran (``in_thread`` records ``alive`` after).
+        self.thread_drops = 0
+        #: Greenlets started in a program's thread and kept past it (``orphan``).
+        self.orphans = []
+        #: How many of those ran their ``finally`` (``orphans_after``).
+        self.orphan_exits = 0
 
     # -- naming ----------------------------------------------------------------------
 
@@ -307,7 +149,7 @@ class Tracer:
             cls = type("RunGreenlet", (self.gl.greenlet,), {"run": staticmethod(run)})
             g = cls() if parent is None else cls(parent=parent)
         elif kind == "init":
-            cls = init_subclass(self)
+            cls = self.init_subclass()
             g = cls(name, run) if parent is None else cls(name, run, parent)
         else:
             cls = self.subclass() if subclass else self.gl.greenlet
@@ -384,9 +226,230 @@ class Tracer:
         self.check_alive()
         self.closed = True
 
+    # Rendered programs call the helpers below through their Tracer: ``T.via[...]``,
+    # ``T.frame_names(...)``, and ``T.in_thread(T, fn)`` for those that take the Tracer
+    # (static methods, called with ``T`` explicitly: the rendered code's convention).
 
-class RunawayProgram(BaseException):
-    """The implementation produced far more events than any program can."""
+    # -- deep stacks and frames ----------------------------------------------
+
+    via = VIA
+    frame_names = staticmethod(frame_names)
+
+    @staticmethod
+    def handled():
+        """The exception being handled (``sys.exc_info()``) and its ``__context__``, or None."""
+        e = sys.exc_info()[1]
+        return None if e is None else (e, e.__context__)
+
+    # -- contextvars ---------------------------------------------------------
+
+    @staticmethod
+    def context_vars():
+        """Fresh context variables for one program run (``ir.CONTEXT_VARS``), so that no
+        value set by an earlier run in the same thread can be seen."""
+        import contextvars
+
+        return {name: contextvars.ContextVar("greenfuzz_" + name) for name in ("a", "b")}
+
+    @staticmethod
+    def copy_context():
+        import contextvars
+
+        return contextvars.copy_context()
+
+    # -- tracing -------------------------------------------------------------
+
+    @staticmethod
+    def tracers_for(T):
+        """The program's ``settrace`` callbacks by mode (``ir.TRACE_MODES``): each records
+        every ``switch``/``throw`` event, as the greenlet it runs in (the target) sees it;
+        the ``raise`` one then raises ``FuzzError('trace')``, but only between
+        greenlets the program holds (never into a greenlet being killed by collection,
+        whose fate greenlet leaves to ``sys.unraisablehook``); the ``bounce`` one switches
+        back from inside the callback, once per program (see
+        ``greenfuzz.harness.model.Model.bounce``)."""
+
+        def held(g):
+            return T.labels.get(id(g)) == "main" or T.registry.get(T.label(g)) is g
+
+        def greenfuzz_tracer(event, args):
+            if event in ("switch", "throw"):
+                origin, target = args
+                T.rec(T.label(target), -1, "trace", (event, T.label(origin), T.label(target)))
+
+        def greenfuzz_raising_tracer(event, args):
+            greenfuzz_tracer(event, args)
+            if event in ("switch", "throw") and held(args[0]) and held(args[1]):
+                raise FuzzError("trace")
+
+        used = []
+
+        def greenfuzz_bouncing_tracer(event, args):
+            # Once per program, on a switch from a suspended greenlet to a started one (both
+            # held): switch back to the origin from the target's context.  The target stays
+            # suspended in here (its gr_frame), holding (origin, target), until switched to;
+            # then the original switch completes (greenlet's fail_switch_three_greenlets2).
+            greenfuzz_tracer(event, args)
+            if used or event != "switch":
+                return
+            origin, target = args
+            if origin is target or not (held(origin) and held(target)) or origin.dead \
+                    or T.label(target) not in T.started:
+                return
+            used.append(True)
+            try:
+                origin.switch("bounce")
+            except BaseException:
+                # Thrown to while suspended here: the exception's traceback keeps this frame,
+                # whose locals must not keep the two greenlets alive once the callback ends.
+                del args, origin, target
+                raise
+
+        return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None,
+                "bounce": greenfuzz_bouncing_tracer}
+
+    @staticmethod
+    def tracer_mode(tracers, tracer):
+        """Which of the program's tracers ``tracer`` is (None for none, ``other``)."""
+        for mode, fn in tracers.items():
+            if fn is not None and fn is tracer:
+                return mode
+        return None if tracer is None else "other"
+
+    # -- threads -------------------------------------------------------------
+
+    @staticmethod
+    def in_thread(T, fn, timeout=10.0):
+        """Run ``fn`` in a new thread and wait for it; whether that thread's main greenlet is
+        dead once the thread has ended (greenlet >= 2.0 says so).  An exception escaping
+        ``fn`` or a thread that does not end is the implementation's doing: it escapes."""
+        import threading
+
+        gl = T.gl
+        box = []
+
+        def body():
+            try:
+                # Unnamed ("?"), even where a freed greenlet's id is reused.
+                T.labels[id(gl.getcurrent())] = "?"
+                fn()
+            except BaseException as e:
+                box.append(e)
+            box.append(gl.getcurrent())
+
+        thread = threading.Thread(target=body, name="greenfuzz-thread", daemon=True)
+        T.thread_drops = 0
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError("a program's thread did not end within %s s" % timeout)
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        # A suspended greenlet of this thread whose last reference went in the other thread
+        # is killed "the next time that thread calls a greenlet API" (greenlet_gc; greenlet's
+        # test_dealloc_other_thread): this thread was blocked in join() meanwhile, so
+        # calling one now fixes when that happens, before anything else is recorded.
+        gl.getcurrent()
+        if T.thread_drops:
+            T.check_alive()
+        # greenlet marks the main greenlet dead as it cleans up the thread's state, which
+        # may finish just after join() returns: allow it a moment.
+        import time
+
+        deadline = time.monotonic() + 1.0
+        while not box[-1].dead and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return box[-1].dead
+
+    @staticmethod
+    def orphan(T):
+        """In a program's thread: start a greenlet of that thread that parks, in try/finally,
+        and keep it (``T.orphans``) so that it outlives the thread."""
+        gl = T.gl
+
+        def orphan_run():
+            try:
+                gl.getcurrent().parent.switch()
+            finally:
+                T.orphan_exits += 1
+
+        g = gl.greenlet(orphan_run)
+        g.switch()
+        T.orphans.append(g)
+
+    @staticmethod
+    def orphans_after(T):
+        """After ``in_thread`` (which waited for the thread's main greenlet to report dead:
+        only then has greenlet torn the thread's greenlets down, before that dropping them
+        frees nothing): (how many orphans are dead, how many ran ``finally``, how many
+        outlive the runtime's references to them)."""
+        orphans, T.orphans = T.orphans, []
+        dead = sum(1 for g in orphans if g.dead)
+        try:
+            refs = [weakref.ref(g) for g in orphans]
+        except TypeError:
+            refs = None
+        orphans = None
+        alive = None if refs is None else sum(1 for r in refs if r() is not None)
+        exits, T.orphan_exits = T.orphan_exits, 0
+        return (dead, exits, alive)
+
+    @staticmethod
+    def in_flight(T, e):
+        """What a ``Finally`` records: None, or the exception leaving its try part, its
+        ``__cause__`` and the program's ``run_*`` functions on its traceback, outermost first
+        (recursion levels and an implementation's own frames left out)."""
+        if e is None:
+            return None
+        runs = set("run_" + name for name in T.weak)
+        runs.add("run_main")
+        names = []
+        tb = e.__traceback__
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_name
+            if name in runs:
+                names.append(name)
+            tb = tb.tb_next
+        return (e, e.__cause__, tuple(names))
+
+    # -- finalizers and resurrection -----------------------------------------
+
+    def finalize(self, g, kind, fn):
+        """Make ``fn()`` run when greenlet ``g`` is freed: as the callback of a weak reference
+        to it (``weakref``), or as ``__del__`` of an object stored in its ``__dict__``
+        (``held``; one attribute each, in order)."""
+        if kind == "weakref":
+            self.finalizers.append(weakref.ref(g, lambda _ref: fn()))
+        else:
+            self.finalizers.append(None)
+            setattr(g, "fuzz_held_%d" % len(self.finalizers), Held(fn))
+
+    def init_subclass(self):
+        """A greenlet subclass whose ``__init__`` takes a tag first and stores it in an extra
+        attribute before calling greenlet's (one class per program run)."""
+        cls = self._init_subclass
+        if cls is None:
+            base = self.gl.greenlet
+
+            class InitGreenlet(base):
+                def __init__(self, tag, run, parent=None):
+                    self.fuzz_tag = tag
+                    if parent is None:
+                        super().__init__(run)
+                    else:
+                        super().__init__(run, parent)
+
+            cls = self._init_subclass = InitGreenlet
+        return cls
+
+    def resurrect(self, name):
+        """Register the current greenlet (``name``) in the registry again, from its
+        ``GreenletExit`` handler; its parent's label (the dropper's, during a kill)."""
+        g = self.gl.getcurrent()
+        self.registry[name] = g
+        parent = g.parent
+        g = None
+        return self.label(parent)
 
 
 def execute(program, gl, event_limit=100000, explain=False):
@@ -463,466 +526,11 @@ def explain_leak(program, gl, expected, observed, at):
     return lines
 
 
-def load_implementation(spec):
-    """Import an implementation by module name or from a ``.py`` file path."""
-    import importlib
-    import importlib.util
-    import os
-
-    if spec.endswith(".py") or os.sep in spec:
-        path = os.path.abspath(spec)
-        name = "greenfuzz_impl_" + os.path.splitext(os.path.basename(path))[0]
-        loader_spec = importlib.util.spec_from_file_location(name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ImportError("cannot load %s" % path)
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = module
-        loader_spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(spec)
-
-
-# -- deep stacks: going one level down through Python or C ---------------------------------
-#
-# A ``Recurse`` op's level functions call the next level through one of these.  Each calls
-# ``fn(arg)`` exactly once from inside a C function (or directly, for ``call``), returns
-# ``(value, problem)`` where ``problem`` describes a wrong C result (None when right), and
-# lets exceptions from ``fn`` propagate.  A greenlet that switches away inside ``fn`` is
-# suspended with the C function's frames on its stack, which the implementation must save
-# and restore intact.
-
-
-def via_call(fn, arg):
-    return fn(arg), None
-
-
-def via_sorted(fn, arg):
-    box = []
-
-    def sorted_key(x):
-        if x is None:
-            box.append(fn(arg))
-            return 10 ** 9
-        return x
-
-    out = sorted([3, None, 1], key=sorted_key)
-    return box[0], (None if out == [1, 3, None] else "sorted() returned %r" % (out,))
-
-
-def via_map(fn, arg):
-    box = []
-
-    def map_fn(x):
-        if x is None:
-            box.append(fn(arg))
-            return -1
-        return 2 * x
-
-    out = list(map(map_fn, [1, None, 3]))
-    return box[0], (None if out == [2, -1, 6] else "map() gave %r" % (out,))
-
-
-def via_reduce(fn, arg):
-    import functools
-
-    box = []
-
-    def reduce_fn(acc, x):
-        if x is None:
-            box.append(fn(arg))
-            x = 100
-        return acc + x
-
-    out = functools.reduce(reduce_fn, [1, None, 3], 0)
-    return box[0], (None if out == 104 else "reduce() gave %r" % (out,))
-
-
-def via_sort_cmp(fn, arg):
-    import functools
-
-    box = []
-
-    def sort_cmp(a, b):
-        if not box:
-            box.append(fn(arg))
-        return (a > b) - (a < b)
-
-    out = [3, 1, 2]
-    out.sort(key=functools.cmp_to_key(sort_cmp))
-    return box[0], (None if out == [1, 2, 3] else "list.sort() gave %r" % (out,))
-
-
-_QSORT = []
-
-
-def _qsort():
-    """libc ``qsort`` and its comparator type, or None without ctypes (e.g. some PyPy
-    builds, or no C library to load): ``via_qsort`` then calls its comparator itself."""
-    if not _QSORT:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None) if sys.platform != "win32" else ctypes.cdll.msvcrt
-            qsort = libc.qsort
-            qsort.restype = None
-            cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
-                                        ctypes.POINTER(ctypes.c_int))
-            _QSORT.append((ctypes, qsort, cmp_type))
-        except Exception:
-            _QSORT.append(None)
-    return _QSORT[0]
-
-
-def via_qsort(fn, arg):
-    """Sort seven ints with libc ``qsort`` whose comparator (a ctypes callback) descends
-    on its first call.  Exceptions cannot cross the C frames: the comparator keeps the
-    first one, and it is raised again once ``qsort`` has returned."""
-    data = [5, 2, 8, 1, 9, 3, 7]
-    box = []
-    failed = []
-
-    def qsort_cmp(pa, pb):
-        if not box and not failed:
-            try:
-                box.append(fn(arg))
-            except BaseException as e:
-                failed.append(e)
-        a, b = pa[0], pb[0]
-        return (a > b) - (a < b)
-
-    lib = _qsort()
-    if lib is None:
-        out = list(data)
-        qsort_cmp([out[0]], [out[1]])
-        out.sort()
-    else:
-        ctypes, qsort, cmp_type = lib
-        array = (ctypes.c_int * len(data))(*data)
-        callback = cmp_type(qsort_cmp)
-        qsort(array, len(data), ctypes.sizeof(ctypes.c_int), callback)
-        out = list(array)
-        if not box and not failed:
-            qsort_cmp([0], [0])  # qsort never called back: descend anyway
-    if failed:
-        error = failed.pop()
-        try:
-            raise error
-        finally:
-            error = None
-    return box[0], (None if out == sorted(data) else "qsort() gave %r" % (out,))
-
-
-VIA = {"call": via_call, "sorted": via_sorted, "map": via_map, "reduce": via_reduce,
-       "sort_cmp": via_sort_cmp, "qsort": via_qsort}
-
-#: Rendered programs reach the via helpers through their Tracer (``T.via``).
-Tracer.via = VIA
-
-
-# -- frames: what a suspended greenlet's stack holds ---------------------------------------
-
-#: The runtime's own functions that a rendered program's stack can hold (the via helpers
-#: and their callbacks), besides the program's ``run_*`` and ``recurse_*`` functions.
-VIA_FRAMES = {
-    "call": (),
-    "sorted": ("sorted_key", "via_sorted"),
-    "map": ("map_fn", "via_map"),
-    "reduce": ("reduce_fn", "via_reduce"),
-    "sort_cmp": ("sort_cmp", "via_sort_cmp"),
-    "qsort": ("qsort_cmp", "via_qsort"),
-}
-_PROGRAM_FRAMES = frozenset(name for names in VIA_FRAMES.values() for name in names)
-
-
-def frame_names(frame, bottom):
-    """The names of the program's functions on the ``f_back`` chain from ``frame``,
-    innermost first, down to the function named ``bottom`` (None for no frame).
-
-    Frames of other code (an implementation's own ``switch`` written in Python, its
-    bootstrap, the harness) are skipped; the walk stops at ``bottom``, the greenlet's
-    ``run_<name>``, or at the end of the chain.
-    """
-    if frame is None:
-        return None
-    names = []
-    while frame is not None:
-        name = frame.f_code.co_name
-        if name.startswith(("run_", "recurse_")) or name in _PROGRAM_FRAMES:
-            names.append(name)
-            if name == bottom:
-                break
-        frame = frame.f_back
-    return tuple(names)
-
-
-Tracer.frame_names = staticmethod(frame_names)
-
-
-def handled():
-    """The exception being handled (``sys.exc_info()``) and its ``__context__``, or None."""
-    e = sys.exc_info()[1]
-    return None if e is None else (e, e.__context__)
-
-
-Tracer.handled = staticmethod(handled)
-
-
-# -- contextvars -----------------------------------------------------------------------------
-
-
-def context_vars():
-    """Fresh context variables for one program run (``greenfuzz.harness.program.ir.CONTEXT_VARS``),
-    so that
-    no value set by an earlier run in the same thread can be seen."""
-    import contextvars
-
-    return {name: contextvars.ContextVar("greenfuzz_" + name) for name in ("a", "b")}
-
-
-def copy_context():
-    import contextvars
-
-    return contextvars.copy_context()
-
-
-Tracer.context_vars = staticmethod(context_vars)
-Tracer.copy_context = staticmethod(copy_context)
-
-
-# -- tracing ---------------------------------------------------------------------------------
-
-
-def tracers_for(T):
-    """The program's ``settrace`` callbacks by mode (``greenfuzz.harness.program.ir.TRACE_MODES``):
-    each
-    records every ``switch``/``throw`` event, as the greenlet it runs in (the target)
-    sees it; the ``raise`` one then raises ``FuzzError('trace')``, but only between
-    greenlets the program holds (never into a greenlet being killed by collection,
-    whose fate greenlet leaves to ``sys.unraisablehook``); the ``bounce`` one switches
-    back from inside the callback, once per program (see
-    ``greenfuzz.harness.model.Model.bounce``)."""
-
-    def held(g):
-        return T.labels.get(id(g)) == "main" or T.registry.get(T.label(g)) is g
-
-    def greenfuzz_tracer(event, args):
-        if event in ("switch", "throw"):
-            origin, target = args
-            T.rec(T.label(target), -1, "trace", (event, T.label(origin), T.label(target)))
-
-    def greenfuzz_raising_tracer(event, args):
-        greenfuzz_tracer(event, args)
-        if event in ("switch", "throw") and held(args[0]) and held(args[1]):
-            raise FuzzError("trace")
-
-    used = []
-
-    def greenfuzz_bouncing_tracer(event, args):
-        # Once per program, on a switch from a suspended greenlet to a started one (both
-        # held): switch back to the origin from the target's context.  The target stays
-        # suspended in here (its gr_frame), holding (origin, target), until switched to;
-        # then the original switch completes (greenlet's fail_switch_three_greenlets2).
-        greenfuzz_tracer(event, args)
-        if used or event != "switch":
-            return
-        origin, target = args
-        if origin is target or not (held(origin) and held(target)) or origin.dead \
-                or T.label(target) not in T.started:
-            return
-        used.append(True)
-        try:
-            origin.switch("bounce")
-        except BaseException:
-            # Thrown to while suspended here: the exception's traceback keeps this frame,
-            # whose locals must not keep the two greenlets alive once the callback ends.
-            del args, origin, target
-            raise
-
-    return {"record": greenfuzz_tracer, "raise": greenfuzz_raising_tracer, "off": None,
-            "bounce": greenfuzz_bouncing_tracer}
-
-
-def tracer_mode(tracers, tracer):
-    """Which of the program's tracers ``tracer`` is (None for none, ``other``)."""
-    for mode, fn in tracers.items():
-        if fn is not None and fn is tracer:
-            return mode
-    return None if tracer is None else "other"
-
-
-Tracer.tracers_for = staticmethod(tracers_for)
-Tracer.tracer_mode = staticmethod(tracer_mode)
-
-
-# -- threads ---------------------------------------------------------------------------------
-
-
-def in_thread(T, fn, timeout=10.0):
-    """Run ``fn`` in a new thread and wait for it; whether that thread's main greenlet is
-    dead once the thread has ended (greenlet >= 2.0 says so).  An exception escaping
-    ``fn`` or a thread that does not end is the implementation's doing: it escapes."""
-    import threading
-
-    gl = T.gl
-    box = []
-
-    def body():
-        try:
-            # Unnamed ("?"), even where a freed greenlet's id is reused.
-            T.labels[id(gl.getcurrent())] = "?"
-            fn()
-        except BaseException as e:
-            box.append(e)
-        box.append(gl.getcurrent())
-
-    thread = threading.Thread(target=body, name="greenfuzz-thread", daemon=True)
-    T.thread_drops = 0
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise RuntimeError("a program's thread did not end within %s s" % timeout)
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    # A suspended greenlet of this thread whose last reference went in the other thread
-    # is killed "the next time that thread calls a greenlet API" (greenlet_gc; greenlet's
-    # test_dealloc_other_thread): this thread was blocked in join() meanwhile, so
-    # calling one now fixes when that happens, before anything else is recorded.
-    gl.getcurrent()
-    if T.thread_drops:
-        T.check_alive()
-    # greenlet marks the main greenlet dead as it cleans up the thread's state, which
-    # may finish just after join() returns: allow it a moment.
-    import time
-
-    deadline = time.monotonic() + 1.0
-    while not box[-1].dead and time.monotonic() < deadline:
-        time.sleep(0.001)
-    return box[-1].dead
-
-
-Tracer.in_thread = staticmethod(in_thread)
-Tracer.thread_drops = 0
-
-
-def orphan(T):
-    """In a program's thread: start a greenlet of that thread that parks, in try/finally,
-    and keep it (``T.orphans``) so that it outlives the thread."""
-    gl = T.gl
-
-    def orphan_run():
-        try:
-            gl.getcurrent().parent.switch()
-        finally:
-            T.orphan_exits += 1
-
-    g = gl.greenlet(orphan_run)
-    g.switch()
-    T.__dict__.setdefault("orphans", []).append(g)
-
-
-def orphans_after(T):
-    """After ``in_thread`` (which waited for the thread's main greenlet to report dead:
-    only then has greenlet torn the thread's greenlets down, before that dropping them
-    frees nothing): (how many orphans are dead, how many ran ``finally``, how many
-    outlive the runtime's references to them)."""
-    orphans, T.orphans = T.orphans, []
-    dead = sum(1 for g in orphans if g.dead)
-    try:
-        refs = [weakref.ref(g) for g in orphans]
-    except TypeError:
-        refs = None
-    orphans = None
-    alive = None if refs is None else sum(1 for r in refs if r() is not None)
-    exits, T.orphan_exits = T.orphan_exits, 0
-    return (dead, exits, alive)
-
-
-Tracer.orphans = ()
-Tracer.orphan_exits = 0
-Tracer.orphan = staticmethod(orphan)
-Tracer.orphans_after = staticmethod(orphans_after)
-
-
-def in_flight(T, e):
-    """What a ``Finally`` records: None, or the exception leaving its try part, its
-    ``__cause__`` and the program's ``run_*`` functions on its traceback, outermost first
-    (recursion levels and an implementation's own frames left out)."""
-    if e is None:
-        return None
-    runs = set("run_" + name for name in T.weak)
-    runs.add("run_main")
-    names = []
-    tb = e.__traceback__
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_name
-        if name in runs:
-            names.append(name)
-        tb = tb.tb_next
-    return (e, e.__cause__, tuple(names))
-
-
-Tracer.in_flight = staticmethod(in_flight)
-
-
-# -- finalizers ------------------------------------------------------------------------------
-
-
-class Held:
-    """An object a greenlet holds (as an attribute) whose ``__del__`` runs a finalizer."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __del__(self):
-        self.fn()
-
-
-def finalize(T, g, kind, fn):
-    """Make ``fn()`` run when greenlet ``g`` is freed: as the callback of a weak reference
-    to it (``weakref``), or as ``__del__`` of an object stored in its ``__dict__``
-    (``held``; one attribute each, in order)."""
-    if kind == "weakref":
-        T.finalizers.append(weakref.ref(g, lambda _ref: fn()))
-    else:
-        T.finalizers.append(None)
-        setattr(g, "fuzz_held_%d" % len(T.finalizers), Held(fn))
-
-
-def init_subclass(T):
-    """A greenlet subclass whose ``__init__`` takes a tag first and stores it in an extra
-    attribute before calling greenlet's (one class per program run)."""
-    cls = getattr(T, "_init_subclass", None)
-    if cls is None:
-        base = T.gl.greenlet
-
-        class InitGreenlet(base):
-            def __init__(self, tag, run, parent=None):
-                self.fuzz_tag = tag
-                if parent is None:
-                    super().__init__(run)
-                else:
-                    super().__init__(run, parent)
-
-        cls = T._init_subclass = InitGreenlet
-    return cls
-
-
-Tracer.finalize = finalize
-
-
-def resurrect(T, name):
-    """Register the current greenlet (``name``) in the registry again, from its
-    ``GreenletExit`` handler; its parent's label (the dropper's, during a kill)."""
-    g = T.gl.getcurrent()
-    T.registry[name] = g
-    parent = g.parent
-    g = None
-    return T.label(parent)
-
-
-Tracer.resurrect = resurrect
+def define_program(code):
+    """The ``program(gl, T)`` function that a rendered program's compiled code defines."""
+    namespace = {"FuzzError": FuzzError, "Unbound": Unbound}
+    exec(code, namespace)
+    return namespace["program"]
 
 
 def warm():
@@ -935,4 +543,3 @@ def warm():
     import functools  # noqa: F401
 
     _qsort()
-

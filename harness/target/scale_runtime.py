@@ -1,14 +1,14 @@
 """Running a scale recipe: millions of greenlets, every value checked, memory proportional to
 the live set.
 
-A recipe (``greenfuzz.harness.program.recipes.Recipe``, here a plain dict) names a shape and its
-sizes; this
-file expands it lazily into greenlets and switches and checks each step as it goes against
-the recipe's closed-form model (what every switch must return, which greenlets must be
-alive), so nothing proportional to the number of operations is ever stored.  Like
-``runtime.py`` it runs in the *target* interpreter with only the standard library and the
-implementation (it is started as a script and pasted into reproducers), and never
-imports greenlet itself.
+A recipe (``greenfuzz.harness.program.recipes.Recipe``, here a plain dict) names a shape
+and its sizes; this file expands it lazily into greenlets and switches and checks each
+step as it goes against the recipe's closed-form model (what every switch must return,
+which greenlets must be alive), so nothing proportional to the number of operations is
+ever stored.  Like the runtime it runs in the *target* interpreter with only the
+standard library and the implementation (``__main__.py scale IMPL RECIPE_JSON``, and
+pasted into reproducers with ``loader`` and ``memory``), and never imports greenlet
+itself.
 
 Shapes (``SHAPES``):
 
@@ -34,47 +34,26 @@ status 1.
 
 import gc
 import json
-import os
 import sys
 import time
 import weakref
 
-SHAPES = ("parked", "waves", "chain", "ring", "tree")
+from .loader import load_checked
+from .memory import peak_rss_bytes, rss_bytes, trim_heap
+from .words import Shape, Via
+
+SHAPES = tuple(Shape)
 FINISH = "finish"
 
 
-class Finding(Exception):
+class ScaleFailure(Exception):
+    """A step of the run did not do what the recipe's model says: reported as a finding."""
+
     def __init__(self, kind, phase, greenlet, expected, observed, detail=""):
         Exception.__init__(self, kind)
         self.record = {"kind": kind, "phase": phase, "greenlet": greenlet,
                        "expected": repr(expected), "observed": repr(observed),
                        "detail": detail}
-
-
-def rss_bytes():
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def peak_rss_bytes():
-    try:
-        import resource
-    except ImportError:  # pragma: no cover
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def trim():
-    """Give freed heap back to the OS where glibc allows it (else RSS never drops)."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except Exception:
-        pass
 
 
 class Run:
@@ -126,7 +105,7 @@ class Run:
 
     def expect(self, expected, observed, i, what="value"):
         if observed != expected:
-            raise Finding("mismatch", self.phase, i, expected, observed, what)
+            raise ScaleFailure("mismatch", self.phase, i, expected, observed, what)
 
     # -- canaries ------------------------------------------------------------------------
 
@@ -140,13 +119,13 @@ class Run:
         try:
             if level == self.depth:
                 result = leaf(i)
-            elif self.via == "c":  # through C: map() calls back into Python
+            elif self.via == Via.C:  # through C: map() calls back into Python
                 result = next(map(lambda _: self.descend(i, level + 1, leaf), (0,)))
             else:
                 result = self.descend(i, level + 1, leaf)
         finally:
             if mine != self.canary(i, level) or twice != (mine, level):
-                found = Finding("stack", self.phase, i, self.canary(i, level), mine,
+                found = ScaleFailure("stack", self.phase, i, self.canary(i, level), mine,
                                 "canary at level %d" % level)
                 # Raised inside a greenlet being killed it would be lost (greenlet
                 # reports it as unraisable): main looks here after each kill.
@@ -230,13 +209,13 @@ class Run:
             if i & 1023 == 0:
                 self.tick(i, n)
         self.check_samples(samples)
-        trim()
+        trim_heap()
         self.end(killed=self.killed, sampled=len(samples))
 
     def check_samples(self, samples):
         for i, ref in samples:
             if ref() is not None:
-                raise Finding("leak", self.phase, i, "collected", "alive",
+                raise ScaleFailure("leak", self.phase, i, "collected", "alive",
                               "a sampled greenlet (every %d-th) is still alive after the "
                               "program dropped it" % self.sample)
 
@@ -263,7 +242,7 @@ class Run:
             self.check_samples(samples)
             samples = []
             if len(rss) < 64 or done >= n:
-                trim()
+                trim_heap()
                 rss.append(rss_bytes())
             self.tick(done, n)
         # Memory proportional to the live set: after the first waves warm the allocator,
@@ -272,7 +251,7 @@ class Run:
         growth = rss[-1] - settled
         allowance = 16 << 20
         if growth > allowance:
-            raise Finding("leak", self.phase, None, "RSS within %d MiB of wave 3's" %
+            raise ScaleFailure("leak", self.phase, None, "RSS within %d MiB of wave 3's" %
                           (allowance >> 20), "%+.1f MiB" % (growth / 2**20),
                           "memory grew with the total number of greenlets, not the live "
                           "set (%d per wave)" % wave)
@@ -379,24 +358,15 @@ class Run:
         self.end()
 
 
-def load_implementation(spec):
-    import importlib
-    import importlib.util
-
-    if spec.endswith(".py"):
-        module_spec = importlib.util.spec_from_file_location("greenfuzz_impl", spec)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(spec)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        sys.stderr.write("usage: scale_runtime.py IMPL RECIPE_JSON\n")
+        sys.stderr.write("usage: scale IMPL RECIPE_JSON\n")
         return 2
-    gl = load_implementation(argv[0])
+    gl, problem = load_checked(argv[0])
+    if gl is None:
+        sys.stderr.write(problem + "\n")
+        return 2
     recipe = json.loads(argv[1])
     run = Run(gl, recipe)
     run.emit(hello=True, python=sys.version.split()[0],
@@ -405,13 +375,10 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         run.run()
-    except Finding as f:
+    except ScaleFailure as f:
         run.emit(finding=f.record)
         return 1
     run.emit(done=True, seconds=round(time.perf_counter() - start, 3),
              switches=run.switches, peak_live=run.peak_live, peak_rss=peak_rss_bytes())
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,14 +2,15 @@
 
 Started once per implementation by ``greenfuzz.harness.execution.executor.IsolatedExecutor``::
 
-    python /path/to/harness/worker.py --impl SPEC [--runtime /path/to/runtime.py] [--no-fork]
+    python /path/to/harness/target/__main__.py worker --impl SPEC [--no-fork]
 
 It imports the implementation once, then serves requests until its stdin closes.  It must
 run on CPython 3.9 to 3.13 and PyPy 3.9 with only the standard library and the
-implementation installed, so it imports nothing from the harness except ``runtime.py``,
-loaded by file path (``--runtime``, or the file next to this one).
+implementation installed, so it imports nothing but its sibling target modules (this
+folder, loaded by path as the package ``greenfuzz_target``: see ``__main__.py``).
 
-Protocol (every message is a frame: 4-byte big-endian length, then that many bytes):
+Protocol (every message is a frame: 4-byte big-endian length, then that many bytes; the
+framing, ``PROTOCOL`` and the outcomes are ``protocol.py``'s, shared with the controller):
 
 * worker -> parent, once, first: a JSON hello, ``{"ok": true, "protocol": ..., ...}`` or
   ``{"ok": false, "error": "<one line>"}`` (then the worker exits with status 2);
@@ -20,7 +21,7 @@ Protocol (every message is a frame: 4-byte big-endian length, then that many byt
   ``cache_tag`` and bytecode ``magic`` as the hello reports); or ``{"op": "exit"}``;
 * worker -> parent, per request: a JSON header frame ``{"id": n, "outcome":
   "completed"|"crash"|"hang"|"error", "detail": str, "seconds": float, "extra": {...}}``
-  followed by one frame holding the JSON-encoded trace (``runtime.encode_trace``; empty
+  followed by one frame holding the JSON-encoded trace (``codec.encode_trace``; empty
   when there is none).  ``error`` means a bad request (a harness bug), not a finding.
 
 Each program runs in a forked child: the worker compiles the source (once per source
@@ -53,20 +54,35 @@ corrupt it.
 """
 
 import faulthandler
-import importlib
 import importlib.util
 import json
 import marshal
 import os
 import platform
 import signal
-import struct
 import sys
 import tempfile
 import time
 import traceback
 import warnings
 from contextlib import suppress
+
+from . import runtime
+from .codec import encode_trace
+from .loader import OPTIONAL, compiled, load_checked, one_line
+from .protocol import (
+    PROTOCOL,
+    Outcome,
+    complete_frame,
+    ending,
+    flush_std,
+    frame,
+    read_frame,
+    returncode,
+    send,
+    signal_name,
+    write_all,
+)
 
 try:
     import resource
@@ -78,9 +94,6 @@ try:
 except ImportError:  # pragma: no cover
     select = None
 
-PROTOCOL = "greenfuzz-worker/1"
-REQUIRED = ("greenlet", "getcurrent", "GreenletExit", "error")
-OPTIONAL = ("settrace", "gettrace")
 #: Most bytes of a child's own output kept for a report (the end is kept).
 OUTPUT_LIMIT = 64 * 1024
 #: Most bytes a child may write to its output file (RLIMIT_FSIZE): then SIGXFSZ.
@@ -91,86 +104,6 @@ ABORT_GRACE = 0.25
 EXIT_GRACE = 0.5
 #: How many fresh children are forked ahead at a time (see ``Worker.fork_spares``).
 SPARES = 8
-_HEADER = struct.Struct(">I")
-
-
-# -- framing -------------------------------------------------------------------------------
-
-
-def read_exact(fd, n):
-    """``n`` bytes from ``fd``, or None at end of file."""
-    chunks = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd):
-    head = read_exact(fd, _HEADER.size)
-    if head is None:
-        return None
-    (size,) = _HEADER.unpack(head)
-    body = read_exact(fd, size) if size else b""
-    return body
-
-
-def frame(payload):
-    return _HEADER.pack(len(payload)) + payload
-
-
-def write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def send(fd, header, trace=None):
-    """One JSON frame; with ``trace`` (bytes), the trace frame after it."""
-    data = frame(json.dumps(header).encode())
-    write_all(fd, data if trace is None else data + frame(trace))
-
-
-# -- loading -------------------------------------------------------------------------------
-
-
-def load_runtime(path):
-    spec = importlib.util.spec_from_file_location("greenfuzz_runtime", path)
-    if spec is None or spec.loader is None:
-        raise ImportError("cannot load the greenfuzz runtime from %s" % path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["greenfuzz_runtime"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def one_line(text):
-    return " ".join(str(text).split())
-
-
-def load_implementation(runtime, spec):
-    """(module, None) or (None, a one-line reason), with implementations.load's wording."""
-    if spec.endswith(".py") and not os.path.exists(spec):
-        return None, "implementation file not found: %s" % spec
-    try:
-        module = runtime.load_implementation(spec)
-    except ModuleNotFoundError as e:
-        return None, "cannot import implementation %r: %s" % (spec, one_line(e))
-    except BaseException as e:  # the module itself failed to import (even SystemExit)
-        return None, "implementation %r failed to import: %s: %s" % (
-            spec, type(e).__name__, one_line(e))
-    missing = [name for name in REQUIRED if not hasattr(module, name)]
-    if missing:
-        return None, "implementation %r lacks the greenlet API: missing %s" % (
-            spec, ", ".join(missing))
-    exit_type = module.GreenletExit
-    if not (isinstance(exit_type, type) and issubclass(exit_type, BaseException)):
-        return None, "implementation %r: GreenletExit is not an exception" % (spec,)
-    return module, None
 
 
 # -- running -------------------------------------------------------------------------------
@@ -203,13 +136,11 @@ class Child:
 
 
 class Worker:
-    def __init__(self, runtime, impl, proto_in, proto_out, use_fork):
-        self.runtime = runtime
+    def __init__(self, impl, proto_in, proto_out, use_fork):
         self.impl = impl
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.use_fork = use_fork
-        self.codes = {}
         self.output = tempfile.TemporaryFile() if use_fork else None  # noqa: SIM115
         self.pidfd_open = getattr(os, "pidfd_open", None)
         self.child = None  # a child kept for the next program (reuse > 1)
@@ -243,41 +174,28 @@ class Worker:
         try:
             if request.get("program") == "marshal":
                 code = [None, program]
-            else:
-                code = self.compile(program.decode("utf-8"))
+            else:  # [code, its marshalled form once a running child needs it]
+                code = [compiled(program.decode("utf-8")), None]
             timeout = float(request.get("timeout") or 10.0)
             memory_limit = request.get("memory_limit")
             memory_limit = int(memory_limit) if memory_limit else None
             reuse = max(1, int(request.get("reuse") or 1))
         except Exception as e:
-            return {"outcome": "error", "detail": "bad request: %s: %s" % (
+            return {"outcome": Outcome.ERROR, "detail": "bad request: %s: %s" % (
                 type(e).__name__, one_line(e)), "seconds": 0.0, "extra": {}}, b""
         if not self.use_fork:
             return self.run_here(code, timeout)
         header, payload, fresh = self.run_in_child(code, timeout, memory_limit, reuse)
-        if header["outcome"] != "completed" and not fresh:
+        if header["outcome"] != Outcome.COMPLETED and not fresh:
             # The child had run other programs first: what does a fresh one do?
             first = {"outcome": header["outcome"], "detail": header["detail"]}
             header, payload, fresh = self.run_in_child(code, timeout, memory_limit, 1)
             header["extra"]["after_other_programs"] = first
         return header, payload
 
-    def compile(self, source):
-        """``[code, None]`` for ``source``, compiled once (Hypothesis replays programs while
-        it shrinks); the None becomes the marshalled code when a running child needs it."""
-        entry = self.codes.get(source)
-        if entry is None:
-            if len(self.codes) > 256:
-                self.codes.clear()
-            entry = [compile(source, "<greenfuzz program>", "exec"), None]
-            self.codes[source] = entry
-        return entry
-
     def execute(self, code):
-        namespace = {"FuzzError": self.runtime.FuzzError, "Unbound": self.runtime.Unbound}
-        exec(code, namespace)
-        trace = self.runtime.execute(namespace["program"], self.impl)
-        return json.dumps(self.runtime.encode_trace(trace)).encode()
+        trace = runtime.execute(runtime.define_program(code), self.impl)
+        return json.dumps(encode_trace(trace)).encode()
 
     # -- without fork: in this process --------------------------------------------------
 
@@ -290,14 +208,15 @@ class Worker:
         except BaseException:  # as a forked child would exit with status 3
             detail = "exit status 3\nchild error: " + traceback.format_exc()
             seconds = time.perf_counter() - start
-            return {"outcome": "crash", "detail": detail, "seconds": seconds,
+            return {"outcome": Outcome.CRASH, "detail": detail, "seconds": seconds,
                     "extra": {"exit": 3}}, b""
         finally:
             if hasattr(faulthandler, "cancel_dump_traceback_later"):
                 faulthandler.cancel_dump_traceback_later()
             flush_std()
         seconds = time.perf_counter() - start
-        return {"outcome": "completed", "detail": "", "seconds": seconds, "extra": {}}, payload
+        return {"outcome": Outcome.COMPLETED, "detail": "", "seconds": seconds,
+                "extra": {}}, payload
 
     # -- with fork ----------------------------------------------------------------------
 
@@ -462,7 +381,7 @@ class Worker:
             output = self.read_output()
             if output:
                 extra["output"] = output
-            return {"outcome": "completed", "detail": "", "seconds": seconds,
+            return {"outcome": Outcome.COMPLETED, "detail": "", "seconds": seconds,
                     "extra": extra}, payload, fresh
         if status == "done":  # end of file before the whole trace: it is exiting
             status = self.finish(child, deadline)
@@ -473,23 +392,20 @@ class Worker:
             detail = "no result after %g s; killed" % timeout
             if output:
                 detail += "\n" + output
-            return {"outcome": "hang", "detail": detail, "seconds": seconds,
+            return {"outcome": Outcome.HANG, "detail": detail, "seconds": seconds,
                     "extra": extra}, b"", fresh
-        if os.WIFSIGNALED(status):
-            signum = os.WTERMSIG(status)
-            name = signal_name(signum)
-            extra["signal"] = name
-            extra["signum"] = signum
-            detail = "killed by %s (%d)" % (name, signum)
+        code = returncode(status)
+        detail = ending(code)
+        if code < 0:
+            extra["signal"] = signal_name(-code)
+            extra["signum"] = -code
         else:
-            exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-            extra["exit"] = exit_code
-            detail = "exit status %d" % exit_code
-            if exit_code == 0:
+            extra["exit"] = code
+            if code == 0:
                 detail += " without a complete trace"
         if output:
             detail += "\n" + output
-        return {"outcome": "crash", "detail": detail, "seconds": seconds,
+        return {"outcome": Outcome.CRASH, "detail": detail, "seconds": seconds,
                 "extra": extra}, b"", fresh
 
     def collect(self, child, buf, deadline):
@@ -554,7 +470,8 @@ class Worker:
             if status != 0:
                 sys.stderr.write("greenfuzz worker: child %d was done with its programs, "
                                  "then %s\n" % (child.pid, "did not exit; killed"
-                                                if status is None else describe(status)))
+                                                if status is None
+                                                else ending(returncode(status))))
                 flush_std()
         self.exiting = still
 
@@ -596,23 +513,6 @@ def close_quietly(fd):
         os.close(fd)
 
 
-def complete_frame(buf):
-    """The payload of a whole frame at the start of ``buf``, or None."""
-    if len(buf) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack_from(buf)
-    if len(buf) < _HEADER.size + size:
-        return None
-    return bytes(buf[_HEADER.size:_HEADER.size + size])
-
-
-def describe(status):
-    if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        return "was killed by %s (%d)" % (signal_name(signum), signum)
-    return "exited with status %d" % (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1)
-
-
 def drain(fd, buf):
     """Whatever is buffered in a pipe whose writer may still be open elsewhere."""
     while True:
@@ -625,19 +525,6 @@ def drain(fd, buf):
         buf += chunk
 
 
-def flush_std():
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):
-            stream.flush()
-
-
-def signal_name(signum):
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return "signal %d" % signum
-
-
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -646,8 +533,6 @@ def parse_args(argv):
 
     parser = argparse.ArgumentParser(description="greenfuzz worker (see the module docstring)")
     parser.add_argument("--impl", required=True, help="implementation module name or .py path")
-    parser.add_argument("--runtime", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "runtime.py"))
     parser.add_argument("--no-fork", action="store_true",
                         help="run programs in the worker itself, not in forked children")
     return parser.parse_args(argv)
@@ -655,11 +540,6 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    # This file's folder is sys.path[0]: resolve module names from the working directory
-    # instead, as ``python -m`` and the in-process harness do, and never from the harness.
-    here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or ".") == here:
-        sys.path[0] = ""
     # A private copy of the protocol channel; fds 0 and 1 then point elsewhere.
     proto_in = os.dup(0)
     proto_out = os.dup(1)
@@ -673,14 +553,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
 
     use_fork = hasattr(os, "fork") and select is not None and not args.no_fork
-    try:
-        runtime = load_runtime(args.runtime)
-    except BaseException as e:
-        send(proto_out, {"ok": False, "error": "cannot load the greenfuzz runtime: %s: %s" % (
-            type(e).__name__, one_line(e))})
-        return 2
-    impl, error = load_implementation(runtime, args.impl)
-    if use_fork and hasattr(runtime, "warm"):
+    impl, error = load_checked(args.impl)
+    if use_fork:
         runtime.warm()
     flush_std()
     if impl is None:
@@ -704,14 +578,8 @@ def main(argv=None):
     }
     send(proto_out, hello)
     try:
-        Worker(runtime, impl, proto_in, proto_out, use_fork).serve()
+        Worker(impl, proto_in, proto_out, use_fork).serve()
     except BrokenPipeError:
         return 0
     return 0
 
-
-if __name__ == "__main__":
-    flush_std()
-    code = main()
-    flush_std()
-    os._exit(code)
