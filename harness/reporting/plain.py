@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import textwrap
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -984,21 +985,23 @@ _OPS: Dict[type, Callable[..., Rendered]] = {
 
 
 def render(program: Program, expected: Sequence[Event], *, impl: str, kind: str = "mismatch",
-           title: str = "", details: Sequence[str] = ()) -> Plain:
+           title: str = "", details: Sequence[str] = (), notes: Sequence[str] = ()) -> Plain:
     """The plain reproducer of ``program``: exit 1 at the first step where the
     implementation differs from ``expected`` (the model's events), 0 when none does.
-    ``kind`` ``leak`` adds liveness checks (weak references to every greenlet)."""
+    ``kind`` ``leak`` adds liveness checks (weak references to every greenlet);
+    ``notes`` say what else the file cannot show."""
     first = _write(program, expected, kind, set())
-    return _write(program, expected, kind, first[0].needs, impl, title, details)[1]
+    return _write(program, expected, kind, first[0].needs, impl, title, details, notes)[1]
 
 
 def _write(program: Program, expected: Sequence[Event], kind: str, needs: Set[str],
-           impl: str = "", title: str = "", details: Sequence[str] = ()
-           ) -> Tuple[_Writer, Plain]:
+           impl: str = "", title: str = "", details: Sequence[str] = (),
+           notes: Sequence[str] = ()) -> Tuple[_Writer, Plain]:
     """One rendering; the second one knows from the first which helpers the file has
     (a ``del`` early in the file checks ``seen`` when anything later notes in it)."""
     w = _Writer(program, expected, liveness=kind == "leak")
     w.needs |= needs
+    w.notes += list(notes)
     if any(isinstance(op, (Current, Trace, Finalize, Resurrect))
            or (isinstance(op, Inspect) and op.attr == "parent")
            for _, script in program.scripts() for op in ir.walk(script)):
@@ -1033,22 +1036,22 @@ def _assemble(w: _Writer, program: Program, impl: str, title: str, details: Sequ
     w.imports.add("os")
     if not path_impl:
         w.imports.add("importlib")
-    doc = [f"{title or 'greenfuzz finding'}: plain reproducer (greenfuzz)", *details, "",
+    doc = [f"{title or 'greenfuzz finding'}: plain reproducer", *details, "",
            "Plain greenlet code: exits 1 at the first step that differs from what greenlet",
            "does (expected vs observed), 0 when none does.  It runs the implementation it",
-           f"was found on ({impl}) unless GREENFUZZ_IMPL names another"
+           "was found on unless GREENFUZZ_IMPL names another"
            + (" (a module, or a .py file)." if path_impl else " (a module).")]
     for note in dict.fromkeys(w.notes):
-        doc.append(f"Not plain: {note}.")
+        doc += textwrap.wrap(f"Not plain: {note}.", 88)
     docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
     out = [docstring]
     imports = sorted(i for i in w.imports if i != "importlib.util" or path_impl)
     out += [f"import {m}" for m in imports]
     for helper in _HELPER_ORDER:
         if helper in w.needs:
-            out.append(_HELPERS[helper].rstrip("\n"))
+            out += ["", _HELPERS[helper].rstrip("\n")]
     for via in w.vias:
-        out.append(_via_source(via).rstrip("\n"))
+        out += ["", _via_source(via).rstrip("\n")]
     load = "implementation" if path_impl else "importlib.import_module"
     out += ["", "", f"greenlet = {load}(os.environ.get('GREENFUZZ_IMPL', {impl!r}))"]
     if uses_main:
