@@ -162,7 +162,7 @@ def stack(g, bottom):
     if frame is None:
         return None
     while frame is not None:
-        if frame.f_code.co_filename == __file__:
+        if frame.f_code.co_filename == __file__ and not frame.f_code.co_name.endswith("tracer"):
             found.append(frame.f_code.co_name)
             if found[-1] == bottom:
                 break
@@ -216,7 +216,7 @@ def bouncing_tracer(event, args):
     if bounced or event != "switch":
         return
     origin, target = args
-    if origin is target or origin.dead or label(target) not in started or not all(
+    if origin is target or origin.dead or label(target) not in ["main", *started] or not all(
             g is main or globals().get(label(g)) is g for g in args):
         return
     bounced.append(True)
@@ -230,7 +230,7 @@ def bouncing_tracer(event, args):
 bounced = []
 ''',
     "started": '''
-started = set()  # the greenlets whose run has begun (for the bouncing tracer)
+started = []  # the greenlets whose run has begun, in order
 ''',
     "in_thread": '''
 def in_thread(body):
@@ -276,7 +276,7 @@ _HELPER_IMPORTS = {"fail": ("os",), "load": ("importlib", "importlib.util"),
                    "in_thread": ("threading", "time"), "unraisable": ("sys",)}
 #: What a helper needs besides itself.
 _HELPER_NEEDS = {"check": ("fail",), "seen": ("check",), "alive": ("check",),
-                 "tracers": ("seen", "label", "FuzzError")}
+                 "tracers": ("seen", "label", "FuzzError", "started")}
 
 
 def _via_source(via: str) -> str:
@@ -298,6 +298,8 @@ class _Writer:
         self.program = program
         self.expected = [tuple(e) for e in expected]
         self.liveness = liveness
+        #: Rendering the try part of a ``Resurrect``: a kill there resurrects.
+        self.resurrecting = False
         #: The bouncing tracer needs to know which greenlets have started.
         self.bouncing = any(isinstance(op, Trace) and op.mode == "bounce"
                             for _, script in program.scripts() for op in ir.walk(script))
@@ -469,7 +471,7 @@ class _Writer:
             if kind in ("done", "value"):
                 return [statement, *self.sync(i, prefix + what)], True
         # No completion: the greenlet never comes back here.
-        if self.killed(who):
+        if self.killed(who) and not self.resurrecting:
             self.need("seen")
             return ["try:", f"    {statement}", "except greenlet.GreenletExit:",
                     f"    seen.append({who + ' killed'!r})", "    raise",
@@ -513,11 +515,10 @@ class _Writer:
         start_index = next(i for i, e in enumerate(self.expected)
                            if e[0] == name and e[2] == "start")
         body += self.sync(start_index, f"{name} starts")
-        body.append(f"check({name + ' started with'!r}, (args, kwargs), "
-                    f"{self.literal(self.start[name])})")
-        if self.bouncing:
-            self.need("started")
-            body.append(f"started.add({name!r})")
+        self.need("started")
+        body += [f"started.append({name!r})",
+                 f"check({name + ' started with'!r}, (args, kwargs), "
+                 f"{self.literal(self.start[name])})"]
         lines, goes_on = self.block(name, 0, script)
         body += lines
         if goes_on and not any(isinstance(op, (Return, Raise)) for op in script):
@@ -943,7 +944,9 @@ def _finalize(w: _Writer, who: str, pc: int, op: Finalize) -> Rendered:
 
 def _resurrect(w: _Writer, who: str, pc: int, op: Resurrect) -> Rendered:
     w.need("label")
+    w.resurrecting, was = True, w.resurrecting
     body, goes_on = _nested(w, who, pc, op.then)
+    w.resurrecting = was
     me = w.ref(who)
     events = w.events(who, pc)
     handler: List[str] = []
@@ -1064,6 +1067,9 @@ def _assemble(w: _Writer, program: Program, impl: str, title: str, details: Sequ
         out += ["", "", *lines]
     for cls in dict.fromkeys(w.classes):
         out += ["", "", cls]
+    starts = [e[0] for e in w.expected if e[2] == "start" and e[0] != MAIN]
+    if starts:  # one that never starts has nothing else to show it
+        tail = [*tail, f"check('greenlets started, in order', started, {starts!r})"]
     out += ["", "", *main, *tail, "print('OK: behaves as greenlet documents')"]
     text = "\n".join(out) + "\n"
     while "\n\n\n\n" in text:
