@@ -235,9 +235,9 @@ def rules_for(kind: str, op: Optional[Op], payload: object) -> List[Tuple[str, s
     op_name = type(op).__name__ if op is not None else ""
     names: List[str] = []
     if kind in ("value", "caught") and op_name == "Switch":
-        names = ["pack", "Model.resolve", "Model.transfer"]
+        names = ["Model.resolve", "Model.finish", "pack"]
     elif kind in ("value", "caught") and op_name == "Throw":
-        names = ["thrown", "Model.op_Throw"]
+        names = ["Model.enter", "Model.resolve", "thrown"]
     elif kind in ("value", "caught", "done") and op_name:
         names = [f"Model.op_{op_name}"]
     elif kind == "start":
@@ -275,7 +275,7 @@ def _fail_line(output: str) -> str:
         if line.startswith("FAIL "):
             return line[len("FAIL "):]
     last = _last_line(output)
-    if re.match(r"^[\w.]+(Error|Exception|Exit)\b", last):
+    if re.match(r"^[\w.]*(error|exception|exit)\b", last, re.IGNORECASE):
         return "uncaught " + last
     return ""
 
