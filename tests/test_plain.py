@@ -102,6 +102,23 @@ def test_minimal_core_finding_is_at_most_about_30_lines() -> None:
     assert rendered(p).lines <= 30, rendered(p).source
 
 
+def test_teardown_left_out_when_the_finding_shows_before_it(tmp_path: Path) -> None:
+    """g1 is killed at the end; a finding that diverges at main's switch does not need
+    that: the file stops with main's script."""
+    p = prog([Spawn("g1"), Switch("g1"), Switch("g1", (5,))], g1=[Switch(MAIN, (1,)),
+                                                               Switch(MAIN)])
+    expected = model.predict(p)
+    full = plain.render(p, expected, impl="greenlet")
+    at = next(i for i, e in enumerate(expected) if e[:3] == (MAIN, 1, "value"))
+    short = plain.render(p, expected, impl="greenlet", upto=at)
+    assert "del g1" in full.source and "g1 killed" in full.source
+    assert "del g1" not in short.source and "seen" not in short.source
+    assert short.lines < full.lines
+    for found in (full, short):
+        done = run_plain(found.source, tmp_path, "greenlet")
+        assert done.returncode == 0, done.stdout + done.stderr + found.source
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(programs(families=FAMILIES, max_greenlets=4))
 def test_plain_files_pass_on_greenlet(program: Program) -> None:

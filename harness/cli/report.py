@@ -103,8 +103,11 @@ class Report:
         raw = "raw memory" in str(data.get("summary", ""))
         notes = ("raw memory growth shows over many runs of the program, which the "
                  "harness's memory probe makes; one plain run shows none",) if raw else ()
+        upto = runtime.first_divergence(list(data["expected"]),
+                                        list(data["observed"]["trace"])) \
+            if data["observed"].get("outcome") == "completed" else None
         self.plain = plain.render(program, data["expected"], impl=self.impl, kind=self.kind,
-                                  notes=notes, title=f"{self.id} found by greenfuzz",
+                                  notes=notes, upto=upto, title=f"{self.id} found by greenfuzz",
                                   details=[f"Found on {self.impl} {self.impl_version}".rstrip()
                                            + f" under {self.python_version}."])
 

@@ -132,6 +132,7 @@ class Finding:
         where = f" under {self.python_version}" if self.python else ""
         return plain_code.render(
             self.program, self.expected, impl=self.impl, kind=self.kind, notes=notes,
+            upto=self.verdict.index,
             title=f"{self.id} found by greenfuzz",
             details=[f"Found on {self.impl} {self.impl_version}".rstrip() + where + "."])
 

@@ -294,9 +294,16 @@ def _via_source(via: str) -> str:
 class _Writer:
     """Renders one program with its predicted events."""
 
-    def __init__(self, program: Program, expected: Sequence[Event], liveness: bool) -> None:
+    def __init__(self, program: Program, expected: Sequence[Event], liveness: bool,
+                 upto: Optional[int] = None) -> None:
         self.program = program
         self.expected = [tuple(e) for e in expected]
+        #: Where main's script ends (its ``return`` or ``died`` event); the teardown follows.
+        self.main_end = next((i for i, e in enumerate(self.expected) if e[0] == MAIN and (
+            e[2] == "died" or (e[2] == "return" and e[1] >= 0))), len(self.expected))
+        #: The finding diverges before the teardown: the file ends with main's script,
+        #: and what the teardown would show (kills of what is left) is left out.
+        self.short = upto is not None and upto <= self.main_end
         self.liveness = liveness
         #: Rendering the try part of a ``Resurrect``: a kill there resurrects.
         self.resurrecting = False
@@ -315,6 +322,7 @@ class _Writer:
         self.at: Dict[Tuple[str, int], List[Tuple[int, str, object]]] = {}
         self.start: Dict[str, object] = {}
         self.died: Dict[str, ExcValue] = {}
+        self.died_at: Dict[str, int] = {}
         #: What ``seen`` must hold at each event that ends a step (by trace index).
         self.seen_at: Dict[int, List[str]] = {}
         self.attribute()
@@ -330,6 +338,7 @@ class _Writer:
                 self.start[who] = payload
             if kind == "died":
                 self.died[who] = payload  # type: ignore[assignment]
+                self.died_at[who] = i
             if pc >= 0 and kind not in ELSEWHERE:
                 self.at.setdefault((who, pc), []).append((i, kind, payload))
             note = self.elsewhere(who, pc, kind, payload)
@@ -471,6 +480,8 @@ class _Writer:
             if kind in ("done", "value"):
                 return [statement, *self.sync(i, prefix + what)], True
         # No completion: the greenlet never comes back here.
+        if self.short and self.died_at.get(who, 0) > self.main_end:
+            return [statement, f"# {who} stays suspended here"], False
         if self.killed(who) and not self.resurrecting:
             self.need("seen")
             return ["try:", f"    {statement}", "except greenlet.GreenletExit:",
@@ -560,13 +571,11 @@ class _Writer:
     def teardown(self) -> List[str]:
         """The end of the program: what it still holds is dropped, in name order, with
         the kills and finalizers that causes and, for leaks, which greenlets exist."""
-        end = next((i for i, e in enumerate(self.expected) if e[0] == MAIN and (
-            e[2] == "died" or (e[2] == "return" and e[1] >= 0))), len(self.expected))
         last_alive = max((i for i, e in enumerate(self.expected) if e[2] == "alive"),
                          default=None)
-        begin = end + 1
+        begin = self.main_end + 1
         happens = any(e[2] not in ("teardown", "alive") for e in self.expected[begin:])
-        if not happens and not self.liveness:
+        if self.short or (not happens and not self.liveness):
             return []
         lines = ["# The end: the program drops what it still holds, in name order."]
         for i, e in enumerate(self.expected):
@@ -988,21 +997,25 @@ _OPS: Dict[type, Callable[..., Rendered]] = {
 
 
 def render(program: Program, expected: Sequence[Event], *, impl: str, kind: str = "mismatch",
-           title: str = "", details: Sequence[str] = (), notes: Sequence[str] = ()) -> Plain:
+           title: str = "", details: Sequence[str] = (), notes: Sequence[str] = (),
+           upto: Optional[int] = None) -> Plain:
     """The plain reproducer of ``program``: exit 1 at the first step where the
     implementation differs from ``expected`` (the model's events), 0 when none does.
     ``kind`` ``leak`` adds liveness checks (weak references to every greenlet);
-    ``notes`` say what else the file cannot show."""
-    first = _write(program, expected, kind, set())
-    return _write(program, expected, kind, first[0].needs, impl, title, details, notes)[1]
+    ``notes`` say what else the file cannot show; ``upto``, the index of the first
+    divergent event, leaves the program's teardown out when the finding shows before it
+    (the kills of what is left there are checks the bug report does not need)."""
+    args = (program, expected, kind, upto)
+    first = _write(*args, set())
+    return _write(*args, first[0].needs, impl, title, details, notes)[1]
 
 
-def _write(program: Program, expected: Sequence[Event], kind: str, needs: Set[str],
-           impl: str = "", title: str = "", details: Sequence[str] = (),
+def _write(program: Program, expected: Sequence[Event], kind: str, upto: Optional[int],
+           needs: Set[str], impl: str = "", title: str = "", details: Sequence[str] = (),
            notes: Sequence[str] = ()) -> Tuple[_Writer, Plain]:
     """One rendering; the second one knows from the first which helpers the file has
     (a ``del`` early in the file checks ``seen`` when anything later notes in it)."""
-    w = _Writer(program, expected, liveness=kind == "leak")
+    w = _Writer(program, expected, liveness=kind == "leak", upto=upto)
     w.needs |= needs
     w.notes += list(notes)
     if any(isinstance(op, (Current, Trace, Finalize, Resurrect))
