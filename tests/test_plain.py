@@ -234,6 +234,22 @@ def test_report_is_upstream_ready_markdown(tmp_path: Path, capsys) -> None:
     assert "does not reproduce" not in text
 
 
+def test_report_says_when_the_plain_file_does_not_reproduce(tmp_path: Path, capsys) -> None:
+    """With --no-run the report goes by what the finding recorded: a plain file that did
+    not reproduce is flagged, and the full reproducer named as the one to attach."""
+    program, _ = CASES["dead_is_wrong"]
+    finding = finding_for(program, "dead_is_wrong", tmp_path)
+    path = tmp_path / f"{finding.id}.json"
+    data = json.loads(path.read_text())
+    data["plain_reproduction"]["reproduced"] = False
+    data["plain_reproduction"]["how"] = "exit status 0"
+    path.write_text(json.dumps(data))
+    assert greenfuzz(["report", "--no-run", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "does not reproduce this finding" in text
+    assert f"the full reproducer `{finding.id}.py`" in text
+
+
 def test_report_rejects_what_is_not_a_finding(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "x.json"
     bad.write_text("{}")
