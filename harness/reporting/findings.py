@@ -1,4 +1,5 @@
-"""Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste.
+"""Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste,
+and ``<id>.plain.py``, the same program as plain greenlet code (``reporting.plain``).
 
 Files are written atomically (temporary file, then rename), so a finding is either
 complete on disk or absent, even if the harness is killed while writing.
