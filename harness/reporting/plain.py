@@ -307,6 +307,8 @@ class _Writer:
         self.liveness = liveness
         #: Rendering the try part of a ``Resurrect``: a kill there resurrects.
         self.resurrecting = False
+        #: Rendering a finalizer's ops: they run in whichever greenlet frees the target.
+        self.finalizing = False
         #: The bouncing tracer needs to know which greenlets have started.
         self.bouncing = any(isinstance(op, Trace) and op.mode == "bounce"
                             for _, script in program.scripts() for op in ir.walk(script))
@@ -480,6 +482,8 @@ class _Writer:
             if kind in ("done", "value"):
                 return [statement, *self.sync(i, prefix + what)], True
         # No completion: the greenlet never comes back here.
+        if self.finalizing:
+            return [statement], False  # what escapes a finalizer is unraisable
         if self.short and self.died_at.get(who, 0) > self.main_end:
             return [statement, f"# {who} stays suspended here"], False
         if self.killed(who) and not self.resurrecting:
@@ -931,7 +935,9 @@ def _finalize(w: _Writer, who: str, pc: int, op: Finalize) -> Rendered:
     w.need("seen")
     w.need("label")
     fn = f"finalizer_{w.ref(who)}_{pc}"
+    w.finalizing = True
     body, _ = _nested(w, who, pc, op.then)
+    w.finalizing = False
     w.functions.append([
         f"def {fn}(*_):", f"    \"\"\"Runs when {op.target} is freed.\"\"\"",
         f"    seen.append(f\"finalizer {who} {pc} runs in {{label(greenlet.getcurrent())}}\")",
