@@ -13,12 +13,12 @@ from typing import Optional, Sequence
 
 from rich.console import Console
 
-from greenfuzz.harness.cli import diff, env, fuzz, impls, matrix, profile, replay, scale
+from greenfuzz.harness.cli import diff, env, fuzz, impls, matrix, profile, replay, report, scale
 from greenfuzz.harness.cli.common import EXIT_USAGE, Parser, UsageError
 
 #: In the order ``--help`` lists them.
 COMMANDS = {"fuzz": fuzz, "replay": replay, "impls": impls, "diff": diff, "matrix": matrix,
-            "scale": scale, "env": env, "profile": profile}
+            "scale": scale, "env": env, "profile": profile, "report": report}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,4 +52,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("  " + finding.verdict.summary.replace("\n", "\n  "), markup=False)
         return EXIT_OK
     console.print(finding.report(), markup=False)
+    plain = finding.plain()  # the program as plain greenlet code (reporting.plain)
+    if plain is not None:
+        console.print("plain reproducer (exit 1 while it differs):\n" + plain.source,
+                      markup=False)
     return EXIT_FINDING

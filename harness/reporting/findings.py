@@ -1,4 +1,5 @@
-"""Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste.
+"""Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste,
+and ``<id>.plain.py``, the same program as plain greenlet code (``reporting.plain``).
 
 Files are written atomically (temporary file, then rename), so a finding is either
 complete on disk or absent, even if the harness is killed while writing.
@@ -12,7 +13,7 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -20,7 +21,8 @@ from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
 from greenfuzz.harness.program.ir import Program, ProgramError
-from greenfuzz.harness.reporting.reproduce import Reproduction
+from greenfuzz.harness.reporting import plain as plain_code
+from greenfuzz.harness.reporting.reproduce import PlainReproduction, Reproduction
 from greenfuzz.harness.target import runtime
 
 FORMAT = "greenfuzz-finding/1"
@@ -41,6 +43,8 @@ class Finding:
     python_version: str = ""
     #: Whether the standalone reproducer did the same in a fresh process (None: not run).
     reproduction: Optional[Reproduction] = None
+    #: The same for the plain reproducer (``<id>.plain.py``), and on greenlet.
+    plain_reproduction: Optional[PlainReproduction] = None
 
     @property
     def kind(self) -> str:
@@ -65,6 +69,8 @@ class Finding:
             "expected": runtime.encode_trace(self.expected),
             "observed": self.observation.to_json(),
             "reproduction": self.reproduction.to_json() if self.reproduction else None,
+            "plain_reproduction": (self.plain_reproduction.to_json()
+                                   if self.plain_reproduction else None),
         }
 
     def python_info(self) -> Dict[str, str]:
@@ -84,6 +90,7 @@ class Finding:
         if self.reproduction is not None:
             said = "reproduced" if self.reproduction.reproduced else "NOT reproduced"
             lines.append(f"  standalone reproducer: {said} ({self.reproduction.how})")
+        lines += self.plain_report()
         return "\n".join(lines)
 
     def reproducer(self) -> str:
@@ -109,7 +116,47 @@ class Finding:
         py_path = directory / f"{self.id}.py"
         atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
         atomic_write(py_path, self.reproducer())
-        return [json_path, py_path]
+        return [json_path, py_path, *self.save_plain(directory)]
+
+    # -- the plain reproducer (``greenfuzz.harness.reporting.plain``) ----------------------
+
+    def plain(self) -> Optional[plain_code.Plain]:
+        """The program as plain greenlet code (None for the parked-greenlet scenario,
+        which has no program)."""
+        if not self.program.main and not self.program.greenlets:
+            return None
+        from greenfuzz.harness.judging import memcheck
+
+        notes = ("raw memory growth shows over many runs of the program, which the "
+                 "harness's memory probe makes; one plain run shows none",) \
+            if memcheck.is_raw(self.verdict) else ()
+        where = f" under {self.python_version}" if self.python else ""
+        return plain_code.render(
+            self.program, self.expected, impl=self.impl, kind=self.kind, notes=notes,
+            upto=self.verdict.index,
+            title=f"{self.id} found by greenfuzz",
+            details=[f"Found on {self.impl} {self.impl_version}".rstrip() + where + "."])
+
+    def save_plain(self, directory: Path) -> List[Path]:
+        """Write ``<id>.plain.py`` (when there is a program)."""
+        found = self.plain()
+        if found is None:
+            return []
+        path = directory / f"{self.id}.plain.py"
+        atomic_write(path, found.source)
+        return [path]
+
+    def plain_report(self) -> List[str]:
+        """Lines on the plain reproducer for ``report``: whether it is the one to use."""
+        p = self.plain_reproduction
+        if p is None:
+            return []
+        if p.usable:
+            return [f"  plain reproducer ({self.id}.plain.py): reproduced ({p.how}), "
+                    f"passes on greenlet"]
+        why = p.how if not p.reproduced else f"on greenlet: {p.reference_how}"
+        return [f"  plain reproducer ({self.id}.plain.py): NOT usable ({why}); use the full "
+                f"reproducer {self.id}.py"] + [f"    not plain: {n}" for n in p.notes]
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -143,3 +190,19 @@ def load_program(path: Path) -> Program:
         return Program.from_json(data)
     except ProgramError as e:
         raise ProgramError(f"{path}: {e}") from None
+
+
+def verify_plain(finding: Finding, script: Path, *, python: Optional[str],
+                 timeout: float) -> Finding:
+    """The finding with its plain reproducer run standalone on its implementation and on
+    greenlet (``reproduce.verify_plain``); unchanged when it has none."""
+    from greenfuzz.harness.reporting.reproduce import verify_plain as run_plain
+
+    found = finding.plain()
+    if found is None or not script.exists():
+        return finding
+    signum = finding.observation.extra.get("signum")
+    outcome = run_plain(script, kind=finding.kind, impl=finding.impl, python=python,
+                        timeout=timeout, signum=signum if isinstance(signum, int) else None,
+                        notes=found.notes)
+    return replace(finding, plain_reproduction=outcome)

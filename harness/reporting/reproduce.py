@@ -84,3 +84,75 @@ def _text(data: object) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace")
     return data or ""  # type: ignore[return-value]
+
+
+# -- the plain reproducer (``greenfuzz.harness.reporting.plain``) -----------------------------
+
+#: The implementation a plain reproducer must pass on: greenlet, under the harness's own
+#: interpreter (where greenfuzz is installed, so is the greenlet it was checked against).
+REFERENCE = "greenlet"
+
+
+@dataclass(frozen=True)
+class PlainReproduction:
+    """The plain reproducer run standalone: on the finding's implementation (it must fail
+    as the finding did) and on greenlet (it must pass)."""
+
+    reproduced: bool
+    how: str
+    output: str = ""
+    #: Whether it passes (exit 0) on the reference greenlet, and what happened there.
+    reference_ok: bool = False
+    reference_how: str = ""
+    #: What the file could not say plainly (``Plain.notes``).
+    notes: tuple = ()
+
+    @property
+    def usable(self) -> bool:
+        """Reproduces on the implementation and passes on greenlet: the one to report."""
+        return self.reproduced and self.reference_ok
+
+    def to_json(self) -> Dict[str, object]:
+        return {"reproduced": self.reproduced, "how": self.how, "output": self.output,
+                "reference": {"ok": self.reference_ok, "how": self.reference_how},
+                "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, data: Dict[str, object]) -> PlainReproduction:
+        reference = data.get("reference") or {}
+        assert isinstance(reference, dict)
+        return cls(bool(data.get("reproduced")), str(data.get("how", "")),
+                   str(data.get("output", "")), bool(reference.get("ok")),
+                   str(reference.get("how", "")), tuple(data.get("notes") or ()))  # type: ignore[arg-type]
+
+
+def run_on_reference(script: Path, *, timeout: float, impl: str = REFERENCE,
+                     python: Optional[str] = None) -> Reproduction:
+    """Run a reproducer on the reference implementation: ``reproduced`` here means it
+    passed (exit 0), as a correct implementation must."""
+    env = dict(os.environ, GREENFUZZ_IMPL=impl, PYTHONFAULTHANDLER="1")
+    try:
+        done = subprocess.run([python or sys.executable, str(script)], env=env,
+                              capture_output=True, text=True, timeout=timeout + STARTUP_ALLOWANCE,
+                              start_new_session=True, check=False)
+    except subprocess.TimeoutExpired:
+        return Reproduction(False, f"no exit within {timeout + STARTUP_ALLOWANCE:g} s")
+    except OSError as e:
+        return Reproduction(False, f"could not run it: {e.strerror}")
+    out = (done.stdout + done.stderr)[-OUTPUT_LIMIT:]
+    if done.returncode < 0:
+        return Reproduction(False, f"killed by {_signal_name(-done.returncode)}", out)
+    return Reproduction(done.returncode == 0, f"exit status {done.returncode}", out)
+
+
+def verify_plain(script: Path, *, kind: str, impl: str, python: Optional[str],
+                 timeout: float, signum: Optional[int] = None,
+                 notes: tuple = ()) -> PlainReproduction:
+    """Run the plain reproducer as the full one is run (``run_reproducer``), then on greenlet."""
+    found = run_reproducer(script, kind=kind, impl=impl, python=python, timeout=timeout,
+                           signum=signum)
+    reference = run_on_reference(script, timeout=timeout)
+    said = reference.output.strip().splitlines()
+    how = reference.how + (f": {said[-1]}" if said and not reference.reproduced else "")
+    return PlainReproduction(found.reproduced, found.how, found.output, reference.reproduced,
+                             how, tuple(notes))

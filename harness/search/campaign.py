@@ -24,7 +24,7 @@ from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
-from greenfuzz.harness.reporting.findings import Finding
+from greenfuzz.harness.reporting.findings import Finding, verify_plain
 from greenfuzz.harness.reporting.reproduce import run_reproducer
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.strategies import programs
@@ -432,4 +432,6 @@ def verify(finding: Finding, script: Path, config: CampaignConfig) -> Finding:
     outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
                              python=config.python, timeout=config.timeout,
                              signum=signum if isinstance(signum, int) else None)
-    return replace(finding, reproduction=outcome)
+    finding = replace(finding, reproduction=outcome)
+    return verify_plain(finding, script.with_name(f"{finding.id}.plain.py"),
+                        python=config.python, timeout=config.timeout)

@@ -1,0 +1,288 @@
+"""Plain reproducers (``harness/reporting/plain.py``) and ``greenfuzz report``.
+
+A plain reproducer is only worth pasting upstream if it fails on the broken
+implementation as the finding did and passes on greenlet: every test here runs the
+generated file in a fresh interpreter, against mutants (``tests/mutants/``) and greenlet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from greenfuzz.harness import model
+from greenfuzz.harness.cli.main import main as greenfuzz
+from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import (
+    FAMILIES,
+    MAIN,
+    OP_TYPES,
+    Drop,
+    Exc,
+    Inspect,
+    Program,
+    Raise,
+    Recurse,
+    SetParent,
+    Spawn,
+    Switch,
+    Throw,
+    program_families,
+)
+from greenfuzz.harness.reporting import plain
+from greenfuzz.harness.reporting.findings import verify_plain
+from greenfuzz.harness.search.campaign import CampaignConfig, judge, run_campaign
+from greenfuzz.strategies import programs
+from tests.helpers import prog
+from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR
+
+GREENLET = implementations.load("greenlet")
+#: What the runtime's instrumentation looks like: none of it may appear in a plain file.
+HARNESS_WORDS = ("rec(", "ret(", "spawn(", "T.", "EXPECTED", "execute(", "registry")
+
+
+def run_plain(source: str, tmp_path: Path, impl: str, timeout: float = 20
+              ) -> subprocess.CompletedProcess:
+    """The file run as its reader runs it: a fresh interpreter, ``GREENFUZZ_IMPL``."""
+    path = tmp_path / "repro.plain.py"
+    path.write_text(source)
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, GREENFUZZ_IMPL=impl))
+
+
+def rendered(program: Program, impl: str = "greenlet", kind: str = "mismatch") -> plain.Plain:
+    return plain.render(program, model.predict(program), impl=impl, kind=kind, title="test")
+
+
+def mutant(name: str) -> str:
+    return str(MUTANTS_DIR / f"{name}.py")
+
+
+# -- shape -------------------------------------------------------------------------------
+
+
+def test_every_op_type_has_a_plain_rendering() -> None:
+    assert set(plain._OPS) == set(OP_TYPES.values())
+
+
+def test_core_program_is_short_plain_greenlet_code(tmp_path: Path) -> None:
+    """Spawn with a parent, switch with args, throw, reparent, drop: idiomatic calls,
+    checks where things happen, no runtime; and it passes on greenlet."""
+    p = prog([Spawn("g1"), Spawn("g2", parent="g1"), Switch("g1", (1,)),
+              Throw("g1", Exc("ValueError", (2,)), style="instance"),
+              SetParent("g2", MAIN), Switch("g2"), Drop("g1")],
+             g1=[Switch(MAIN, (42,)), Switch(MAIN)], g2=[Raise(Exc("KeyError", ("k",)))])
+    found = rendered(p)
+    source = found.source
+    for word in HARNESS_WORDS:
+        assert word not in source, word
+    for idiom in ("g1 = greenlet.greenlet(run_g1)", "greenlet.greenlet(run_g2, g1)",
+                  "g1.switch(1)", "g1.throw(ValueError(2))", "g2.parent = main", "del g1",
+                  "check('g1.switch(1)', g1.switch(1), 42)"):
+        assert idiom in source, idiom
+    assert found.notes == ()
+    assert found.lines <= 50, source  # seven ops, two of them raising
+    done = run_plain(source, tmp_path, "greenlet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+
+
+def test_minimal_core_finding_is_at_most_about_30_lines() -> None:
+    """A two-greenlet core finding of a few ops, found on a module implementation."""
+    p = prog([Spawn("g1"), Switch("g1"), Switch("g1")], g1=[Switch(MAIN, (1,))])
+    assert rendered(p).lines <= 30, rendered(p).source
+
+
+def test_teardown_left_out_when_the_finding_shows_before_it(tmp_path: Path) -> None:
+    """g1 is killed at the end; a finding that diverges at main's switch does not need
+    that: the file stops with main's script."""
+    p = prog([Spawn("g1"), Switch("g1"), Switch("g1", (5,))], g1=[Switch(MAIN, (1,)),
+                                                               Switch(MAIN)])
+    expected = model.predict(p)
+    full = plain.render(p, expected, impl="greenlet")
+    at = next(i for i, e in enumerate(expected) if e[:3] == (MAIN, 1, "value"))
+    short = plain.render(p, expected, impl="greenlet", upto=at)
+    assert "del g1" in full.source and "g1 killed" in full.source
+    assert "del g1" not in short.source and "seen" not in short.source
+    assert short.lines < full.lines
+    for found in (full, short):
+        done = run_plain(found.source, tmp_path, "greenlet")
+        assert done.returncode == 0, done.stdout + done.stderr + found.source
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(families=FAMILIES, max_greenlets=4))
+def test_plain_files_pass_on_greenlet(program: Program) -> None:
+    """Any program greenlet agrees with the model on: its plain file exits 0 there (a
+    file that failed on greenlet would blame every implementation)."""
+    expected = model.predict(program)
+    if not checks.compare(program, expected, runner.run_inprocess(program, GREENLET)).ok:
+        return  # documented where the model and greenlet part (test_model_vs_greenlet)
+    found = plain.render(program, expected, impl="greenlet")
+    with tempfile.TemporaryDirectory() as tmp:
+        done = run_plain(found.source, Path(tmp), "greenlet")
+    assert done.returncode == 0, done.stdout + done.stderr + found.source
+
+
+# -- against mutants, without a campaign -----------------------------------------------
+
+
+CASES = {
+    # mutant: a minimal program showing its defect, and the FAIL line's beginning
+    "dead_is_wrong": (prog([Spawn("g1"), Inspect("g1", "dead")], g1=[]), "FAIL g1.dead"),
+    "no_kill_on_drop": (prog([Spawn("g1"), Switch("g1"), Drop("g1")], g1=[Switch(MAIN)]),
+                        "FAIL del g1"),
+    "list_return": (prog([Spawn("g1"), Switch("g1")], g1=[Switch(MAIN, (1, 2))]),
+                    "FAIL g1.switch()"),
+    "stack_local_corrupted": (prog([Spawn("g1"), Switch("g1"), Switch("g1")],
+                                   g1=[Recurse(3, "call", 0, (Switch(MAIN),))]),
+                              "FAIL the"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_plain_file_fails_on_mutant_and_passes_on_greenlet(name: str, tmp_path: Path) -> None:
+    program, line = CASES[name]
+    kind = importlib.import_module(f"tests.mutants.{name}").KIND
+    source = rendered(program, impl=mutant(name), kind=kind).source
+    broken = run_plain(source, tmp_path, mutant(name))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.stdout.startswith(line), broken.stdout
+    fixed = run_plain(source, tmp_path, "greenlet")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_leak_kind_checks_liveness(tmp_path: Path) -> None:
+    """keep_alive frees nothing: only a leak finding's file holds weak references, and
+    its end says which greenlets are left."""
+    p = prog([Spawn("g1")], g1=[])
+    assert "weakref" not in rendered(p, impl=mutant("keep_alive")).source
+    source = rendered(p, impl=mutant("keep_alive"), kind="leak").source
+    broken = run_plain(source, tmp_path, mutant("keep_alive"))
+    assert broken.returncode == 1 and "greenlets left at the end" in broken.stdout, \
+        broken.stdout + broken.stderr
+    assert run_plain(source, tmp_path, "greenlet").returncode == 0
+
+
+def test_crash_dies_of_the_same_signal(tmp_path: Path) -> None:
+    p = prog([Spawn("g1"), Switch("g1", (1, 2, 3))], g1=[])
+    source = rendered(p, impl=mutant("segfault_three_args"), kind="crash").source
+    assert run_plain(source, tmp_path, mutant("segfault_three_args")).returncode < 0
+    assert run_plain(source, tmp_path, "greenlet").returncode == 0
+
+
+# -- findings: the file on disk, its verification, the report ----------------------------
+
+
+def finding_for(program: Program, name: str, tmp_path: Path):
+    impl = implementations.load(mutant(name))
+    config = CampaignConfig(impl=impl, out=tmp_path, isolate=False, timeout=2.0)
+    finding = judge(program, config, None)
+    assert not finding.verdict.ok
+    paths = finding.save(tmp_path)
+    plain_path = tmp_path / f"{finding.id}.plain.py"
+    assert plain_path in paths and plain_path.exists()
+    finding = verify_plain(finding, plain_path, python=None, timeout=5.0)
+    finding.save(tmp_path)
+    return finding
+
+
+def test_finding_records_its_plain_reproduction(tmp_path: Path) -> None:
+    program, _ = CASES["dead_is_wrong"]
+    finding = finding_for(program, "dead_is_wrong", tmp_path)
+    assert finding.plain_reproduction is not None and finding.plain_reproduction.usable
+    data = json.loads((tmp_path / f"{finding.id}.json").read_text())
+    assert data["plain_reproduction"]["reproduced"] is True
+    assert data["plain_reproduction"]["reference"]["ok"] is True
+    assert "plain reproducer" in finding.report() and "passes on greenlet" in finding.report()
+
+
+def test_finding_says_when_plain_does_not_reproduce(tmp_path: Path) -> None:
+    """A raw-memory leak needs the harness's repeated runs: one plain run passes, and the
+    finding keeps the full reproducer as the one to use."""
+    program, _ = CASES["dead_is_wrong"]
+    finding = finding_for(program, "dead_is_wrong", tmp_path)
+    (tmp_path / f"{finding.id}.plain.py").write_text("print('OK')\n")  # reproduces nothing
+    again = verify_plain(finding, tmp_path / f"{finding.id}.plain.py", python=None,
+                         timeout=5.0)
+    assert again.plain_reproduction is not None and not again.plain_reproduction.usable
+    assert f"use the full reproducer {finding.id}.py" in again.report()
+
+
+def test_report_is_upstream_ready_markdown(tmp_path: Path, capsys) -> None:
+    program, _ = CASES["no_kill_on_drop"]
+    finding = finding_for(program, "no_kill_on_drop", tmp_path)
+    assert greenfuzz(["report", str(tmp_path / f"{finding.id}.json")]) == 0
+    text = capsys.readouterr().out
+    for part in ("# ", "**Implementation:**", "**Interpreter:**", "## Reproducer",
+                 "```python", "del g1", "## Expected vs observed", "FAIL del g1",
+                 "## What greenlet documents", "greenlet.readthedocs.io/en/latest/greenlet_gc",
+                 "## greenlet itself", "the same reproducer passes"):
+        assert part in text, part
+    assert "does not reproduce" not in text
+
+
+def test_report_says_when_the_plain_file_does_not_reproduce(tmp_path: Path, capsys) -> None:
+    """With --no-run the report goes by what the finding recorded: a plain file that did
+    not reproduce is flagged, and the full reproducer named as the one to attach."""
+    program, _ = CASES["dead_is_wrong"]
+    finding = finding_for(program, "dead_is_wrong", tmp_path)
+    path = tmp_path / f"{finding.id}.json"
+    data = json.loads(path.read_text())
+    data["plain_reproduction"]["reproduced"] = False
+    data["plain_reproduction"]["how"] = "exit status 0"
+    path.write_text(json.dumps(data))
+    assert greenfuzz(["report", "--no-run", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "does not reproduce this finding" in text
+    assert f"the full reproducer `{finding.id}.py`" in text
+
+
+def test_report_rejects_what_is_not_a_finding(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    assert greenfuzz(["report", str(bad)]) == 2
+    assert greenfuzz(["report", str(tmp_path / "missing.json")]) == 2
+
+
+# -- every mutant, fuzzed to a minimal finding ---------------------------------------------
+
+
+def core_only(program: Program) -> bool:
+    return program_families(program) == ("core",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MUTANTS)
+def test_mutant_finding_has_a_plain_reproducer(name: str, tmp_path: Path) -> None:
+    """As test_mutants fuzzes them: the plain file exists and its verification is
+    recorded; a core-family finding's file reproduces standalone and passes on greenlet."""
+    module = importlib.import_module(f"tests.mutants.{name}")
+    impl = implementations.load(mutant(name))
+    config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
+                            seed=1234, isolate=True, timeout=1.0,
+                            families=getattr(module, "FAMILIES", FAMILIES))
+    result = run_campaign(config)
+    assert result.findings, f"{name} survived {result.examples} programs"
+    finding = result.findings[0]
+    if not finding.program.main and not finding.program.greenlets:
+        return  # the parked-greenlet scenario has no program to render
+    path = tmp_path / f"{finding.id}.plain.py"
+    assert path.exists()
+    data = json.loads((tmp_path / f"{finding.id}.json").read_text())
+    recorded = data["plain_reproduction"]
+    assert recorded is not None and recorded["reference"]["ok"] is True, recorded
+    if core_only(finding.program) and "raw memory" not in finding.verdict.summary:
+        assert recorded["reproduced"] is True, (recorded, path.read_text())
+        fixed = run_plain(path.read_text(), tmp_path, "greenlet")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
