@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 if TYPE_CHECKING:  # type-only: the model sits above the families
     from hypothesis.strategies import SearchStrategy
 
-    from greenfuzz.harness.model.core import MG, Delivery, Flying, Model, Throwing
+    from greenfuzz.harness.families.deliveries import Delivery, Flying, Throwing
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: Plain data passed through switches: None, bool, int, str, tuples and str-keyed dicts.
 Value = Any
@@ -132,6 +134,7 @@ class Family:
     collecting: Optional[Callable[[Model, MG], bool]] = None
     freeing: Optional[Callable[[Model, MG, Optional[MG]], bool]] = None
     killing: Optional[Callable[[Model, MG], None]] = None
+    dying: Optional[Callable[[Model, MG], bool]] = None
     switching: Optional[Callable[[Model, str, MG, MG], Optional[Throwing]]] = None
     entering: Optional[Callable[[Model, MG, Delivery, MG], bool]] = None
     resuming: Optional[Callable[[Model, MG, Delivery], Delivery]] = None
@@ -153,6 +156,8 @@ _BLOCKS: set = set()
 
 def register(family: Family) -> Family:
     """Add a family (its op types must be new); families are kept in registration order."""
+    if _FAMILIES.get(family.name) is family:
+        return family  # registered already (a package import retried after a failure)
     if family.name in _FAMILIES:
         raise ValueError(f"family {family.name!r} is already registered")
     for spec in family.ops:

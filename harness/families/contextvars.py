@@ -12,7 +12,8 @@ from greenfuzz.harness.families.base import Family, OpSpec, ProgramError, Script
 from greenfuzz.harness.families.values import scalars
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: The context variables a program has (fresh ``ContextVar`` objects every run).
 CONTEXT_VARS = ("a", "b")

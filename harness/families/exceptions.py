@@ -34,11 +34,12 @@ from greenfuzz.harness.families.core import (
     switches,
     throws,
 )
-from greenfuzz.harness.families.deliveries import Flying, exc_value
+from greenfuzz.harness.families.deliveries import Flying, State, exc_value, harness_error
 from greenfuzz.harness.families.values import CATCHABLE_TYPES, THROWABLE_TYPES, exceptions
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,29 @@ def _leave_finally(m: Model, g: MG, start: int, op: Finally) -> None:
     finals(g).pop(start, None)
 
 
+def _dying(m: Model, g: MG) -> bool:
+    """A kill's GreenletExit unwinds ``g`` through its ``Finally`` blocks, whose finally
+    parts run in ``g`` before control goes back to the dropper (greenlet_gc: "This
+    gives try/finally blocks a chance to clean up resources held by the greenlet")."""
+    if not any(isinstance(g.script[level.start], Finally) for level in g.levels):
+        return False
+    obj = Flying(harness_error("GreenletExit"))
+    dropper = g.parent  # the kill made it the parent for the duration
+    assert dropper is not None
+    was = dropper.state
+    if was is State.RUNNING:
+        dropper.state = State.SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
+    g.killing = True
+    m.raised(g, obj)
+    m.unwind(g, obj)
+    while g.state is not State.DEAD:  # ``finish`` ends it (the kill switches back)
+        m.count_step()
+        m.step(g)
+    g.killing = False
+    dropper.state = was
+    return True
+
+
 # -- strategies ------------------------------------------------------------------------
 
 _not = st.booleans().map(lambda b: not b)
@@ -264,4 +288,5 @@ FAMILY = Family(
     ),
     draw=_draw,
     claims=_claims,
+    dying=_dying,
 )

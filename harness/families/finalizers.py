@@ -47,7 +47,8 @@ from greenfuzz.harness.families.deliveries import (
 from greenfuzz.harness.families.exceptions import Finally
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Level, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG, Level
 
 #: How a ``Finalize`` attaches its finalizer: a callback of a weak reference to the
 #: greenlet, or ``__del__`` of an object stored as an attribute of the greenlet.

@@ -14,7 +14,8 @@ from greenfuzz.harness.families.stack import Recurse
 from greenfuzz.harness.target.runtime import VIA_FRAMES
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)

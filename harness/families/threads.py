@@ -25,7 +25,8 @@ from greenfuzz.harness.families.core import (
 from greenfuzz.harness.families.deliveries import State, harness_error
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from greenfuzz.harness.families.deliveries import (
 )
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: ``Trace`` modes: a tracer that records, one that records and raises, or none; and
 #: ``bounce``, one that records and, once per program, switches from inside the callback:
