@@ -237,6 +237,10 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
         program = _supported(_resurrecting(draw, program, targets))
     if "exceptions" in fams or "threads" in fams:
         program = _determined(program)
+    for family in registry.registered():
+        # A family may rework the whole program (``Family.decorate``).
+        if family.decorate is not None and family.name in fams:
+            program = family.decorate(draw, program, targets, fams)
     return program
 
 
