@@ -383,10 +383,10 @@ def run_child(script, impl, python, timeout, memory_limit=None):
         out, err = proc.communicate(timeout=timeout)
         code = proc.returncode
     except subprocess.TimeoutExpired:
-        try:
+        import contextlib
+
+        with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
         out, err = proc.communicate()
         code = None
     seconds = time.monotonic() - started
@@ -398,21 +398,29 @@ def run_child(script, impl, python, timeout, memory_limit=None):
     return text, code, (out + err).decode("utf-8", "replace"), seconds
 
 
-def judge_main(expected, want_status, impl, timeout):
-    """The reproducer without arguments: run itself as a child, judge it, and end as a
-    finding says: killed by the same signal for a crash, exit status 1 for a mismatch
-    or a hang, 0 when the implementation agrees."""
+def judge_main(expected, want_status, impl, timeout, attempts=None):
+    """The reproducer without arguments: run itself as a child (again, up to
+    ``attempts`` times, ``GREENFUZZ_ATTEMPTS``, default 10, while it agrees: crashes at
+    exit often depend on timing), judge it, and end as a finding says: killed by the
+    same signal for a crash, exit status 1 for a mismatch or a hang, 0 when the
+    implementation agrees."""
     import signal
 
-    text, code, stderr, _ = run_child(os.path.abspath(sys.argv[0]), impl, sys.executable,
-                                      timeout)
-    if code is None:
-        print("HANG: the child did not exit within %s s" % timeout)
-        return 1
-    observed = parse_output(text, decode_trace)  # noqa: F821
-    signum = -code if code < 0 else None
-    verdict = judge(expected, observed, code if code >= 0 else None, signum, stderr,
-                    want_status, first_divergence)  # noqa: F821
+    if attempts is None:
+        attempts = int(os.environ.get("GREENFUZZ_ATTEMPTS", "10"))
+    for attempt in range(1, max(1, attempts) + 1):
+        text, code, stderr, _ = run_child(os.path.abspath(sys.argv[0]), impl,
+                                          sys.executable, timeout)
+        if code is None:
+            print("HANG: the child did not exit within %s s" % timeout)
+            return 1
+        observed = parse_output(text, decode_trace)  # noqa: F821
+        signum = -code if code < 0 else None
+        verdict = judge(expected, observed, code if code >= 0 else None, signum, stderr,
+                        want_status, first_divergence)  # noqa: F821
+        if verdict is not None:
+            print("run %d of at most %d diverged" % (attempt, attempts))
+            break
     if stderr.strip():
         print("---- the child's output ----")
         print(stderr.rstrip()[-4000:])
