@@ -149,7 +149,15 @@ def leave(T, kind, count):
             if kind == "del_cycle":
                 obj.me = obj
             else:
-                left.append(obj)
+                # A module of its own, whose globals are cleared as modules are torn
+                # down (``__main__``'s are not while a suspended greenlet's frame
+                # refers to them).
+                import types
+
+                module = sys.modules.get("greenfuzz_left")
+                if module is None:
+                    module = sys.modules["greenfuzz_left"] = types.ModuleType("greenfuzz_left")
+                module.__dict__.setdefault("objects", []).append(obj)
     else:
         raise ValueError("unknown leave kind %r" % (kind,))
 
