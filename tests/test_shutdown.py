@@ -47,6 +47,9 @@ PROGRAMS = {
               AtExit(True, (Throw("g1", Exc("ValueError", (1,))),)),
               AtExit(False, (Throw("g3", None, "none"), Drop("g1"), Current()))),
         greenlets=PARKED),
+    "greenletexit_leaves_a_callback": Program(
+        main=(AtExit(True, (Current(),)),
+              AtExit(False, (Throw("main", Exc("GreenletExit", ())), Current()))),),
     "left_behind": Program(
         main=(Spawn("g1"), Switch("g1"), Leave("daemon_switching", 2), Leave("daemon_idle"),
               Leave("ended_thread", 2), Leave("nondaemon"), Leave("cycle", 2),

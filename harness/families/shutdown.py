@@ -247,6 +247,19 @@ def _stepping(m: Model, g: MG) -> bool:
     return True
 
 
+def _uncaught(m: Model, g: MG, exc: object) -> bool:
+    """An exception leaves a callback (one thrown into main itself, which ``except
+    Exception`` does not catch: GreenletExit): ``atexit`` reports it to
+    ``sys.unraisablehook`` ("Exception ignored in atexit callback", CPython 3.10+) and
+    calls the next callback."""
+    state = _state(m)
+    if state.running is None or not g.is_main:
+        return False
+    m.rec(MAIN, -1, "unraisable", exc)
+    _next(m)
+    return True
+
+
 # -- strategies ------------------------------------------------------------------------
 
 _leaves = st.builds(Leave, st.sampled_from(LEAVE_KINDS), st.integers(min_value=1, max_value=4))
@@ -318,4 +331,5 @@ FAMILY = Family(
     state=Shutdown,
     main_finished=_main_finished,
     stepping=_stepping,
+    uncaught=_uncaught,
 )

@@ -334,7 +334,7 @@ def judge(expected, observed, status, signum, stderr, want_status, first_diverge
         want = expected[at] if at < len(expected) else "end of trace"
         got = main[at] if at < len(main) else "end of trace (the process ended first)"
         phase = "while atexit callbacks ran" if any(
-            e[2] == "atexit" for e in main[:at + 1]) else "before the exit"
+            e[2] in ("atexit", "atexit_end") for e in main[:at + 1]) else "before the exit"
         kind_of = lambda e: e[2] if isinstance(e, tuple) else "end"  # noqa: E731
         return ("mismatch", "mismatch at event %d (%s)\n  expected %r\n  observed %r"
                 % (at, phase, want, got), at,
