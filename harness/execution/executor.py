@@ -27,7 +27,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any, Dict, Optional, Tuple, Type
 
-from greenfuzz.harness.execution import render
+from greenfuzz.harness.execution import at_exit, render
 from greenfuzz.harness.execution.implementations import ImplementationError
 from greenfuzz.harness.execution.runner import Observation
 from greenfuzz.harness.program.ir import Program
@@ -320,7 +320,12 @@ class IsolatedExecutor:
         """Run one program; crashes and hangs are observations, never exceptions.
         ``fresh`` runs it in a child that runs nothing else, whatever
         ``programs_per_child`` says (``extra["programs_before"]`` tells when a child
-        had run others first)."""
+        had run others first).  A program that ends with the interpreter's exit
+        (family ``shutdown``) runs in a fresh interpreter of its own (``at_exit``)."""
+        if at_exit.at_exit(program):
+            return at_exit.run(program, self.impl_spec, python=self._python_path(),
+                               timeout=self.timeout if timeout is None else float(timeout),
+                               memory_limit=self.memory_limit)
         return self.run_source(render.program_source(program), timeout, fresh=fresh)
 
     def _programframe(self, source: str) -> Tuple[str, bytes]:

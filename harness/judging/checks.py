@@ -75,6 +75,10 @@ def describe_event(program: Program, event: Optional[Event]) -> str:
 
 
 def compare(program: Program, expected: Sequence[Event], observed: Observation) -> Verdict:
+    if observed.extra.get("at_exit"):
+        from greenfuzz.harness.judging import at_exit  # family shutdown: its own oracle
+
+        return at_exit.verdict(program, expected, observed, Verdict)  # type: ignore[return-value]
     if observed.outcome == HANG:
         return Verdict(Kind.HANG, f"hang: {observed.detail}", signature=str(Kind.HANG))
     if observed.outcome == CRASH:

@@ -106,6 +106,14 @@ class Finding:
             return memcheck.reproducer(self.program, self.verdict, self.observation,
                                        impl=self.impl, title=f"{self.kind} found by greenfuzz",
                                        details=details)
+        from greenfuzz.harness.execution import at_exit
+
+        if at_exit.at_exit(self.program):
+            from greenfuzz.harness.families.shutdown import expected_status
+
+            return at_exit.script(self.program, self.expected, impl=self.impl,
+                                  want_status=expected_status(self.program, self.expected),
+                                  title=f"{self.kind} found by greenfuzz", details=details)
         return render.reproducer(self.program, self.expected, impl=self.impl,
                                  title=f"{self.kind} found by greenfuzz", details=details)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 RUNTIME = ("codec", "tracediff", "referrers", "stacks", "loader", "runtime")
 #: A raw-memory reproducer or probe: the runtime, then the memory measurements.
 MEMORY = (*RUNTIME, "words", "memory", "rawmemory", "memprobe")
+#: A program that ends with the interpreter's exit (family ``shutdown``): its script.
+EXIT = (*RUNTIME, "words", "protocol", "exit_runtime")
 #: A scale reproducer.
 SCALE = ("words", "loader", "memory", "scale_runtime")
 
