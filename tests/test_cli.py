@@ -51,6 +51,30 @@ def test_replay_bad_json(tmp_path: Path, capsys, content: str, message: str) -> 
     assert message in one_line_error(capsys, ["replay", str(bad)])
 
 
+@pytest.mark.parametrize("where", ["greenlet-name", "keyword-key"])
+def test_replay_runs_no_code_from_the_file(tmp_path: Path, where: str) -> None:
+    """A finding is data: a greenlet name or keyword key crafted as code is refused
+    before anything is rendered or run (it would otherwise create ``marker``)."""
+    marker = tmp_path / "PWNED"
+    payload = f"__import__('os').system('touch {marker}')"
+    if where == "greenlet-name":
+        name = f"x(*a, **k):\n        {payload}\n    def y"
+        data = {"main": [{"op": "Spawn", "name": name}, {"op": "Switch", "target": name}],
+                "greenlets": {name: []}}
+    else:
+        data = {"main": [{"op": "Spawn", "name": "g1"},
+                         {"op": "Switch", "target": "g1", "kwargs": {f"a={payload},b": 1}}],
+                "greenlets": {"g1": []}}
+    bad = tmp_path / "finding.json"
+    bad.write_text(json.dumps({"format": "greenfuzz-program/1", **data}))
+    for extra in ([], ["--in-process"]):
+        done = run_cli("replay", str(bad), *extra)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not marker.exists()
+
+
 def test_replay_missing_file(tmp_path: Path, capsys) -> None:
     assert "no such file" in one_line_error(capsys, ["replay", str(tmp_path / "nope.json")])
 

@@ -10,7 +10,9 @@ harness's overhead per switch close to a hand-written script's.
 
 from __future__ import annotations
 
+import keyword
 import pprint
+import re
 import zlib
 from typing import List, Optional, Sequence
 
@@ -53,12 +55,27 @@ RUNTIME_PATH = source_path("runtime")
 _EXC_EXPR = {"GreenletExit": "GreenletExit", "FuzzError": "FuzzError"}
 
 
+#: What a name pasted into source as code (not as a literal) may look like: greenlet
+#: names (``run_<name>``), keyword-argument keys, exception types.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def identifier(name: object) -> str:
+    """``name`` when it is a plain identifier, else ``ProgramError``: a program read from a
+    file is data, and nothing in it may become code (defence in depth: the schema
+    refuses such programs before they are built)."""
+    if not (isinstance(name, str) and IDENTIFIER.fullmatch(name)
+            and not keyword.iskeyword(name)):
+        raise ir.ProgramError(f"not an identifier: {str(name)[:40]!r}")
+    return name
+
+
 def _exc_class(exc: Exc) -> str:
-    return _EXC_EXPR.get(exc.type, exc.type)
+    return _EXC_EXPR.get(exc.type, identifier(exc.type))
 
 
 def _args(args: Sequence[ir.Value], kwargs: Sequence[tuple] = ()) -> str:
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs]
+    parts = [repr(a) for a in args] + [f"{identifier(k)}={v!r}" for k, v in kwargs]
     return ", ".join(parts)
 
 
@@ -152,7 +169,7 @@ def _expression(op: Op) -> Optional[str]:
     if isinstance(op, Throw):
         return f"r = {_ref(op.target)}.throw({_throw_args(op)})"
     if isinstance(op, Spawn):
-        parts = [repr(op.name), f"run_{op.name}"]
+        parts = [repr(op.name), f"run_{identifier(op.name)}"]
         if op.parent:
             parts.append(_ref(op.parent))
         if op.subclass:
@@ -172,7 +189,7 @@ def _expression(op: Op) -> Optional[str]:
     if isinstance(op, Orphan):
         return "T.orphan(T)"
     if isinstance(op, Frames):
-        return f"r = T.frame_names({_ref(op.target)}.gr_frame, 'run_{op.target}')"
+        return f"r = T.frame_names({_ref(op.target)}.gr_frame, 'run_{identifier(op.target)}')"
     if isinstance(op, ExcInfo):
         return "r = T.handled()"
     if isinstance(op, CtxSet):
@@ -371,6 +388,7 @@ def _op_block(who: str, pc: int, op: Op, helpers: List[List[str]]) -> List[str]:
 def _run_function(name: str, script: Sequence[Op], helpers: List[List[str]]) -> List[str]:
     body: List[str] = []
     pc = 0
+    identifier(name)  # every ``who`` in the helpers' names comes from here
     for op in script:
         body += _op_block(name, pc, op, helpers)
         pc += span(op)

@@ -140,6 +140,10 @@ def load_program(path: Path) -> Program:
     if isinstance(data, dict) and data.get("format") == FORMAT:
         data = data.get("program")
     try:
-        return Program.from_json(data)
+        program = Program.from_json(data)
+        # Rendering refuses names and keys that are not identifiers: a finding file is
+        # data, refused here before anything runs.
+        render.program_source(program)
+        return program
     except ProgramError as e:
         raise ProgramError(f"{path}: {e}") from None
