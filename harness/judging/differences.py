@@ -29,12 +29,13 @@ program; other programs still find it.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from greenfuzz.harness.program import schema
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import runtime
 
@@ -87,20 +88,41 @@ def load(spec: str) -> Profile:
             raise ProfileError(f"unknown profile {spec!r}: the bundled ones are "
                                f"{', '.join(names())}, or give a .json path")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"profile file not found: {spec}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProfileError(f"cannot read profile {spec}: {e}") from None
+        data = schema.read(path, "profile")
+    except schema.SchemaError as e:
+        raise ProfileError(f"cannot read profile {spec}: {e}" if "no such file" not in str(e)
+                           else f"profile file not found: {spec}") from None
     return parse(data, path.stem, spec)
 
 
+#: Bounds of a profile's fields (a profile file may come from anywhere).
+MAX_DIFFERENCES = 256
+MAX_TEXT = 2000
+DIFFERENCE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
 def parse(data: Any, name: str, where: str = "profile") -> Profile:
+    """A profile from its decoded JSON; ``ProfileError`` (one line) unless every field
+    has its type and bounds."""
+    try:
+        return _parse(data, name, where)
+    except schema.SchemaError as e:
+        raise ProfileError(str(e)) from None
+
+
+def _parse(data: Any, name: str, where: str) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProfileError(f"{where}: not a greenfuzz profile (\"format\": \"{FORMAT}\")")
+    unknown_keys = set(data) - {"format", "implementation", "differences"}
+    if unknown_keys:
+        raise ProfileError(f"{where}: unknown key(s) {_shown(unknown_keys)}")
+    implementation = schema.string(data.get("implementation", name), f"{where}.implementation",
+                                   limit=MAX_TEXT)
     entries = data.get("differences")
     if not isinstance(entries, list):
         raise ProfileError(f"{where}: \"differences\" must be a list")
+    if len(entries) > MAX_DIFFERENCES:
+        raise ProfileError(f"{where}: more than {MAX_DIFFERENCES} differences")
     differences = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -109,16 +131,64 @@ def parse(data: Any, name: str, where: str = "profile") -> Profile:
         if missing:
             raise ProfileError(f"{where}: difference {i} lacks {', '.join(missing)} "
                                "(every entry needs a source)")
-        match = entry["match"]
-        unknown = set(match) - _MATCH_KEYS if isinstance(match, dict) else {"(not an object)"}
-        for side in ("expected", "observed"):
-            if isinstance(match, dict) and side in match:
-                unknown |= set(match[side]) - _EVENT_KEYS
-        if unknown:
-            raise ProfileError(f"{where}: difference {entry['id']}: unknown match keys "
-                               f"{', '.join(sorted(unknown))}")
-        differences.append(Difference(entry["id"], entry["summary"], entry["source"], match))
-    return Profile(name, str(data.get("implementation", name)), tuple(differences))
+        extra = set(entry) - {"id", "summary", "source", "match"}
+        if extra:
+            raise ProfileError(f"{where}: difference {i}: unknown key(s) {_shown(extra)}")
+        ident = entry["id"]
+        if not (isinstance(ident, str) and DIFFERENCE_ID.fullmatch(ident)):
+            raise ProfileError(f"{where}: difference {i}: id must match "
+                               f"{DIFFERENCE_ID.pattern}")
+        for key in ("summary", "source"):
+            schema.string(entry[key], f"{where}: difference {ident}: {key}", limit=MAX_TEXT)
+        _check_match(entry["match"], f"{where}: difference {ident}")
+        differences.append(Difference(ident, entry["summary"], entry["source"],
+                                      entry["match"]))
+    return Profile(name, implementation, tuple(differences))
+
+
+def _shown(keys: Any) -> str:
+    return ", ".join(sorted(repr(k)[:40] for k in keys))[:200]
+
+
+def _check_match(match: Any, where: str) -> None:
+    """``match`` holds only the keys and types ``_matches`` reads."""
+    if not isinstance(match, dict):
+        raise ProfileError(f"{where}: unknown match keys (not an object)")
+    unknown = set(match) - _MATCH_KEYS
+    for side in ("expected", "observed"):
+        if side in match:
+            if not isinstance(match[side], dict):
+                raise ProfileError(f"{where}: match {side} must be an object")
+            unknown |= set(match[side]) - _EVENT_KEYS
+    if unknown:
+        raise ProfileError(f"{where}: unknown match keys {_shown(unknown)}")
+    if "kind" in match:
+        schema.string(match["kind"], f"{where}: match kind", limit=40)
+    for side in ("expected", "observed"):
+        event = match.get(side, {})
+        for key in ("kind", "exc"):
+            if key in event:
+                schema.string(event[key], f"{where}: match {side} {key}", limit=100)
+        if "payload" in event:
+            schema.check_value(event["payload"], f"{where}: match {side} payload",
+                               plain=False)
+            try:
+                runtime.decode(event["payload"])
+            except (ValueError, TypeError, AttributeError, IndexError) as e:
+                raise ProfileError(f"{where}: match {side} payload: {e}") from None
+    op = match.get("op")
+    if op is None:
+        return
+    if isinstance(op, str):
+        schema.string(op, f"{where}: match op", limit=40)
+        return
+    if not isinstance(op, dict) or len(op) > 16:
+        raise ProfileError(f"{where}: match op is an op name or an object of fields")
+    for key, value in op.items():
+        if not (value is None or isinstance(value, (bool, int, str))) or \
+                (isinstance(value, str) and len(value) > 100):
+            raise ProfileError(f"{where}: match op field {str(key)[:40]!r} must be a "
+                               "short string, a number, a bool or null")
 
 
 def _matches(match: Dict[str, Any], program: Program, kind: str, expected: Sequence[tuple],

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
+from greenfuzz.harness.program import schema
 from greenfuzz.harness.program.ir import Program, ProgramError
 from greenfuzz.harness.reporting.reproduce import Reproduction
 from greenfuzz.harness.target import runtime
@@ -126,23 +127,15 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def load_program(path: Path) -> Program:
-    """A program from a finding file or a bare program file; ``ProgramError`` otherwise."""
+    """A program from a finding file or a bare program file; ``ProgramError`` otherwise.
+
+    The file is data: its size, nesting and every field are checked
+    (``greenfuzz.harness.program.schema``) before a program is built from it, and the
+    program is rendered once (rendering refuses what is not an identifier) before anything
+    runs it."""
+    data = schema.read(path, "finding")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ProgramError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProgramError(f"cannot read {path}: {e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProgramError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        data = data.get("program")
-    try:
-        program = Program.from_json(data)
-        # Rendering refuses names and keys that are not identifiers: a finding file is
-        # data, refused here before anything runs.
+        program = Program.from_json(schema.program_data(data))
         render.program_source(program)
         return program
     except ProgramError as e:
