@@ -142,3 +142,47 @@ def test_fuzz_finding_exits_one_with_files(tmp_path: Path) -> None:
     assert run_cli("replay", str(finding), "--impl", str(MUTANTS / "dead_switch_raises.py")
                    ).returncode == 1
     assert run_cli("replay", str(finding)).returncode == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["fuzz", "--budget", "inf"], ["fuzz", "--budget", "nan"], ["fuzz", "--budget", "0"],
+    ["fuzz", "--timeout", "nan"], ["fuzz", "--timeout", "inf"], ["fuzz", "--timeout", "1e-9"],
+    ["fuzz", "--memory-share", "nan"], ["fuzz", "--memory-share", "1.5"],
+    ["fuzz", "--parked-budget", "inf"], ["fuzz", "--greenlet", ""],
+    ["fuzz", "--families=-core,-stack,-frames,-exceptions,-contextvars,-tracing,-threads,"
+             "-finalizers"],
+    ["fuzz", "--families="], ["fuzz", "--max-greenlets", "1000000"],
+    ["fuzz", "--max-examples", "1e3"], ["fuzz", "--impl", "x;import os"],
+    ["replay", "x.json", "--timeout", "-1"], ["scale", "--stall", "nan"],
+    ["scale", "--greenlet", ""], ["profile", "--counts", "0"],
+    ["profile", "--counts", "1000000000000,2"], ["profile", "--timeout", "inf"],
+    ["profile", "--depths", "100000"],
+], ids=lambda argv: " ".join(argv))
+def test_bad_options_are_one_line_refusals(capsys, argv: list) -> None:
+    one_line_error(capsys, argv)
+
+
+def test_scale_unknown_impl_is_bad_usage() -> None:
+    done = run_cli("scale", "--impl", "no_such_greenlet_module", "--greenlets", "10")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no_such_greenlet_module" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_internal_error_exits_3_with_details_in_a_file(capsys, monkeypatch,
+                                                        tmp_path: Path) -> None:
+    """A greenfuzz bug is neither a finding (1) nor bad usage (2): one line, exit 3, and
+    the traceback in a file."""
+    from greenfuzz.harness.cli import impls
+
+    def broken(args, console) -> int:
+        raise RuntimeError("deliberately broken\nsecond line")
+
+    monkeypatch.setattr(impls, "run", broken)
+    monkeypatch.chdir(tmp_path)
+    assert main(["impls"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "RuntimeError: deliberately broken" in err
+    crash = list(tmp_path.glob("greenfuzz-crash-*.txt"))
+    assert len(crash) == 1 and str(crash[0]) in err
+    assert "Traceback" in crash[0].read_text() and "second line" in crash[0].read_text()
