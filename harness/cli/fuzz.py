@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -118,6 +119,8 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
 
     result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
+    if result.interrupted is not None:
+        return 128 + result.interrupted
     return EXIT_FINDING if result.findings else EXIT_OK
 
 
@@ -128,6 +131,9 @@ def _summary(console: Console, impl: implementations.Implementation,
     table.add_row("programs run", str(result.examples))
     table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
     table.add_row("findings", str(len(result.findings)))
+    if result.interrupted is not None:
+        table.add_row("interrupted", f"by {signal.Signals(result.interrupted).name} after "
+                                     f"{result.elapsed:.1f} s")
     if result.known:
         table.add_row("known differences (programs)", ", ".join(
             f"{name} {count}" for name, count in sorted(result.known.items())))

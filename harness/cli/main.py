@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from rich.console import Console
 from greenfuzz import __version__
 from greenfuzz.harness.cli import diff, env, fuzz, impls, matrix, profile, replay, scale
 from greenfuzz.harness.cli.common import EXIT_INTERNAL, EXIT_USAGE, Parser, UsageError
+from greenfuzz.harness.search import campaign
 
 #: In the order ``--help`` lists them.
 COMMANDS = {"fuzz": fuzz, "replay": replay, "impls": impls, "diff": diff, "matrix": matrix,
@@ -40,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     console = Console(highlight=False, soft_wrap=True)
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command].run(args, console)
+        with campaign.stop_on_signals():
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command].run(args, console)
+    except campaign.Interrupted as e:
+        print(f"greenfuzz: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except UsageError as e:
         message = " ".join(str(e).split())  # one line, whatever the cause looked like
         print(f"greenfuzz: error: {message}", file=sys.stderr)

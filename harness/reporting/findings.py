@@ -42,6 +42,8 @@ class Finding:
     python_version: str = ""
     #: Whether the standalone reproducer did the same in a fresh process (None: not run).
     reproduction: Optional[Reproduction] = None
+    #: False when the run was interrupted before the program was shrunk.
+    shrunk: bool = True
 
     @property
     def kind(self) -> str:
@@ -66,6 +68,7 @@ class Finding:
             "expected": runtime.encode_trace(self.expected),
             "observed": self.observation.to_json(),
             "reproduction": self.reproduction.to_json() if self.reproduction else None,
+            "shrunk": self.shrunk,
         }
 
     def python_info(self) -> Dict[str, str]:
@@ -82,6 +85,8 @@ class Finding:
                  f"  program: {len(self.program.greenlets)} greenlets, "
                  f"{self.program.size()} operations"]
         lines += ["  " + line for line in self.verdict.summary.splitlines()]
+        if not self.shrunk:
+            lines.append("  not shrunk: the run was interrupted while shrinking it")
         if self.reproduction is not None:
             said = "reproduced" if self.reproduction.reproduced else "NOT reproduced"
             lines.append(f"  standalone reproducer: {said} ({self.reproduction.how})")

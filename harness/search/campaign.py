@@ -7,11 +7,13 @@ Hypothesis's shrinking, and the minimal program it settles on becomes the findin
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -90,6 +92,64 @@ class CampaignResult:
     #: Raw-memory checks run, and the seconds they took.
     memory_checks: int = 0
     memory_seconds: float = 0.0
+    #: The signal that stopped the campaign (None: it ran to its end).
+    interrupted: Optional[int] = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop at once, keeping what was found.
+
+    A ``KeyboardInterrupt`` so that Hypothesis lets it through (it stops a run rather
+    than counting as a failure), with the signal that caused it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals received while ``stop_on_signals`` is in effect (the first one decides).
+_received: List[int] = []
+#: Set once a caller has begun to wind down: later signals are only recorded, so that
+#: saving what was found is not cut short.
+_winding_down: List[bool] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _received.append(signum)
+    if not _winding_down:
+        raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``Interrupted`` while in effect.
+
+    The handler raises wherever the main thread is, which interrupts blocking waits at
+    once; but an exception raised while a ``gc`` callback runs (Hypothesis installs one)
+    is printed and dropped by the interpreter.  So the signal is also recorded, and
+    ``check_signals`` (called between programs and between shrinking attempts) raises
+    it again: an interrupt can be delayed by at most one program, never lost."""
+    # A signal ignored when greenfuzz started (SIGINT in a background job) stays ignored.
+    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
+    _received.clear()
+    _winding_down.clear()
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def check_signals() -> None:
+    """Raise ``Interrupted`` if a signal arrived (and was perhaps swallowed)."""
+    if _received and not _winding_down:
+        raise Interrupted(_received[0])
+
+
+def wind_down() -> None:
+    """From now on signals are recorded, not raised: what follows saves findings."""
+    _winding_down.append(True)
 
 
 class _FindingRaised(Exception):
@@ -196,21 +256,46 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             wrapped = seed(seed_value)(wrapped)
         batch_index += 1
         try:
-            wrapped()
-        except _FindingRaised:
-            _record(failures[-1], result, seen, config, executor)
-        except Flaky:
-            # The minimal example did not fail again (typical of crashes and hangs
-            # that depend on timing): keep the smallest one that did fail.
-            smallest = min(failures, key=lambda f: f.program.size())
-            result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
-            _record(smallest, result, seen, config, executor)
-        if config.memory and candidates and (config.keep_going or not seen):
-            _memory_checks(config, executor, result, candidates[0][1], seen, start, deadline)
+            check_signals()
+            try:
+                wrapped()
+            except _FindingRaised:
+                _record(failures[-1], result, seen, config, executor)
+            except Flaky:
+                # The minimal example did not fail again (typical of crashes and hangs
+                # that depend on timing): keep the smallest one that did fail.
+                smallest = min(failures, key=lambda f: f.program.size())
+                result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
+                _record(smallest, result, seen, config, executor)
+            if config.memory and candidates and (config.keep_going or not seen):
+                _memory_checks(config, executor, result, candidates[0][1], seen, start,
+                               deadline)
+        except Interrupted as e:
+            wind_down()
+            result.interrupted = e.signum
+            if failures and not any(f.verdict.signature in seen for f in failures):
+                # Hypothesis was shrinking this one: kept as it stands.
+                smallest = min(failures, key=lambda f: f.program.size())
+                _save_unshrunk(smallest, result, seen, config)
+            break
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
     return result
+
+
+def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+                   config: CampaignConfig) -> None:
+    """Save a finding an interrupt caught before it was shrunk (or verified)."""
+    finding = replace(finding, shrunk=False)
+    seen[finding.verdict.signature] = finding
+    result.findings.append(finding)
+    result.notes.append(f"{finding.id}: saved as it stood when interrupted (not shrunk, "
+                        "not verified)")
+    try:
+        result.saved += finding.save(config.out)
+    except OSError as e:
+        result.unsaved.append((finding, _why(e, config.out)))
 
 
 def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
@@ -236,6 +321,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     shrink_timeout: List[float] = []
 
     def test(program: Program) -> None:
+        check_signals()
         result.examples += 1
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
@@ -288,15 +374,27 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         return
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
-    smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
-        finding.program,
-        lambda p: judge(p, config, executor, timeout, fresh=True).verdict.signature
-        == signature,
-        max_attempts=60 if timeout else 300)
-    if smaller != finding.program:
-        again = judge(smaller, config, executor, timeout, fresh=True)
+    best = [finding]
+
+    def still_fails(p: Program) -> bool:
+        check_signals()
+        again = judge(p, config, executor, timeout, fresh=True)
         if again.verdict.signature == signature:
-            finding = again
+            best[0] = again
+            return True
+        return False
+
+    try:
+        smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
+            finding.program, still_fails, max_attempts=60 if timeout else 300)
+        if smaller != finding.program:
+            again = judge(smaller, config, executor, timeout, fresh=True)
+            if again.verdict.signature == signature:
+                finding = again
+    except Interrupted:
+        wind_down()
+        _save_unshrunk(best[0], result, seen, config)
+        raise
     if finding.kind == checks.LEAK:
         finding = replace(finding, verdict=leaks.explain(
             finding.program, finding.verdict, finding.expected, finding.observation.trace,
@@ -311,7 +409,13 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         return
     result.saved += paths
     if config.verify:
-        finding = verify(finding, paths[1], config)
+        try:
+            finding = verify(finding, paths[1], config)
+        except Interrupted:
+            wind_down()
+            result.notes.append(f"{finding.id}: saved before its reproducer was checked "
+                                "(interrupted)")
+            raise
         result.findings[-1] = finding
         try:
             finding.save(config.out)  # again, now with the reproduction recorded
