@@ -186,3 +186,19 @@ def test_internal_error_exits_3_with_details_in_a_file(capsys, monkeypatch,
     crash = list(tmp_path.glob("greenfuzz-crash-*.txt"))
     assert len(crash) == 1 and str(crash[0]) in err
     assert "Traceback" in crash[0].read_text() and "second line" in crash[0].read_text()
+
+
+@pytest.mark.parametrize("greenlets", ["50", "1000"])
+def test_budget_is_kept_whatever_max_greenlets(tmp_path: Path, greenlets: str) -> None:
+    """Drawing and predicting a program of hundreds of greenlets takes seconds no time
+    limit covers: the budget still ends the run (within one program's time limit, plus
+    start-up and closing)."""
+    import time
+
+    started = time.monotonic()
+    done = run_cli("fuzz", "--max-greenlets", greenlets, "--budget", "4", "--timeout", "1",
+                   "--out", str(tmp_path), "--quiet", "--no-memory")
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 4 + 1 + 5, f"{took:.1f} s"
+    assert "past the budget" not in done.stdout

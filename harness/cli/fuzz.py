@@ -130,6 +130,10 @@ def _summary(console: Console, impl: implementations.Implementation,
     table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
     table.add_row("programs run", str(result.examples))
     table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
+    if result.overrun > 1.0 and result.interrupted is None:
+        table.add_row("past the budget", f"{result.overrun:.1f} s, " + (
+            "shrinking and verifying findings" if result.findings else
+            "finishing the program running when it ran out"))
     table.add_row("findings", str(len(result.findings)))
     if result.interrupted is not None:
         table.add_row("interrupted", f"by {signal.Signals(result.interrupted).name} after "

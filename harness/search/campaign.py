@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
@@ -34,6 +35,9 @@ from greenfuzz.strategies import programs
 #: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
 #: 150-200 small programs/s, one child for 100 programs 265-430/s.
 DEFAULT_PROGRAMS_PER_CHILD = 100
+#: Seconds of budget the first raw-memory check needs left to start (it repeats a
+#: program in batches; about 2-6 s on 2 cores).
+FIRST_MEMORY_CHECK = 8.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class CampaignConfig:
     parked_budget: float = memcheck.PARKED_BUDGET
     #: Documented differences of the implementation: matching divergences are ``known``.
     profile: Optional[Profile] = None
+    #: Most seconds each of the two passes that shrink a failure may take (Hypothesis's
+    #: shrinking, counted from the first failure, then ``simplify``); the finding is then
+    #: kept as small as it got.  Shrinking is what may run past the budget.
+    shrink_seconds: float = 60.0
 
 
 @dataclass
@@ -94,6 +102,9 @@ class CampaignResult:
     memory_seconds: float = 0.0
     #: The signal that stopped the campaign (None: it ran to its end).
     interrupted: Optional[int] = None
+    #: Seconds the campaign ran past its budget shrinking and verifying a finding (the
+    #: budget is otherwise kept to within one program's time limit).
+    overrun: float = 0.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -150,6 +161,11 @@ def check_signals() -> None:
 def wind_down() -> None:
     """From now on signals are recorded, not raised: what follows saves findings."""
     _winding_down.append(True)
+
+
+class _OutOfTime(BaseException):
+    """The budget ran out in the middle of a batch: ends it (Hypothesis lets a
+    BaseException through without shrinking anything)."""
 
 
 class _FindingRaised(Exception):
@@ -236,7 +252,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         n = max(5, min(config.batch, fits, config.max_examples - result.examples))
         failures: List[Finding] = []
         candidates: List[Tuple[int, Program]] = []
-        test = _make_test(config, executor, result, start, failures, progress, candidates)
+        test = _make_test(config, executor, result, start, failures, progress, candidates,
+                          deadline)
         seed_value = None if config.seed is None else config.seed + batch_index
         wrapped = given(programs(max_greenlets=config.max_greenlets,
                                  families=families))(test)
@@ -251,6 +268,10 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
             report_multiple_bugs=False,
             print_blob=False,
+            # The campaign reports for itself: no "Falsifying example" or "@seed(...)"
+            # lines from Hypothesis on the terminal (an interrupt or the end of the
+            # budget is not a failure to reproduce).
+            verbosity=Verbosity.quiet,
         )(wrapped)
         if seed_value is not None:
             wrapped = seed(seed_value)(wrapped)
@@ -258,7 +279,16 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         try:
             check_signals()
             try:
-                wrapped()
+                with _budget_alarm(deadline, failures):
+                    wrapped()
+            except _OutOfTime:
+                if not failures:
+                    break
+                # Shrinking reached its time limit: the smallest failure so far counts.
+                smallest = min(failures, key=lambda f: f.program.size())
+                result.notes.append(f"shrinking stopped after {config.shrink_seconds:g} s "
+                                    f"(a {smallest.program.size()}-op program)")
+                _record(smallest, result, seen, config, executor)
             except _FindingRaised:
                 _record(failures[-1], result, seen, config, executor)
             except Flaky:
@@ -281,7 +311,31 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
+    result.overrun = max(0.0, result.elapsed - config.budget)
     return result
+
+
+@contextmanager
+def _budget_alarm(deadline: float, failures: List[Finding]) -> Iterator[None]:
+    """Raise ``_OutOfTime`` at ``deadline`` wherever the batch is, unless a failure is
+    being shrunk: drawing a program of hundreds of greenlets, or predicting it, takes
+    seconds that no time limit of the runner covers.  (Main thread only; elsewhere the
+    budget is checked between programs.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        if not failures and not _received:
+            raise _OutOfTime
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
@@ -314,14 +368,20 @@ def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
 def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                result: CampaignResult, start: float,
                failures: List[Finding], progress: Callable[[CampaignResult], None],
-               candidates: Optional[List[Tuple[int, Program]]] = None
-               ) -> Callable[[Program], None]:
+               candidates: Optional[List[Tuple[int, Program]]] = None,
+               deadline: Optional[float] = None) -> Callable[[Program], None]:
     """The body Hypothesis runs for each program of one batch; ``candidates`` gets the
     passing program that started the most greenlets (for the raw-memory check)."""
     shrink_timeout: List[float] = []
+    shrink_until: List[float] = []
 
     def test(program: Program) -> None:
         check_signals()
+        now = time.monotonic()
+        if deadline is not None and not failures and now > deadline:
+            raise _OutOfTime  # a failure being shrunk is finished first
+        if shrink_until and now > shrink_until[0]:
+            raise _OutOfTime
         result.examples += 1
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
@@ -357,6 +417,8 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 # keep it short (but far above what programs take); a genuine hang
                 # still exceeds it.
                 shrink_timeout.append(hang_timeout(config, result))
+            if not failures:
+                shrink_until.append(time.monotonic() + config.shrink_seconds)
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
         if candidates is not None and _frees_everything(finding.expected):
@@ -375,9 +437,12 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
     best = [finding]
+    until = time.monotonic() + config.shrink_seconds
 
     def still_fails(p: Program) -> bool:
         check_signals()
+        if time.monotonic() > until:
+            return False
         again = judge(p, config, executor, timeout, fresh=True)
         if again.verdict.signature == signature:
             best[0] = again
@@ -446,11 +511,14 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         if result.memory_seconds > config.memory_share * (now - start) \
                 or deadline - now < 2 * typical:
             return
+    elif deadline - now < FIRST_MEMORY_CHECK:
+        return
     first = result.memory_checks == 0
     t0 = time.monotonic()
     try:
         finding = memory_finding(program, config, executor, notes=result.notes,
-                                 deadline=deadline)
+                                 deadline=deadline,
+                                 timeout=min(memcheck.PROBE_TIMEOUT, deadline - now))
         if finding is not None:
             _record(finding, result, seen, config, executor)
         elif first and config.parked_budget:
@@ -465,7 +533,8 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
 def memory_finding(program: Program, config: CampaignConfig,
                    executor: Optional[IsolatedExecutor], shrink: int = 12,
                    notes: Optional[List[str]] = None,
-                   deadline: Optional[float] = None) -> Optional[Finding]:
+                   deadline: Optional[float] = None,
+                   timeout: float = memcheck.PROBE_TIMEOUT) -> Optional[Finding]:
     """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
     most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
     fails or cannot decide (the program passed once, so that is worth knowing) is
@@ -473,11 +542,11 @@ def memory_finding(program: Program, config: CampaignConfig,
 
     def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
         found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
-                                                        config.impl, executor)
+                                                        config.impl, executor, timeout)
         return (found, observation) if found is not None and found.get("leaked") else None
 
     found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
-                                                    config.impl, executor)
+                                                    config.impl, executor, timeout)
     if notes is not None and (found is None or not found.get("reliable", True)):
         why = (found or {}).get("reason") or observation.outcome + (
             f": {observation.detail.splitlines()[0]}" if observation.detail else
