@@ -140,3 +140,51 @@ def test_a_signal_swallowed_by_a_gc_callback_is_raised_again() -> None:
         with pytest.raises(campaign.Interrupted) as caught:
             campaign.check_signals()
     assert caught.value.signum == signal.SIGINT
+
+
+HOLDER = {
+    # A worker whose forked child spins for 60 s.
+    "worker": """
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+ex = IsolatedExecutor("greenlet", timeout=60)
+ex.start()
+print("ready", flush=True)
+ex.run_source("def program(gl, T):\\n    while True:\\n        pass\\n", 60)
+""",
+    # A reproducer check of a script that spins for ever.
+    "reproducer": """
+import pathlib, sys
+from greenfuzz.harness.reporting.reproduce import run_reproducer
+script = pathlib.Path(sys.argv[1])
+script.write_text("while True:\\n    pass\\n")
+print("ready", flush=True)
+run_reproducer(script, kind="hang", impl="greenlet", python=None, timeout=60)
+""",
+}
+
+
+@pytest.mark.parametrize("what", sorted(HOLDER))
+def test_nothing_outlives_a_killed_greenfuzz(tmp_path: Path, what: str) -> None:
+    """SIGKILL leaves greenfuzz no chance to clean up: what it started must die with it
+    (the worker and its children, a reproducer check: each in a session of its own)."""
+    value = uuid.uuid4().hex
+    env = dict(os.environ, GREENFUZZ_SIGNAL_TEST=value)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER[what], str(tmp_path / "spin.py")],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the spinning child is running now
+        assert len(_processes_tagged(value)) >= 2  # greenfuzz and what it started
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 2.0
+        while _processes_tagged(value) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _processes_tagged(value)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after greenfuzz was killed: {left}"

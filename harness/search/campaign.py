@@ -28,7 +28,7 @@ from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
 from greenfuzz.harness.reporting.findings import Finding
-from greenfuzz.harness.reporting.reproduce import run_reproducer
+from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.strategies import programs
 
@@ -475,7 +475,8 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
     result.saved += paths
     if config.verify:
         try:
-            finding = verify(finding, paths[1], config)
+            finding = verify(finding, paths[1], config,
+                             executor.memory_limit if executor is not None else None)
         except Interrupted:
             wind_down()
             result.notes.append(f"{finding.id}: saved before its reproducer was checked "
@@ -598,11 +599,13 @@ def _why(error: OSError, where: Path) -> str:
     return f"{error.strerror or error} ({error.filename or where})"
 
 
-def verify(finding: Finding, script: Path, config: CampaignConfig) -> Finding:
+def verify(finding: Finding, script: Path, config: CampaignConfig,
+           memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> Finding:
     """The finding with the result of its reproducer run standalone
-    (``greenfuzz.harness.reporting.reproduce``)."""
+    (``greenfuzz.harness.reporting.reproduce``), under the programs' memory limit."""
     signum = finding.observation.extra.get("signum")
     outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
                              python=config.python, timeout=config.timeout,
-                             signum=signum if isinstance(signum, int) else None)
+                             signum=signum if isinstance(signum, int) else None,
+                             memory_limit=memory_limit)
     return replace(finding, reproduction=outcome)
