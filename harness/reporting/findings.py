@@ -1,7 +1,10 @@
 """Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste.
 
-Files are written atomically (temporary file, then rename), so a finding is either
-complete on disk or absent, even if the harness is killed while writing.
+Both files are written to temporary names first, then renamed, the reproducer first: a
+``.json`` on disk always has its ``.py``.  A kill between the two renames leaves a
+``.py`` alone, and a kill before them temporary files (``.<name>.<pid>.<random>.tmp``);
+``clean_stale`` removes both at the start of the next run.  Files get the ordinary mode
+(0666 less the umask), not the 0600 of temporary files.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -109,26 +114,101 @@ class Finding:
                                  title=f"{self.kind} found by greenfuzz", details=details)
 
     def save(self, directory: Path) -> List[Path]:
-        """Write ``<id>.json`` and ``<id>.py``; returns their paths."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write ``<id>.json`` and ``<id>.py`` (together or not at all); their paths."""
         json_path = directory / f"{self.id}.json"
         py_path = directory / f"{self.id}.py"
-        atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
-        atomic_write(py_path, self.reproducer())
+        write_pair(json_path, json.dumps(self.to_json(), indent=1) + "\n",
+                   py_path, self.reproducer())
         return [json_path, py_path]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+#: Names of finding files: ``<kind>-<10 hex digits>`` (``Finding.id`` and the like).
+FINDING_NAME = re.compile(r"[a-z][a-z0-9_:.-]*-[0-9a-f]{10}")
+#: Temporary files: ``.<final name>.<writer's pid>.<random>.tmp``.
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[^.]+\.tmp")
+
+
+def _mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_temporary(path: Path, text: str) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=".tmp")
     try:
+        os.fchmod(fd, _mode())
         with os.fdopen(fd, "w") as f:
             f.write(text)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all."""
+    tmp = _write_temporary(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        finally:
-            raise
+        raise
+
+
+def write_pair(json_path: Path, json_text: str, py_path: Path, py_text: str) -> None:
+    """A finding's two files, both written before either is renamed into place (the
+    ``.py`` first: whoever sees the ``.json`` finds its reproducer)."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    temporaries = [_write_temporary(py_path, py_text)]
+    try:
+        temporaries.append(_write_temporary(json_path, json_text))
+        os.replace(temporaries[0], py_path)
+        os.replace(temporaries[1], json_path)
+    except BaseException:
+        for tmp in temporaries:
+            with suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+def clean_stale(directory: Path) -> List[str]:
+    """Remove what an earlier run killed while writing left in ``directory``: temporary
+    files of processes that no longer run, and reproducers whose ``.json`` never came.
+    Returns the names removed."""
+    removed: List[str] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        temporary = TEMPORARY_NAME.fullmatch(path.name)
+        if temporary is not None:
+            if _running(int(temporary["pid"])):
+                continue  # another greenfuzz is writing it now
+        elif not (path.suffix == ".py" and FINDING_NAME.fullmatch(path.stem)
+                  and not path.with_suffix(".json").exists()):
+            continue
+        with suppress(OSError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def load_program(path: Path) -> Program:

@@ -27,7 +27,7 @@ from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
-from greenfuzz.harness.reporting.findings import Finding
+from greenfuzz.harness.reporting.findings import Finding, clean_stale
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.strategies import programs
@@ -231,6 +231,10 @@ def run_campaign(config: CampaignConfig,
 def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
               progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
+    removed = clean_stale(config.out)
+    if removed:
+        result.notes.append(f"removed {len(removed)} file(s) an interrupted run left half "
+                            f"written in {config.out}: {', '.join(sorted(removed)[:5])}")
     families = drawable_families(config)
     for name in config.families:
         if name not in families:
