@@ -210,6 +210,12 @@ def prepare(args: argparse.Namespace, **extra
             if executor is not None:
                 executor.close()
             raise UsageError(str(e)) from None
+    if impl.spec == "greenlet" and impl.version:
+        # Documented changes between greenlet releases are known, not findings.
+        release = profiles.for_greenlet(impl.version)
+        if release is not None:
+            profile = release if profile is None else profiles.combine(
+                [profile, release], profile.implementation)
     config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
                             profile=profile,
                             verify=not getattr(args, "no_verify", True),

@@ -70,6 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       default=memcheck.PARKED_BUDGET, metavar="BYTES",
                       help="most bytes a greenlet suspended at depth 0 may cost (default "
                            f"{memcheck.PARKED_BUDGET}: greenlet 3.5.6 takes about 6 KiB)")
+    fuzz.add_argument("--strict", action="store_true",
+                      help="exit 1 for unconfirmed findings too (those whose reproducer did "
+                           "not do the same in a fresh process; by default they are kept "
+                           "on disk and listed, and exit 0)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -121,7 +125,8 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
     _summary(console, impl, result)
     if result.interrupted is not None:
         return 128 + result.interrupted
-    return EXIT_FINDING if result.findings else EXIT_OK
+    failing = [f for f in result.findings if f.confirmed or args.strict]
+    return EXIT_FINDING if failing else EXIT_OK
 
 
 def _summary(console: Console, impl: implementations.Implementation,
@@ -134,7 +139,11 @@ def _summary(console: Console, impl: implementations.Implementation,
         table.add_row("past the budget", f"{result.overrun:.1f} s, " + (
             "shrinking and verifying findings" if result.findings else
             "finishing the program running when it ran out"))
-    table.add_row("findings", str(len(result.findings)))
+    unconfirmed = [f for f in result.findings if not f.confirmed]
+    table.add_row("findings", str(len(result.findings) - len(unconfirmed)))
+    if unconfirmed:
+        table.add_row("unconfirmed", f"{len(unconfirmed)} (not reproduced in a fresh "
+                                     "process; kept on disk)")
     if result.interrupted is not None:
         table.add_row("interrupted", f"by {signal.Signals(result.interrupted).name} after "
                                      f"{result.elapsed:.1f} s")

@@ -64,6 +64,10 @@ class Profile:
     name: str
     implementation: str
     differences: Tuple[Difference, ...]
+    #: The greenlet releases the profile describes (``{"from": "1.0", "before":
+    #: "2.0.0a1"}``, either bound optional): such a profile is applied by default to a
+    #: run on a greenlet release in the range (``for_greenlet``).  None: any implementation.
+    releases: Optional[Dict[str, str]] = None
 
     def known(self, program: Program, kind: str, expected: Sequence[tuple],
               observed: Sequence[tuple], index: Optional[int]) -> Optional[Difference]:
@@ -113,7 +117,7 @@ def parse(data: Any, name: str, where: str = "profile") -> Profile:
 def _parse(data: Any, name: str, where: str) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProfileError(f"{where}: not a greenfuzz profile (\"format\": \"{FORMAT}\")")
-    unknown_keys = set(data) - {"format", "implementation", "differences"}
+    unknown_keys = set(data) - {"format", "implementation", "differences", "greenlet"}
     if unknown_keys:
         raise ProfileError(f"{where}: unknown key(s) {_shown(unknown_keys)}")
     implementation = schema.string(data.get("implementation", name), f"{where}.implementation",
@@ -143,7 +147,61 @@ def _parse(data: Any, name: str, where: str) -> Profile:
         _check_match(entry["match"], f"{where}: difference {ident}")
         differences.append(Difference(ident, entry["summary"], entry["source"],
                                       entry["match"]))
-    return Profile(name, implementation, tuple(differences))
+    return Profile(name, implementation, tuple(differences),
+                   _releases(data.get("greenlet"), where))
+
+
+def _releases(data: Any, where: str) -> Optional[Dict[str, str]]:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not data or set(data) - {"from", "before"}:
+        raise ProfileError(f"{where}: \"greenlet\" is a release range: "
+                           "{\"from\": VERSION, \"before\": VERSION}")
+    for bound in data.values():
+        if release_key(bound) is None:
+            raise ProfileError(f"{where}: not a greenlet release number: {str(bound)[:40]!r}")
+    return dict(data)
+
+
+_RELEASE = re.compile(r"([0-9]+(?:\.[0-9]+)*)(?:(a|b|rc)([0-9]+))?(?:\.post([0-9]+))?")
+_PRE = {"a": 0, "b": 1, "rc": 2, None: 3}
+
+
+def release_key(version: Any) -> Optional[Tuple[Any, ...]]:
+    """A sortable key of a release number (``2.0.0a1`` < ``2.0.0`` < ``2.0.0.post1``),
+    or None for anything else."""
+    match = _RELEASE.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        return None
+    numbers = tuple(int(n) for n in match[1].split("."))
+    numbers += (0,) * (6 - len(numbers))
+    return (numbers, _PRE[match[2]], int(match[3] or 0), int(match[4] or 0))
+
+
+def in_range(version: str, releases: Dict[str, str]) -> bool:
+    """Whether greenlet ``version`` is in ``releases`` (``from`` inclusive, ``before``
+    exclusive)."""
+    key = release_key(version)
+    if key is None:
+        return False
+    low, high = release_key(releases.get("from", "0")), release_key(releases.get("before"))
+    return (low is None or key >= low) and (high is None or key < high)
+
+
+def for_greenlet(version: str) -> Optional[Profile]:
+    """The bundled profiles of greenlet releases whose range holds ``version``, as one
+    (None when there are none): documented changes between releases are data."""
+    found = [p for p in (load(name) for name in names())
+             if p.releases is not None and in_range(version, p.releases)]
+    if not found:
+        return None
+    return combine(found, f"greenlet {version}")
+
+
+def combine(profiles: Sequence[Profile], implementation: str) -> Profile:
+    """One profile with the differences of all of ``profiles``."""
+    return Profile("+".join(p.name for p in profiles), implementation,
+                   tuple(d for p in profiles for d in p.differences))
 
 
 def _shown(keys: Any) -> str:

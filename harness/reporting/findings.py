@@ -55,6 +55,12 @@ class Finding:
         return self.verdict.kind
 
     @property
+    def confirmed(self) -> bool:
+        """The standalone reproducer did the same in a fresh process; only a confirmed
+        finding fails a run.  (Not checked, ``--no-verify``: the run is trusted.)"""
+        return self.reproduction is None or self.reproduction.reproduced
+
+    @property
     def id(self) -> str:
         digest = hashlib.sha1(
             (self.kind + self.program.dumps() + self.impl).encode()
@@ -74,6 +80,7 @@ class Finding:
             "observed": self.observation.to_json(),
             "reproduction": self.reproduction.to_json() if self.reproduction else None,
             "shrunk": self.shrunk,
+            "confirmed": self.confirmed,
         }
 
     def python_info(self) -> Dict[str, str]:
@@ -86,7 +93,9 @@ class Finding:
     def report(self) -> str:
         """A few lines for the terminal."""
         where = f" under {self.python_version}" if self.python else ""
-        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip() + where,
+        mark = "" if self.confirmed else " (unconfirmed: not reproduced in a fresh process)"
+        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip() + where
+                 + mark,
                  f"  program: {len(self.program.greenlets)} greenlets, "
                  f"{self.program.size()} operations"]
         lines += ["  " + line for line in self.verdict.summary.splitlines()]

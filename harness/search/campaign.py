@@ -35,6 +35,8 @@ from greenfuzz.strategies import programs
 #: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
 #: 150-200 small programs/s, one child for 100 programs 265-430/s.
 DEFAULT_PROGRAMS_PER_CHILD = 100
+#: Runs of a raw-memory finding's reproducer before it counts as not reproduced.
+RAW_ATTEMPTS = 3
 #: Seconds of budget the first raw-memory check needs left to start (it repeats a
 #: program in batches; about 2-6 s on 2 cores).
 FIRST_MEMORY_CHECK = 8.0
@@ -246,8 +248,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
     batch_index = 0
     while result.examples < config.max_examples and time.monotonic() < deadline:
-        if seen and not config.keep_going:
-            break
+        if not config.keep_going and any(f.confirmed for f in result.findings):
+            break  # (an unconfirmed finding does not end the search)
         # Size the batch to what fits in the remaining budget at the rate seen so far,
         # so that the budget is kept to within about one batch's shrinking.
         elapsed = time.monotonic() - start
@@ -608,8 +610,13 @@ def verify(finding: Finding, script: Path, config: CampaignConfig,
     """The finding with the result of its reproducer run standalone
     (``greenfuzz.harness.reporting.reproduce``), under the programs' memory limit."""
     signum = finding.observation.extra.get("signum")
-    outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
-                             python=config.python, timeout=config.timeout,
-                             signum=signum if isinstance(signum, int) else None,
-                             memory_limit=memory_limit)
+    # A memory measurement is noisy where a trace is not: it is repeated (each run
+    # applies the leak rule afresh) before the finding counts as not reproduced.
+    for _ in range(RAW_ATTEMPTS if memcheck.is_raw(finding.verdict) else 1):
+        outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
+                                 python=config.python, timeout=config.timeout,
+                                 signum=signum if isinstance(signum, int) else None,
+                                 memory_limit=memory_limit)
+        if outcome.reproduced:
+            break
     return replace(finding, reproduction=outcome)
