@@ -67,7 +67,7 @@ def test_dead_thread_main_is_known_before_2_0() -> None:
     assert old is not None
     found = old.known(program, "mismatch", expected, observed, 1)
     assert found is not None and found.id == "thread-main-not-dead"
-    assert old.known(program, "mismatch", expected, expected[:1] + [("main", 0, "x", 1)],
+    assert old.known(program, "mismatch", expected, [*expected[:1], ("main", 0, "x", 1)],
                      1) is None
 
 
