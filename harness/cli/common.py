@@ -105,7 +105,7 @@ def families_option(text: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError(
             f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
             f"choose from {','.join(FAMILIES)}" if names else
-            f"--families needs at least one of {','.join(FAMILIES)}")
+            f"needs at least one of {','.join(FAMILIES)}")
     chosen = tuple(f for f in FAMILIES if (f not in off if off else f in names))
     if not chosen:
         raise argparse.ArgumentTypeError("switches every family off; leave at least one "

@@ -87,7 +87,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
         families=args.families, memory=not (args.no_memory or args.arch),
         programs_per_child=args.programs_per_child,
-        memory_share=args.memory_share, parked_budget=args.parked_budget)
+        memory_share=args.memory_share, parked_budget=args.parked_budget,
+        # Shrinking may run past the budget: each pass at most half of it (10-60 s).
+        shrink_seconds=min(60.0, max(10.0, args.budget / 2)))
     if args.arch and not args.no_memory:
         # USS under qemu includes the emulator's own code cache, which grows as it
         # translates: a noise allowance from the host would call that a leak.

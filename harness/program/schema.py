@@ -270,6 +270,8 @@ class _Walk:
         values (a tagged tuple)."""
         if typing.get_origin(item) is typing.Union and \
                 all(a in ir.OP_TYPES.values() for a in typing.get_args(item)):
+            if len(where) > 100:  # one line, however deep the block
+                where = where[:40] + " ... " + where[-50:]
             if depth + 1 > MAX_BLOCK_DEPTH:
                 raise SchemaError(f"{where}: blocks nested more than {MAX_BLOCK_DEPTH} deep")
             self.script(data, where, depth + 1)
