@@ -23,6 +23,7 @@ from greenfuzz.harness.cli.common import (
 )
 from greenfuzz.harness.envs import envs
 from greenfuzz.harness.program import recipes
+from greenfuzz.harness.reporting import findings
 from greenfuzz.harness.search import scale
 
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not args.impl.endswith(".py"):
         _check_importable(args.impl, python)
     quiet = args.json
+    findings.clean_stale(args.out)  # what a run killed while writing left behind
     with Progress(console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task("starting", total=None)
 
