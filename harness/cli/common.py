@@ -26,10 +26,11 @@ EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 #: Limits of the numeric options, by option name (least, most; None: no limit but
-#: positive).  A program needs a forked child and a few switches: below 0.1 s a time
-#: limit measures the machine's load, not the implementation, so hangs would be false.
+#: positive).  A program needs a forked child and a few switches: below 0.25 s a time
+#: limit measures the machine's load, not the implementation, so hangs would be false
+#: (0.25 s is also the shortest limit shrinking uses: ``campaign.hang_timeout``).
 BOUNDS = {
-    "--timeout": (0.1, 3600.0),
+    "--timeout": (0.25, 3600.0),
     "--budget": (None, 7 * 24 * 3600.0),
     "--stall": (1.0, 7 * 24 * 3600.0),
     "--memory-share": (None, 1.0),
