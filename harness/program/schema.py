@@ -308,7 +308,8 @@ _HINTS: Dict[type, Dict[str, Any]] = {}
 def _hints(cls: type) -> Dict[str, Any]:
     """The resolved annotations of a dataclass's fields (cached)."""
     if cls not in _HINTS:
-        resolved = typing.get_type_hints(cls, vars(ir))
+        # The class's own module resolves its names; ir's resolves ``Op`` and the like.
+        resolved = typing.get_type_hints(cls, localns=vars(ir))
         _HINTS[cls] = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
     return _HINTS[cls]
 
