@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from greenfuzz import __version__
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
@@ -41,6 +42,8 @@ class Finding:
     python_version: str = ""
     #: Whether the standalone reproducer did the same in a fresh process (None: not run).
     reproduction: Optional[Reproduction] = None
+    #: The seed of the run that found it (None: not recorded).
+    seed: Optional[int] = None
 
     @property
     def kind(self) -> str:
@@ -56,6 +59,8 @@ class Finding:
     def to_json(self) -> Dict[str, Any]:
         return {
             "format": FORMAT,
+            "greenfuzz": __version__,
+            "seed": self.seed,
             "id": self.id,
             "kind": self.kind,
             "summary": self.verdict.summary,
