@@ -381,10 +381,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary.implementation = first.get("implementation", "")
         summary.implementation_version = first.get("implementation_version", "")
         summary.interpreter = first.get("interpreter", {})
-    summary.seed = config.getoption("hypothesis_seed", None)
+    seed = config.getoption("hypothesis_seed", None)
+    summary.seed = int(seed) if isinstance(seed, str) and seed.isdigit() else seed
     for finding in summary.findings:
         finding.pop("signature", None)
     findings = config.getoption("greenfuzz_findings") or Path("greenfuzz-findings/pytest")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    if writer is not None and writer.width_of_current_line:
+        writer.line()  # after the progress: the ::error lines must start their own lines
     try:
         ci.write_all(summary, Path(config.invocation_params.dir, findings),
                      sarif_path=config.getoption("greenfuzz_sarif"))
