@@ -263,3 +263,31 @@ def test_example_workflow_commands_run(tmp_path: Path, workflow: str) -> None:
     if workflow == "github-actions.yml":
         assert (tmp_path / "greenfuzz-pytest.xml").exists()
         assert step_summary.read_text().count("### greenfuzz") == 2  # fuzz and pytest
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def test_progress_is_plain_lines_in_a_log_and_live_in_a_terminal() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from greenfuzz.harness.cli.progress import campaign_progress
+
+    state = SimpleNamespace(examples=40, elapsed=2.0, findings=[])
+    log = io.StringIO()
+    with campaign_progress(Console(file=log, force_terminal=False), interval=0.0) as progress:
+        progress(state)
+        progress(state)
+    assert log.getvalue().splitlines() == ["  40 programs, 20/s, 0 finding(s), 2 s"] * 2
+    quiet = io.StringIO()
+    with campaign_progress(Console(file=quiet, force_terminal=False), quiet=True) as progress:
+        progress(state)
+    assert quiet.getvalue() == ""
+    terminal = io.StringIO()
+    with campaign_progress(Console(file=terminal, force_terminal=True), interval=0.0) as progress:
+        progress(state)
+    # Redrawn in place (cursor movement), not a line per call.
+    assert "40 programs" in terminal.getvalue() and "\x1b[" in terminal.getvalue()
