@@ -102,6 +102,13 @@ def junit_xml(summary: RunSummary) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def _uri(path: str) -> str:
+    """Relative to the current directory when inside it (code scanning places results
+    by paths relative to the checkout), else as given."""
+    relative = os.path.relpath(path)
+    return Path(path if relative.startswith("..") else relative).as_posix()
+
+
 def sarif(summary: RunSummary) -> Dict[str, Any]:
     """SARIF 2.1.0: a rule per finding kind, a result per finding at its reproducer."""
     kinds = sorted({f["kind"] for f in summary.findings})
@@ -111,8 +118,7 @@ def sarif(summary: RunSummary) -> Dict[str, Any]:
     results = [{"ruleId": f["kind"], "ruleIndex": kinds.index(f["kind"]), "level": "error",
                 "message": {"text": _title(f)},
                 "locations": [{"physicalLocation": {"artifactLocation": {
-                    "uri": Path(f["reproducer"]).as_posix() if f["reproducer"] else
-                    summary.implementation}}}],
+                    "uri": _uri(f["reproducer"] or summary.implementation)}}}],
                 "partialFingerprints": {"greenfuzzFinding": f["id"]}}
                for f in summary.findings]
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
@@ -148,7 +154,7 @@ def annotations(summary: RunSummary) -> List[str]:
 
     out = []
     for finding in summary.findings:
-        where = f"file={finding['reproducer']}," if finding["reproducer"] else ""
+        where = f"file={_uri(finding['reproducer'])}," if finding["reproducer"] else ""
         out.append(f"::error {where}title=greenfuzz {escape(finding['kind'])}::"
                    f"{escape(_title(finding))}")
     return out
