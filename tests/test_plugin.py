@@ -50,6 +50,8 @@ def test_user_implementation_through_fuzz_test(tmp_path: Path) -> None:
     assert summary["implementation"] == str(MUTANT) and summary["seed"] == 3
     findings = summary["findings"]
     assert findings and all(f["program"]["main"] for f in findings)
+    # Each records the seed its test ran with (one shard: --hypothesis-seed 3 gives 3000).
+    assert {f["seed"] for f in findings} == {3000} and findings[0]["greenfuzz"]
     # Hypothesis reports the smallest failure it shrank to, with its reproducer.
     assert any(f"reproducer: {f['reproducer']}" in done.stdout for f in findings)
     # Only the smallest failing program of each kind of failure stays on disk.

@@ -29,6 +29,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the tomli backport
     import tomli as tomllib
 
+#: Exit statuses of a command not listed below.
+EXIT_ANY = "0 nothing found, 1 a finding, 2 bad usage or input, 3 internal error"
 #: What each command's exit status means (shown in its ``--help``).
 EXIT_STATUSES: Dict[str, str] = {
     "fuzz": "0 no finding, 1 a finding (on disk in --out), 2 bad usage or input, "

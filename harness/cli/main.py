@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS.values():
         module.add_parser(sub)
     for name, command in sub.choices.items():
-        command.epilog = f"exit status: {defaults.EXIT_STATUSES[name]}"
+        command.epilog = f"exit status: {defaults.EXIT_STATUSES.get(name, defaults.EXIT_ANY)}"
     try:
         defaults.apply(sub.choices)
     except defaults.DefaultsError as e:

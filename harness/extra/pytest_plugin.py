@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -217,6 +218,7 @@ class Campaign:
         before = self.smallest.get(signature)
         if before is not None and before.program.size() <= finding.program.size():
             return self.findings / f"{before.id}.py"
+        finding = replace(finding, seed=self.session.pytest_config.stash.get(_SEED_KEY, None))
         self.smallest[signature] = finding
         paths = finding.save(self.findings)
         if before is not None and before.id != finding.id:
@@ -303,6 +305,8 @@ class GreenfuzzSession:
 
 
 _SESSION_KEY = pytest.StashKey[GreenfuzzSession]()
+#: The seed of the fuzz test running now (with ``--hypothesis-seed``), for its findings.
+_SEED_KEY = pytest.StashKey[int]()
 _PARTS_KEY = pytest.StashKey[List[Dict[str, Any]]]()
 
 
@@ -347,8 +351,12 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
         callspec = getattr(item, "callspec", None)
         shard = int(callspec.params.get("shard", 0)) if callspec is not None else 0
-        hypothesis_seed((int(base) + worker) * 1000 + shard)(function)
+        chosen = (int(base) + worker) * 1000 + shard
+        hypothesis_seed(chosen)(function)
+        item.config.stash[_SEED_KEY] = chosen
     yield
+    if _SEED_KEY in item.config.stash:
+        del item.config.stash[_SEED_KEY]
 
 
 @pytest.hookimpl(optionalhook=True)
