@@ -14,6 +14,7 @@ Read the tree in the order a program flows through it::
     search/                campaigns, minimizing, differential runs, the matrix, scale runs
     reporting/             findings on disk, standalone reproducers, memory reports
     cli/                   the commands (the only place for argparse and terminal output)
+    extra/                 integrations beside cli: the pytest plugin
 
 Beside the pipeline: ``target/`` holds the code that runs in the interpreter under test
 (standard library only, imports nothing of greenfuzz, pasted into reproducers) and

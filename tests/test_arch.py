@@ -78,7 +78,7 @@ def test_a_semantic_mutant_is_found_under_arm64(arm64: str, tmp_path: Path) -> N
                    "--families", "core", "--seed", "1", "--budget", "600",
                    "--out", str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr
-    (finding,) = tmp_path.glob("*.json")
+    (finding,) = tmp_path.glob("*-*.json")  # not summary.json
     data = json.loads(finding.read_text())
     assert data["kind"] == "mismatch"
     assert "aarch64" in data["python"]["version"]

@@ -126,14 +126,14 @@ def test_fuzz_clean_implementation_exits_zero(tmp_path: Path) -> None:
     done = run_cli("fuzz", "--budget", "8", "--seed", "1", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no findings" in done.stdout
-    assert not list(tmp_path.glob("*.json"))
+    assert not list(tmp_path.glob("*-*.json"))  # findings (summary.json is always there)
 
 
 def test_fuzz_finding_exits_one_with_files(tmp_path: Path) -> None:
     done = run_cli("fuzz", "--impl", str(MUTANTS / "dead_switch_raises.py"), "--budget", "60",
                    "--seed", "1", "--out", str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr
-    (finding,) = tmp_path.glob("*.json")
+    (finding,) = tmp_path.glob("*-*.json")
     data = json.loads(finding.read_text())
     assert data["kind"] == "mismatch" and data["python"]["version"]
     assert data["implementation"]["spec"].endswith("dead_switch_raises.py")

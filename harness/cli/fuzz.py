@@ -21,10 +21,12 @@ from greenfuzz.harness.cli.common import (
     positive,
     prepare,
 )
+from greenfuzz.harness.cli.progress import campaign_progress
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.judging import memcheck
 from greenfuzz.harness.program.ir import FAMILIES
+from greenfuzz.harness.reporting import ci
 from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
     CampaignConfig,
@@ -75,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "not do the same in a fresh process; by default they are kept "
                            "on disk and listed, and exit 0)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
+    ci.add_ci_options(fuzz)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
+    args.seed = ci.choose_seed(args.seed)
     config, executor = prepare(
         args, out=args.out, budget=args.budget, max_examples=args.max_examples,
         seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
@@ -111,20 +115,13 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
     mode = ("in-process" if args.in_process else "isolated (a fresh child per program)"
             if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
             "run again in a fresh one)")
-    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, {mode}")
+    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, seed {args.seed}, "
+                  f"{mode}")
 
-    last = [0.0]
-
-    def progress(r: CampaignResult) -> None:
-        if not args.quiet and r.elapsed - last[0] >= 5.0:
-            last[0] = r.elapsed
-            rate = r.examples / r.elapsed if r.elapsed else 0.0
-            console.print(f"  {r.examples} programs, {rate:.0f}/s, "
-                          f"{len(r.findings)} finding(s), {r.elapsed:.0f} s",
-                          highlight=False)
-
-    result = run_campaign(config, progress, executor)
+    with campaign_progress(console, args.quiet) as progress:
+        result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
+    ci.write_ci_outputs(args, config, result)
     if result.interrupted is not None:
         return 128 + result.interrupted
     failing = [f for f in result.findings if f.confirmed or args.strict]

@@ -22,7 +22,18 @@ from typing import Optional, Sequence
 from rich.console import Console
 
 from greenfuzz import __version__
-from greenfuzz.harness.cli import diff, env, fuzz, impls, matrix, profile, replay, report, scale
+from greenfuzz.harness.cli import (
+    defaults,
+    diff,
+    env,
+    fuzz,
+    impls,
+    matrix,
+    profile,
+    replay,
+    report,
+    scale,
+)
 from greenfuzz.harness.cli.common import EXIT_INTERNAL, EXIT_USAGE, Parser, UsageError
 from greenfuzz.harness.search import campaign
 
@@ -32,10 +43,19 @@ COMMANDS = {"fuzz": fuzz, "replay": replay, "impls": impls, "diff": diff, "matri
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="greenfuzz", description=__doc__.splitlines()[0])
+    parser = Parser(prog="greenfuzz", description=__doc__.splitlines()[0],
+                    epilog="exit status: 0 nothing found, 1 a finding, 2 bad usage or input, "
+                           "3 internal error ('greenfuzz COMMAND --help' for each command's)")
+    parser.add_argument("--version", action="version", version=f"greenfuzz {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
         module.add_parser(sub)
+    for name, command in sub.choices.items():
+        command.epilog = f"exit status: {defaults.EXIT_STATUSES.get(name, defaults.EXIT_ANY)}"
+    try:
+        defaults.apply(sub.choices)
+    except defaults.DefaultsError as e:
+        raise UsageError(str(e)) from None
     return parser
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from greenfuzz import __version__
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
@@ -53,6 +54,8 @@ class Finding:
     plain_reproduction: Optional[PlainReproduction] = None
     #: False when the run was interrupted before the program was shrunk.
     shrunk: bool = True
+    #: The seed of the run that found it (None: not recorded).
+    seed: Optional[int] = None
 
     @property
     def kind(self) -> str:
@@ -74,6 +77,8 @@ class Finding:
     def to_json(self) -> Dict[str, Any]:
         return {
             "format": FORMAT,
+            "greenfuzz": __version__,
+            "seed": self.seed,
             "id": self.id,
             "kind": self.kind,
             "summary": self.verdict.summary,

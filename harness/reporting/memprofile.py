@@ -359,8 +359,12 @@ def markdown(rows: Sequence[Dict[str, Any]], args: argparse.Namespace,
 
 
 def plots(results: Sequence[Dict[str, Any]], out: Path) -> List[Path]:
-    """count.png and depth.png, one line per target."""
-    import matplotlib
+    """count.png and depth.png, one line per target; none without matplotlib (the
+    ``plots`` extra: a lean install leaves it out)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -456,6 +460,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
     (args.out / "index.html").write_text(html_page(summary, pngs))
     console.print(summary, markup=False)
     console.print(f"wrote {args.out}/profile.json, summary.md, "
-                  f"{', '.join(p.name for p in pngs)}, index.html", markup=False)
+                  f"{''.join(p.name + ', ' for p in pngs)}index.html", markup=False)
+    if not pngs:
+        console.print("note: no charts (count.png, depth.png): matplotlib is not installed; "
+                      "pip install 'greenfuzz[plots]' for them", markup=False)
     ok = all(not r["errors"] and r.get("agrees") for r in rows)
     return 0 if ok else 1

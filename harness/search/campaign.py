@@ -474,6 +474,7 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         finding = replace(finding, verdict=leaks.explain(
             finding.program, finding.verdict, finding.expected, finding.observation.trace,
             config.impl, executor, config.timeout))
+    finding = replace(finding, seed=config.seed)
     seen[signature] = finding
     result.findings.append(finding)
     try:

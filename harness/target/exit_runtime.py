@@ -221,7 +221,15 @@ def make_tracer(base, fd, early):
                 atexit.register(fn)
 
         def leave(self, kind, count):
-            leave(self, kind, count)
+            # What is left behind is the harness's, not the program's: a tracer the
+            # program installed (family tracing) does not see it being set up.
+            settrace = getattr(self.gl, "settrace", None)
+            tracer = settrace(None) if settrace is not None else None
+            try:
+                leave(self, kind, count)
+            finally:
+                if settrace is not None:
+                    settrace(tracer)
 
     return ExitTracer
 
