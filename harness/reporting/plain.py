@@ -335,6 +335,7 @@ class _Writer:
         """Index the trace by op, and give each event that happens elsewhere to the next
         event recorded at the place of a step (where ``check_seen`` compares them)."""
         pending: List[str] = []
+        early, moved = self.killed_in_finally()
         for i, (who, pc, kind, payload) in enumerate(self.expected):
             if kind == "start":
                 self.start[who] = payload
@@ -343,14 +344,44 @@ class _Writer:
                 self.died_at[who] = i
             if pc >= 0 and kind not in ELSEWHERE:
                 self.at.setdefault((who, pc), []).append((i, kind, payload))
+            if i in early:
+                pending.append(f"{early[i]} killed")
             note = self.elsewhere(who, pc, kind, payload)
             if note is not None:
-                pending.append(note)
+                if i not in moved:
+                    pending.append(note)
                 continue
             if pending and (pc >= 0 or kind in ("start", "teardown", "alive")
                             or (kind == "died" and who == MAIN)):
                 self.seen_at[i] = pending
                 pending = []
+
+    def killed_in_finally(self) -> Tuple[Dict[int, str], Set[int]]:
+        """Kills whose GreenletExit runs finally blocks first: the model records the
+        death once they are done, but the file notes the kill where the GreenletExit
+        arrives (the ``except`` around the suspended switch), before them.  By the index
+        of the first ``finally`` event of each such kill, who is killed; and the indexes
+        of those deaths (noted early)."""
+        found: Dict[int, str] = {}
+        moved: Set[int] = set()
+        for d, (who, _, kind, payload) in enumerate(self.expected):
+            if kind != "died" or self.elsewhere(who, -1, kind, payload) != f"{who} killed":
+                continue
+            if self.short and d > self.main_end:
+                continue  # not rendered: the file ends with main's script
+            # Back from the death, over what the dying greenlet does meanwhile (its own
+            # steps, and the tracer's calls for switches to itself).
+            first, j = None, d - 1
+            while j >= 0 and self.expected[j][0] == who and (
+                    self.expected[j][1] >= 0 or (self.expected[j][2] == "trace" and
+                                                 self.expected[j][3][1:] == (who, who))):
+                if self.expected[j][2] == "finally":
+                    first = j
+                j -= 1
+            if first is not None:
+                found[first] = who
+                moved.add(d)
+        return found, moved
 
     @staticmethod
     def elsewhere(who: str, pc: int, kind: str, payload: object) -> Optional[str]:
