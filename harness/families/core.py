@@ -327,6 +327,8 @@ def perform_spawn(m: Model, g: MG, op: Spawn) -> None:
 
 
 def perform_drop(m: Model, g: MG, op: Drop) -> None:
+    """``del``: the program's reference goes; a greenlet nobody references any more is
+    freed at once (``Model.collect``), and killed if it is suspended (``Model.kill``)."""
     victim = m.registry.pop(op.target)
     m.safely(g, lambda: m.release(victim))
     m.after(g, lambda: (m.check_alive(), m.done(g)))
