@@ -141,7 +141,7 @@ def run_on_reference(script: Path, *, timeout: float, impl: str = REFERENCE,
         return Reproduction(False, f"could not run it: {e.strerror}")
     out = (done.stdout + done.stderr)[-OUTPUT_LIMIT:]
     if done.returncode < 0:
-        return Reproduction(False, f"killed by {_signal_name(-done.returncode)}", out)
+        return Reproduction(False, f"killed by {signal_name(-done.returncode)}", out)
     return Reproduction(done.returncode == 0, f"exit status {done.returncode}", out)
 
 
