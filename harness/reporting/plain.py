@@ -136,11 +136,13 @@ class FuzzError(Exception):
     """This script's own exception type."""
 ''',
     "label": '''
-names = {}  # id(greenlet) -> the name this script gives it
+names = {}  # id(greenlet) -> a weak reference to it, and the name this script gives it
 
 
 def label(g):
-    return None if g is None else names.get(id(g), "?")
+    """g's name; "?" for one this script did not make (a freed one's id may be reused)."""
+    ref, name = names.get(id(g), (None, "?"))
+    return None if g is None else name if ref is not None and ref() is g else "?"
 ''',
     "alive": '''
 refs = {}  # name -> weak reference to every greenlet made
@@ -272,7 +274,8 @@ _HELPER_ORDER = ("fail", "check", "load", "seen", "Exc", "FuzzError", "label", "
                  "stack", "handled", "in_flight", "ctx", "started", "tracers", "in_thread", "Held",
                  "unraisable")
 _HELPER_IMPORTS = {"fail": ("os",), "load": ("importlib", "importlib.util"),
-                   "alive": ("gc", "weakref"), "handled": ("sys",), "ctx": ("contextvars",),
+                   "alive": ("gc", "weakref"), "label": ("weakref",), "handled": ("sys",),
+                   "ctx": ("contextvars",),
                    "in_thread": ("threading", "time"), "unraisable": ("sys",)}
 #: What a helper needs besides itself.
 _HELPER_NEEDS = {"check": ("fail",), "seen": ("check",), "alive": ("check",),
@@ -695,7 +698,7 @@ def _spawn(w: _Writer, who: str, pc: int, op: Spawn) -> Rendered:
     lines, goes_on = w.outcome(who, pc, f"{name} = {make}", f"{name} = {make}")
     if lines and not lines[0].startswith("#"):
         if "label" in w.needs:
-            lines.append(f"names[id({name})] = {op.name!r}")
+            lines.append(f"names[id({name})] = (weakref.ref({name}), {op.name!r})")
         if w.liveness:
             w.need("alive")
             lines.append(f"refs[{op.name!r}] = weakref.ref({name})")
@@ -999,7 +1002,7 @@ def _resurrect(w: _Writer, who: str, pc: int, op: Resurrect) -> Rendered:
     for i, kind, payload in events:
         if kind == "resurrected":
             handler = [f"{me} = greenlet.getcurrent()  # registered again: resurrected",
-                       f"names[id({me})] = {who!r}",
+                       f"names[id({me})] = (weakref.ref({me}), {who!r})",
                        *w.sync(i, f"{who} resurrects"),
                        f"check('{who}.parent when resurrected', label({me}.parent), "
                        f"{payload!r})"]
@@ -1110,7 +1113,7 @@ def _assemble(w: _Writer, program: Program, impl: str, title: str, details: Sequ
     if uses_main:
         out.append("main = greenlet.getcurrent()")
         if "label" in w.needs:
-            out.append("names[id(main)] = 'main'")
+            out.append("names[id(main)] = (weakref.ref(main), 'main')")
     if "finalizers" in w.needs:
         out.append("finalizers = []  # weak references whose callbacks finalize")
     for lines in (*runs, *w.functions):
