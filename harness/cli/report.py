@@ -235,8 +235,8 @@ class Report:
 
 #: The model core's rules behind each kind of event.
 CORE_RULES: Dict[str, Tuple[Callable[..., Any], ...]] = {
-    "value": (Model.resolve, Model.transfer, Model.finish, pack),
-    "caught": (Model.resolve, Model.transfer, Model.fail),
+    "value": (Model.resolve, Model.transfer, Model.enter, Model.finish, pack),
+    "caught": (Model.resolve, Model.transfer, Model.enter, Model.fail),
     "start": (Model.enter,),
     "died": (Model.collect, Model.kill, Model.finish),
     "alive": (Model.collect, Model.kill),
@@ -264,8 +264,8 @@ OP_RULES = ("perform", "enter", "before", "unwinding", "ended", "leave")
 def rules_for(kind: str, op: Optional[Op], payload: object,
               families: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
     """(name, docstring) of the model rules that decide an event of ``kind`` at ``op``,
-    read from the registry: the op's own rules (its ``OpSpec``) and the core rules their
-    docstrings name (``Model.collect``), the model core's rules for that kind of event,
+    read from the registry: the op's own rules (its ``OpSpec``) and the rules their
+    docstrings name (``_named_rules``), the model core's rules for that kind of event,
     and the hooks into it of the ``families`` the program uses (default: all).  Their
     docstrings cite greenlet's documentation; rules without one are left out."""
     found: List[Callable[..., Any]] = []
@@ -276,10 +276,7 @@ def rules_for(kind: str, op: Optional[Op], payload: object,
             rules = None
         for fn in (getattr(rules, name) for name in OP_RULES if rules is not None):
             if fn is not None:
-                found.append(fn)
-                found += [getattr(Model, name) for name in
-                          re.findall(r"``Model\.(\w+)``", inspect.getdoc(fn) or "")
-                          if callable(getattr(Model, name, None))]
+                found += [fn, *_named_rules(fn)]
     found += CORE_RULES.get(kind, ())
     for family in registered():
         if families is None or family.name in families:
@@ -291,6 +288,18 @@ def rules_for(kind: str, op: Optional[Op], payload: object,
             module = fn.__module__.removeprefix("greenfuzz.harness.")
             cited.append((f"{module}.{fn.__qualname__}", doc))
     return cited
+
+
+def _named_rules(fn: Callable[..., Any]) -> List[Callable[..., Any]]:
+    """The rules ``fn``'s docstring names: ``Model.collect`` (the model core's) or
+    ``thrown`` (a function of its own module)."""
+    module = sys.modules.get(fn.__module__)
+    found = []
+    for owner, name in re.findall(r"``(Model\.)?(\w+)``", inspect.getdoc(fn) or ""):
+        rule = getattr(Model if owner else module, name, None)
+        if inspect.isfunction(rule) and rule is not fn:
+            found.append(rule)
+    return found
 
 
 def _fail_line(output: str) -> str:
