@@ -44,6 +44,7 @@ from greenfuzz.harness.search.campaign import CampaignConfig, judge, run_campaig
 from greenfuzz.strategies import programs
 from tests.helpers import prog
 from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR
+from tests.test_registry import Lineage, lineage  # noqa: F401 (a fixture)
 
 GREENLET = implementations.load("greenlet")
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
@@ -72,6 +73,18 @@ def mutant(name: str) -> str:
 
 def test_every_op_type_has_a_plain_rendering() -> None:
     assert set(plain._OPS) == set(OP_TYPES.values())
+
+
+@pytest.mark.usefixtures("lineage")
+def test_an_op_without_plain_rendering_is_noted(tmp_path: Path) -> None:
+    """A family registered elsewhere (``tests.test_registry``) has no plain rendering:
+    its op ends the script, the file says so, and what comes before still runs."""
+    p = prog([Spawn("g1"), Switch("g1"), Lineage("g1"), Switch("g1")], g1=[Switch(MAIN)])
+    found = rendered(p)
+    assert found.notes == ("Lineage: no plain rendering, the script stops before it",)
+    assert "Not plain: Lineage" in found.source and "g1.switch()" in found.source
+    done = run_plain(found.source, tmp_path, "greenlet")
+    assert done.returncode == 0, done.stdout + done.stderr + found.source
 
 
 def test_core_program_is_short_plain_greenlet_code(tmp_path: Path) -> None:

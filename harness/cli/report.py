@@ -19,13 +19,16 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 
 from greenfuzz.harness.cli.common import EXIT_OK, UsageError, positive
 from greenfuzz.harness.execution.render import op_comment
-from greenfuzz.harness.program.ir import Op, Program, ProgramError, flatten
+from greenfuzz.harness.families import registered, spec
+from greenfuzz.harness.families.deliveries import pack
+from greenfuzz.harness.model.core import Model
+from greenfuzz.harness.program.ir import Op, Program, ProgramError, flatten, program_families
 from greenfuzz.harness.reporting import findings, plain
 from greenfuzz.harness.reporting.reproduce import (
     REFERENCE,
@@ -219,56 +222,83 @@ class Report:
         lines = [f"The first step that differs: {who}"
                  + (f", `{op_comment(op)}`" if op is not None else "")
                  + f"; greenfuzz expects `{kind} {payload!r}` there, as greenlet does."]
-        for rule, doc in rules_for(kind, op, payload):
+        for rule, doc in rules_for(kind, op, payload, program_families(self.program)):
             lines += ["", f"greenfuzz's model, `{rule}`:", ""]
             lines += ["> " + line if line else ">" for line in doc.splitlines()]
-            pages = [p for p in PAGES if re.search(rf"\b{p}\b", doc)]
+            # Cited as "switching docs: ..."; a name with "_" cannot be a plain word.
+            pages = [p for p in PAGES if re.search(rf"\b{p} docs\b", doc)
+                     or ("_" in p and re.search(rf"\b{p}\b", doc))]
             if pages:
                 lines += ["", "Documentation: " + ", ".join(DOCS.format(p) for p in pages)]
         return lines
 
 
-def rules_for(kind: str, op: Optional[Op], payload: object) -> List[Tuple[str, str]]:
-    """(name, docstring) of the model rules that decide an event of ``kind`` at ``op``:
-    read from the model, whose rules cite greenlet's documentation."""
-    try:
-        from greenfuzz.harness.model import reference as model
-    except ImportError:  # the model moved: no citation rather than no report
-        return []
-    op_name = type(op).__name__ if op is not None else ""
-    names: List[str] = []
-    if kind in ("value", "caught") and op_name == "Switch":
-        names = ["Model.resolve", "Model.finish", "pack"]
-    elif kind in ("value", "caught") and op_name == "Throw":
-        names = ["Model.enter", "Model.resolve", "thrown"]
-    elif kind in ("value", "caught", "done") and op_name:
-        names = [f"Model.op_{op_name}"]
-    elif kind == "start":
-        names = ["Model.enter"]
-    elif kind in ("died", "alive") or (kind == "done" and op_name == "Drop"):
-        names = ["Model.collect", "Model.kill"]
-    elif kind in ("return",):
-        names = ["Model.finish"]
-    elif kind in ("trace", "tracer"):
-        names = ["Model.trace"]
-    elif kind == "finally":
-        names = ["Model.run_finally_parts", "Flying"]
-    elif kind in ("finalizer", "finalized"):
-        names = ["Model.defer_finalizers"]
-    elif kind == "thread":
-        names = ["Model.end_thread"]
-    elif kind == "resurrected":
-        names = ["Model.resurrect"]
-    elif op_name:
-        names = [f"Model.op_{op_name}"]
-    found = []
-    for name in names:
-        obj: Any = model
-        for part in name.split("."):
-            obj = getattr(obj, part, None)
-        doc = inspect.getdoc(obj) if obj is not None else None
+#: The model core's rules behind each kind of event.
+CORE_RULES: Dict[str, Tuple[Callable[..., Any], ...]] = {
+    "value": (Model.resolve, Model.transfer, Model.enter, Model.finish, pack),
+    "caught": (Model.resolve, Model.transfer, Model.enter, Model.fail),
+    "start": (Model.enter,),
+    "died": (Model.collect, Model.kill, Model.finish),
+    "alive": (Model.collect, Model.kill),
+    "return": (Model.finish,),
+    "trace": (Model.trace,),
+    "teardown": (Model.teardown,),
+}
+#: The family hooks (``Family`` fields) that may change what an event of each kind says:
+#: the hook of that name of every family the program uses is cited, a new family's too.
+HOOK_RULES: Dict[str, Tuple[str, ...]] = {
+    "died": ("collecting", "killing", "dying", "freeing"),
+    "alive": ("collecting", "freeing"),
+    "start": ("entering",),
+    "value": ("resuming", "receiving"),
+    "trace": ("switching",),
+    "finalizer": ("collecting", "freeing"),
+    "finalized": ("stepping",),
+    "unraisable": ("uncaught",),
+    "finally": ("dying",),
+}
+#: The ``OpSpec`` fields that hold an op's model rules, in the order they act.
+OP_RULES = ("perform", "enter", "before", "unwinding", "ended", "leave")
+
+
+def rules_for(kind: str, op: Optional[Op], payload: object,
+              families: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
+    """(name, docstring) of the model rules that decide an event of ``kind`` at ``op``,
+    read from the registry: the op's own rules (its ``OpSpec``) and the rules their
+    docstrings name (``_named_rules``), the model core's rules for that kind of event,
+    and the hooks into it of the ``families`` the program uses (default: all).  Their
+    docstrings cite greenlet's documentation; rules without one are left out."""
+    found: List[Callable[..., Any]] = []
+    if op is not None:
+        try:
+            rules = spec(op)
+        except ProgramError:
+            rules = None
+        for fn in (getattr(rules, name) for name in OP_RULES if rules is not None):
+            if fn is not None:
+                found += [fn, *_named_rules(fn)]
+    found += CORE_RULES.get(kind, ())
+    for family in registered():
+        if families is None or family.name in families:
+            found += [getattr(family, name) for name in HOOK_RULES.get(kind, ())]
+    cited: List[Tuple[str, str]] = []
+    for fn in dict.fromkeys(fn for fn in found if fn is not None):
+        doc = inspect.getdoc(fn)
         if doc:
-            found.append((name, doc))
+            module = fn.__module__.removeprefix("greenfuzz.harness.")
+            cited.append((f"{module}.{fn.__qualname__}", doc))
+    return cited
+
+
+def _named_rules(fn: Callable[..., Any]) -> List[Callable[..., Any]]:
+    """The rules ``fn``'s docstring names: ``Model.collect`` (the model core's) or
+    ``thrown`` (a function of its own module)."""
+    module = sys.modules.get(fn.__module__)
+    found = []
+    for owner, name in re.findall(r"``(Model\.)?(\w+)``", inspect.getdoc(fn) or ""):
+        rule = getattr(Model if owner else module, name, None)
+        if inspect.isfunction(rule) and rule is not fn:
+            found.append(rule)
     return found
 
 

@@ -273,7 +273,8 @@ def perform_switch(m: Model, g: MG, op: Switch) -> None:
 def perform_throw(m: Model, g: MG, op: Throw) -> None:
     """``throw()`` into a dead greenlet: greenlet 3.x (``throw_greenlet``) turns a
     GreenletExit into a plain return value ("dead greenlet: turn GreenletExit into a
-    regular return"); any other exception goes up the parent chain."""
+    regular return"); any other exception goes up the parent chain.  What the call
+    raises in the target: ``thrown``."""
     target = _target(m, op.target)
     if g.in_thread:
         # python_threads docs: "It is not possible to mix or switch between greenlets
@@ -328,6 +329,8 @@ def perform_spawn(m: Model, g: MG, op: Spawn) -> None:
 
 
 def perform_drop(m: Model, g: MG, op: Drop) -> None:
+    """``del``: the program's reference goes; a greenlet nobody references any more is
+    freed at once (``Model.collect``), and killed if it is suspended (``Model.kill``)."""
     victim = m.registry.pop(op.target)
     m.safely(g, lambda: m.release(victim))
     m.after(g, lambda: (m.check_alive(), m.done(g)))

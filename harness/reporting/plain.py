@@ -16,8 +16,10 @@ the harness (an orphan greenlet's bookkeeping, the once-only bouncing tracer) ar
 in ``Plain.notes`` and said so in the file; such a file is still run, and its verification
 tells whether it reproduces.
 
-Rendering dispatches on op type (``_OPS``), one function per op class, so that each can
-move into its family's module.
+Rendering dispatches on op type (``_OPS``), one function per op class.  They stay here,
+not in the family modules: they write through ``_Writer`` (this stage's), which the
+families, below the model, may not import.  An op type with no rendering (a new family's)
+ends its script in the file, and ``Plain.notes`` says so.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import textwrap
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from greenfuzz.harness.families import op_comment
 from greenfuzz.harness.program import ir
 from greenfuzz.harness.program.ir import (
     MAIN,
@@ -137,11 +138,13 @@ class FuzzError(Exception):
     """This script's own exception type."""
 ''',
     "label": '''
-names = {}  # id(greenlet) -> the name this script gives it
+names = {}  # id(greenlet) -> a weak reference to it, and the name this script gives it
 
 
 def label(g):
-    return None if g is None else names.get(id(g), "?")
+    """g's name; "?" for one this script did not make (a freed one's id may be reused)."""
+    ref, name = names.get(id(g), (None, "?"))
+    return None if g is None else name if ref is not None and ref() is g else "?"
 ''',
     "alive": '''
 refs = {}  # name -> weak reference to every greenlet made
@@ -273,7 +276,8 @@ _HELPER_ORDER = ("fail", "check", "load", "seen", "Exc", "FuzzError", "label", "
                  "stack", "handled", "in_flight", "ctx", "started", "tracers", "in_thread", "Held",
                  "unraisable")
 _HELPER_IMPORTS = {"fail": ("os",), "load": ("importlib", "importlib.util"),
-                   "alive": ("gc", "weakref"), "handled": ("sys",), "ctx": ("contextvars",),
+                   "alive": ("gc", "weakref"), "label": ("weakref",), "handled": ("sys",),
+                   "ctx": ("contextvars",),
                    "in_thread": ("threading", "time"), "unraisable": ("sys",)}
 #: What a helper needs besides itself.
 _HELPER_NEEDS = {"check": ("fail",), "seen": ("check",), "alive": ("check",),
@@ -336,6 +340,7 @@ class _Writer:
         """Index the trace by op, and give each event that happens elsewhere to the next
         event recorded at the place of a step (where ``check_seen`` compares them)."""
         pending: List[str] = []
+        early, moved = self.killed_in_finally()
         for i, (who, pc, kind, payload) in enumerate(self.expected):
             if kind == "start":
                 self.start[who] = payload
@@ -344,14 +349,44 @@ class _Writer:
                 self.died_at[who] = i
             if pc >= 0 and kind not in ELSEWHERE:
                 self.at.setdefault((who, pc), []).append((i, kind, payload))
+            if i in early:
+                pending.append(f"{early[i]} killed")
             note = self.elsewhere(who, pc, kind, payload)
             if note is not None:
-                pending.append(note)
+                if i not in moved:
+                    pending.append(note)
                 continue
             if pending and (pc >= 0 or kind in ("start", "teardown", "alive")
                             or (kind == "died" and who == MAIN)):
                 self.seen_at[i] = pending
                 pending = []
+
+    def killed_in_finally(self) -> Tuple[Dict[int, str], Set[int]]:
+        """Kills whose GreenletExit runs finally blocks first: the model records the
+        death once they are done, but the file notes the kill where the GreenletExit
+        arrives (the ``except`` around the suspended switch), before them.  By the index
+        of the first ``finally`` event of each such kill, who is killed; and the indexes
+        of those deaths (noted early)."""
+        found: Dict[int, str] = {}
+        moved: Set[int] = set()
+        for d, (who, _, kind, payload) in enumerate(self.expected):
+            if kind != "died" or self.elsewhere(who, -1, kind, payload) != f"{who} killed":
+                continue
+            if self.short and d > self.main_end:
+                continue  # not rendered: the file ends with main's script
+            # Back from the death, over what the dying greenlet does meanwhile (its own
+            # steps, and the tracer's calls for switches to itself).
+            first, j = None, d - 1
+            while j >= 0 and self.expected[j][0] == who and (
+                    self.expected[j][1] >= 0 or (self.expected[j][2] == "trace" and
+                                                 self.expected[j][3][1:] == (who, who))):
+                if self.expected[j][2] == "finally":
+                    first = j
+                j -= 1
+            if first is not None:
+                found[first] = who
+                moved.add(d)
+        return found, moved
 
     @staticmethod
     def elsewhere(who: str, pc: int, kind: str, payload: object) -> Optional[str]:
@@ -508,7 +543,12 @@ class _Writer:
             if self.unreached(who, pc, op):
                 lines.append("# (the rest is not reached)")
                 return lines, False
-            render = _OPS.get(type(op), _not_plain)
+            render = _OPS.get(type(op))
+            if render is None:  # a family's op type this module does not know (yet)
+                name = type(op).__name__
+                self.notes.append(f"{name}: no plain rendering, the script stops before it")
+                lines.append(f"# ({name}: not rendered plainly; the rest is not either)")
+                return lines, False
             more, goes_on = render(self, who, pc, op)
             lines += more
             pc += span(op)
@@ -665,7 +705,7 @@ def _spawn(w: _Writer, who: str, pc: int, op: Spawn) -> Rendered:
     lines, goes_on = w.outcome(who, pc, f"{name} = {make}", f"{name} = {make}")
     if lines and not lines[0].startswith("#"):
         if "label" in w.needs:
-            lines.append(f"names[id({name})] = {op.name!r}")
+            lines.append(f"names[id({name})] = (weakref.ref({name}), {op.name!r})")
         if w.liveness:
             w.need("alive")
             lines.append(f"refs[{op.name!r}] = weakref.ref({name})")
@@ -921,13 +961,6 @@ def _thread_parent(w: _Writer, who: str, pc: int, op: ThreadParent) -> Rendered:
     return w.outcome(who, pc, statement, statement)
 
 
-def _not_plain(w: _Writer, who: str, pc: int, op: Op) -> Rendered:
-    """An op with no plain rendering (a family added after this module, such as
-    ``shutdown``): the file says so and goes on; its verification then decides."""
-    w.notes.append(f"{type(op).__name__}: not rendered plainly; use the full reproducer")
-    return [f"# ({op_comment(op)}: not rendered plainly)"], True
-
-
 def _orphan(w: _Writer, who: str, pc: int, op: Orphan) -> Rendered:
     w.notes.append("Orphan: a greenlet of the thread left suspended when it ends is the "
                    "harness's bookkeeping (rendered as a comment)")
@@ -976,7 +1009,7 @@ def _resurrect(w: _Writer, who: str, pc: int, op: Resurrect) -> Rendered:
     for i, kind, payload in events:
         if kind == "resurrected":
             handler = [f"{me} = greenlet.getcurrent()  # registered again: resurrected",
-                       f"names[id({me})] = {who!r}",
+                       f"names[id({me})] = (weakref.ref({me}), {who!r})",
                        *w.sync(i, f"{who} resurrects"),
                        f"check('{who}.parent when resurrected', label({me}.parent), "
                        f"{payload!r})"]
@@ -1087,7 +1120,7 @@ def _assemble(w: _Writer, program: Program, impl: str, title: str, details: Sequ
     if uses_main:
         out.append("main = greenlet.getcurrent()")
         if "label" in w.needs:
-            out.append("names[id(main)] = 'main'")
+            out.append("names[id(main)] = (weakref.ref(main), 'main')")
     if "finalizers" in w.needs:
         out.append("finalizers = []  # weak references whose callbacks finalize")
     for lines in (*runs, *w.functions):
