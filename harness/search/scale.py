@@ -32,6 +32,11 @@ from greenfuzz.harness.target import source_path
 
 FORMAT = "greenfuzz-scale/1"
 RUNTIME = source_path("scale_runtime")
+RANDOM = source_path("scale_random")
+#: A failing random stream this small becomes an ordinary program (``lockstep.to_program``).
+SMALL_GREENLETS = 300
+SMALL_OPERATIONS = 3_000
+
 @dataclass
 class ScaleResult:
     recipe: Recipe
@@ -56,8 +61,12 @@ class ScaleResult:
 
 def run_recipe(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = None,
                stall: float = 120.0,
-               progress: Callable[[Dict[str, Any]], None] = lambda line: None) -> ScaleResult:
-    """Run one recipe in a child process; every line it prints goes to ``progress``."""
+               progress: Callable[[Dict[str, Any]], None] = lambda line: None,
+               checked: bool = True) -> ScaleResult:
+    """Run one recipe in a child process; every line it prints goes to ``progress``.
+    Shape ``random`` is checked by the reference model as it runs (``run_random``)."""
+    if recipe.shape == "random":
+        return run_random(recipe, impl, python, stall, progress, checked)
     result = ScaleResult(recipe)
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -102,6 +111,104 @@ def run_recipe(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = N
         last_line = (err.strip().splitlines() or ["no output"])[-1]
         result.detail = f"exit status {proc.returncode}: {last_line}\n{err[-4000:]}"
     return result
+
+
+def run_random(recipe: Recipe, impl: str = "greenlet", python: Optional[str] = None,
+               stall: float = 120.0,
+               progress: Callable[[Dict[str, Any]], None] = lambda line: None,
+               checked: bool = True) -> ScaleResult:
+    """A random stream in a child process, its events checked by the reference model
+    here while the child goes on (``lockstep.Checker``); the first divergence kills
+    the child and is the finding.  ``checked`` False runs the same stream with nothing
+    recorded (what the bench compares against)."""
+    from greenfuzz.harness.search import lockstep
+
+    result = ScaleResult(recipe)
+    start = time.monotonic()
+    events_r, events_w = os.pipe() if checked else (-1, -1)
+    if checked:
+        try:
+            import fcntl
+            fcntl.fcntl(events_w, 1031, 1 << 20)  # F_SETPIPE_SZ: batches in flight
+        except (ImportError, OSError):
+            pass
+    argv = [python or sys.executable, str(RUNTIME), impl, json.dumps(recipe.to_json())]
+    proc = subprocess.Popen(argv + ([str(events_w)] if checked else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, pass_fds=(events_w,) if checked else ())
+    if checked:
+        os.close(events_w)
+    assert proc.stdout is not None and proc.stderr is not None
+    checker = lockstep.Checker(recipe.to_json()) if checked else None
+    lines, frames = b"", b""
+    open_fds = [proc.stdout.fileno()] + ([events_r] if checked else [])
+    last = time.monotonic()
+    try:
+        with lockstep.no_cyclic_collector():
+            while open_fds:
+                ready, _, _ = select.select(open_fds, [], [], 1.0)
+                if not ready:
+                    if time.monotonic() - last > stall:
+                        result.outcome = "hang"
+                        result.detail = f"no output for {stall:g} s (phase random)"
+                        return result
+                    continue
+                last = time.monotonic()
+                for fd in ready:
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        open_fds.remove(fd)
+                    elif fd == events_r:
+                        frames += chunk
+                        frames = _check_frames(frames, checker)
+                    else:
+                        lines += chunk
+                        *whole, lines = lines.split(b"\n")
+                        for raw in whole:
+                            _take(result, json.loads(raw), progress)
+            proc.wait(timeout=30)
+            if checker is not None and proc.returncode == 0:
+                checker.finish()
+    except lockstep.Divergence as divergence:
+        result.finding = divergence.record()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if checked:
+            os.close(events_r)
+        result.seconds = time.monotonic() - start
+    err = proc.stderr.read().decode("utf-8", "replace")
+    if result.finding is not None:
+        result.outcome = "finding"
+        progress({"finding": result.finding})
+    elif proc.returncode < 0:
+        result.outcome = "crash"
+        name = signal.Signals(-proc.returncode).name
+        result.detail = f"killed by {name}\n{err[-4000:]}"
+    elif proc.returncode != 0 or not result.done:
+        result.outcome = "crash"
+        last_line = (err.strip().splitlines() or ["no output"])[-1]
+        result.detail = f"exit status {proc.returncode}: {last_line}\n{err[-4000:]}"
+    if checker is not None:
+        result.done["checked_events"] = checker.taken
+    return result
+
+
+def _check_frames(buffer: bytes, checker: Any) -> bytes:
+    """Feed every whole frame in ``buffer`` (``scale_random.frame_sink``) to the
+    checker; the rest is returned."""
+    import marshal
+    import struct
+
+    at = 0
+    while len(buffer) - at >= 4:
+        size = struct.unpack_from("<I", buffer, at)[0]
+        if len(buffer) - at - 4 < size:
+            break
+        checker.take(marshal.loads(buffer[at + 4:at + 4 + size]))
+        at += 4 + size
+    return buffer[at:]
 
 
 def _phase(result: ScaleResult) -> str:

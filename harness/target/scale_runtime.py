@@ -391,13 +391,39 @@ def load_implementation(spec):
     return importlib.import_module(spec)
 
 
+def random_runner():
+    """``scale_random.run_random``: pasted before this file in a reproducer, else
+    imported from next to it (this file runs as a script)."""
+    found = globals().get("run_random")
+    if found is None:
+        from scale_random import run_random as found
+    return found
+
+
+def main_random(gl, recipe, events_fd):
+    """Shape ``random``: events go to ``events_fd`` (None: unchecked, none recorded)."""
+    out = sys.stdout
+    out.write(json.dumps({"hello": True, "python": sys.version.split()[0],
+                          "implementation": sys.implementation.name,
+                          "impl_version": getattr(gl, "__version__", None),
+                          "recipe": recipe}) + "\n")
+    out.flush()
+    done = random_runner()(gl, recipe, events_fd)
+    out.write(json.dumps(dict(done, done=True, switches=done["operations"],
+                              peak_rss=peak_rss_bytes())) + "\n")
+    out.flush()
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        sys.stderr.write("usage: scale_runtime.py IMPL RECIPE_JSON\n")
+    if len(argv) not in (2, 3):
+        sys.stderr.write("usage: scale_runtime.py IMPL RECIPE_JSON [EVENTS_FD]\n")
         return 2
     gl = load_implementation(argv[0])
     recipe = json.loads(argv[1])
+    if recipe.get("shape") == "random":
+        return main_random(gl, recipe, int(argv[2]) if len(argv) == 3 else None)
     run = Run(gl, recipe)
     run.emit(hello=True, python=sys.version.split()[0],
              implementation=sys.implementation.name,
