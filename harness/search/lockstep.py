@@ -214,13 +214,20 @@ class Divergence(Exception):
                                                                       self.observed or "?")[0],
                 "expected": repr(self.expected), "observed": repr(self.observed),
                 "detail": f"event {self.index}, after {self.operations} operations",
-                "event": self.index, "operations": self.operations}
+                "event": self.index, "operations": self.operations,
+                # Python literals of the events as the target records them, for the
+                # standalone reproducer (``scale.reproducer``).
+                "expected_event": repr(None if self.expected is None else
+                                       _encode(self.expected)),
+                "observed_event": repr(None if self.observed is None else
+                                       _encode(self.observed))}
 
 
 class Checker:
     """Compares the target's events, batch by batch, with the model's as it makes them."""
 
     def __init__(self, recipe: Dict[str, Any]) -> None:
+        self.recipe = recipe
         self.model = StreamModel(recipe)
         self.model.begin()
         self.taken = 0  # model events compared (and dropped from ``model.events``)
@@ -235,8 +242,9 @@ class Checker:
         return events[k]
 
     def fail(self, k: int, observed: Optional[Event]) -> None:
-        raise Divergence(self.taken + k, self._expected(k), observed,
-                         self.model.stream.done)
+        index = self.taken + k
+        raise Divergence(index, self._expected(k), observed,
+                         operations_before(self.recipe, index))
 
     def feed(self, batch: Sequence[Sequence[Any]]) -> None:
         """Check a batch of target events (``scale_random`` form)."""
@@ -299,7 +307,19 @@ class Checker:
                 self.fail(0, self.pending[0])
         extra = self._expected(0)
         if extra is not None:
-            raise Divergence(self.taken, extra, None, self.model.stream.done)
+            raise Divergence(self.taken, extra, None,
+                             operations_before(self.recipe, self.taken))
+
+
+def operations_before(recipe: Dict[str, Any], index: int) -> int:
+    """How many operations the stream had handed out when the model recorded event
+    ``index`` (the checker steps ahead of the target's batch; this steps a fresh model
+    only that far): a budget of that many reproduces everything up to the event."""
+    model = StreamModel(recipe)
+    model.begin()
+    with no_cyclic_collector():
+        model.fill(index + 1)
+    return model.stream.done
 
 
 def _key(event: Event) -> Tuple:

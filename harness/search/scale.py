@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.program.recipes import Recipe
 from greenfuzz.harness.reporting.findings import atomic_write
 from greenfuzz.harness.target import source_path
@@ -234,6 +235,8 @@ def shrink(result: ScaleResult, impl: str, python: Optional[str], stall: float,
     """The smallest recipe found that still fails the same way: simpler settings first,
     then the smallest greenlet count by bisection (failures at scale are usually
     monotonic in the count)."""
+    if result.recipe.shape == "random":
+        return shrink_random(result, impl, python, stall, budget, note)
     deadline = time.monotonic() + budget
     best = result
     signature = result.signature
@@ -262,6 +265,101 @@ def shrink(result: ScaleResult, impl: str, python: Optional[str], stall: float,
     return best
 
 
+def shrink_random(result: ScaleResult, impl: str, python: Optional[str], stall: float,
+                  budget: float = 600.0,
+                  note: Callable[[str], None] = lambda text: None) -> ScaleResult:
+    """The same seed with fewer operations and fewer greenlets, while it still fails
+    the same way: the stream is the same up to the point it is cut (the operations a
+    greenlet is handed do not depend on the budget, and spawns past the cap become
+    other operations), so the operations are cut to where the divergence showed, then
+    the greenlet count is bisected (the names held at once are capped by it), then the
+    operations are cut again.  Recursion is left out if it still fails without."""
+    deadline = time.monotonic() + budget
+    best = result
+    signature = result.outcome
+
+    def fails(recipe: Recipe) -> Optional[ScaleResult]:
+        if time.monotonic() > deadline:
+            return None
+        again = run_recipe(recipe, impl, python, stall)
+        return again if again.outcome == signature else None
+
+    def cut(current: ScaleResult) -> ScaleResult:
+        """Operations cut to those handed out by the divergence."""
+        finding = current.finding or {}
+        needed = int(finding.get("operations", 0))
+        if 0 < needed < current.recipe.operations:
+            note(f"shrinking: trying {needed} operations")
+            smaller = fails(replace(current.recipe, operations=needed))
+            if smaller is not None:
+                return smaller
+        return current
+
+    best = cut(best)
+    if best.recipe.depth:
+        smaller = fails(replace(best.recipe, depth=0))
+        if smaller is not None:
+            best = cut(smaller)
+    low, high = 0, best.recipe.greenlets  # low passes (or is 0), high fails
+    while high - low > max(1, high // 1000) and time.monotonic() < deadline:
+        middle = (low + high) // 2
+        note(f"shrinking: trying {middle} greenlets")
+        smaller = fails(replace(best.recipe, greenlets=max(1, middle),
+                                live=min(best.recipe.live, max(1, middle))))
+        if smaller is not None:
+            best, high = smaller, middle
+        else:
+            low = middle
+    return cut(best)
+
+
+def small_program(result: ScaleResult) -> Optional[Program]:
+    """A random finding small enough for the small-program path, as an ordinary
+    program (``lockstep.to_program``); None when it is larger."""
+    recipe = result.recipe
+    if recipe.shape != "random" or result.outcome != "finding" \
+            or recipe.greenlets > SMALL_GREENLETS or recipe.operations > SMALL_OPERATIONS:
+        return None
+    from greenfuzz.harness.search import lockstep
+
+    return lockstep.to_program(recipe.to_json())
+
+
+def program_finding(result: ScaleResult, impl: str, out: Path,
+                    note: Callable[[str], None] = lambda text: None) -> Optional[Any]:
+    """A small random finding through the small-program path: the stream as an ordinary
+    program, judged by the usual runner, minimized by the usual minimizer and saved with
+    its readable reproducer (``Finding.save``).  None when the stream is too large,
+    the program is not valid (recursions past the frame budget), or the ordinary run
+    does not fail (then the scale reproducer stands)."""
+    from greenfuzz.harness.execution import implementations
+    from greenfuzz.harness.program.ir import ProgramError
+    from greenfuzz.harness.search.campaign import CampaignConfig, judge
+    from greenfuzz.harness.search.minimize import simplify
+
+    program = small_program(result)
+    if program is None:
+        return None
+    try:
+        program.validate()
+        implementation = implementations.load(impl)
+    except (ProgramError, implementations.ImplementationError):
+        return None
+    config = CampaignConfig(impl=implementation, out=out, isolate=False)
+    first = judge(program, config, None)
+    if first.verdict.ok:
+        return None
+    note(f"minimizing the {program.size()}-op program")
+    signature = first.verdict.signature
+    smaller = simplify(program, lambda p: judge(p, config, None).verdict.signature
+                       == signature)
+    finding = judge(smaller, config, None)
+    if finding.verdict.signature != signature:
+        finding = first
+    finding.save(out)
+    return finding
+
+
 def finding_id(result: ScaleResult, impl: str) -> str:
     digest = hashlib.sha1((json.dumps(result.recipe.to_json(), sort_keys=True) + impl +
                            result.signature).encode()).hexdigest()[:10]
@@ -283,9 +381,79 @@ def save(result: ScaleResult, impl: str, directory: Path) -> List[Path]:
     return [json_path, py_path]
 
 
+#: The end of a random reproducer: run the stream, compare the event where it diverged.
+_RANDOM_CHECK = """
+
+RECIPE = {recipe!r}
+#: The event (as the target records it) where the implementation diverged, and what
+#: the reference model expected there (None: no event at all).
+AT = {at!r}
+EXPECTED = {expected}
+
+
+def agree(want, got):
+    \"\"\"Events agree; an exception the model gives no args for matches any args.\"\"\"
+    if isinstance(want, list) and want[:1] == ["exc"]:
+        return isinstance(got, list) and got[:2] == want[:2] and (
+            want[2] is None or agree(want[2], got[2]))
+    if isinstance(want, (tuple, list)):
+        return isinstance(got, type(want)) and len(want) == len(got) and all(
+            agree(w, g) for w, g in zip(want, got))
+    if isinstance(want, dict):
+        return isinstance(got, dict) and want.keys() == got.keys() and all(
+            agree(want[k], got[k]) for k in want)
+    return type(want) is type(got) and want == got
+
+
+def check(spec):
+    import io
+    gl = load_implementation(spec)
+    seen, found = [0], []
+
+    def sink(events):
+        for event in events:
+            if seen[0] == AT:
+                found.append(event)
+            seen[0] += 1
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    RandomRun(gl, RECIPE, sink, io.StringIO()).run()
+    observed = found[0] if found else None
+    if EXPECTED is None and observed is None or agree(EXPECTED, observed):
+        print("event %d agrees with the reference model: fixed" % AT)
+        return 0
+    print("event %d: expected %r, observed %r" % (AT, EXPECTED, observed))
+    return 1
+
+
+if __name__ == '__main__':
+    sys.exit(check(os.environ.get('GREENFUZZ_IMPL', {impl!r})))
+"""
+
+
+def reproducer_random(result: ScaleResult, impl: str) -> str:
+    """A random finding standalone (no greenfuzz needed): the stream and its runner
+    pasted with the shrunk recipe; it exits 1 while the event where the implementation
+    diverged still differs from the model's, 0 once it agrees."""
+    finding = result.finding or {}
+    header = (f'"""greenfuzz scale reproducer: random stream, {result.recipe.greenlets} '
+              f"greenlets, {result.recipe.operations} operations.\n\nFound: "
+              f"{json.dumps({k: v for k, v in finding.items() if not k.endswith('_event')})}"
+              "\n\nRun: python THIS_FILE  (implementation: GREENFUZZ_IMPL=module-or-path, "
+              f"default {impl!r}).\n" + '"""\n')
+    stream = RANDOM.read_text().split('"""', 2)[2]
+    runtime = RUNTIME.read_text().split('"""', 2)[2]
+    runtime = runtime.replace('if __name__ == "__main__":\n    sys.exit(main())\n', "")
+    return header + stream + runtime + _RANDOM_CHECK.format(
+        recipe=result.recipe.to_json(), at=finding.get("event", 0),
+        expected=finding.get("expected_event", "None"), impl=impl)
+
+
 def reproducer(result: ScaleResult, impl: str) -> str:
     """The scale runtime with the recipe: ``python scale-<id>.py`` exits 1 (finding) or
     dies (crash) while the bug is there, 0 once it is fixed."""
+    if result.recipe.shape == "random" and result.finding is not None:
+        return reproducer_random(result, impl)
     source = RUNTIME.read_text()
     what = result.finding or {"outcome": result.outcome, "detail": result.detail}
     header = (f'"""greenfuzz scale reproducer: {result.recipe.shape}, '
