@@ -11,7 +11,7 @@ minimizer) asks the registry, so no other module lists op types.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hypothesis.strategies import SearchStrategy
@@ -185,7 +185,6 @@ class Family:
     uncaught: Optional[Callable[[Model, MG, Any], bool]] = None
     main_finished: Optional[Callable[[Model], None]] = None
     busy: Optional[Callable[[Model, MG], bool]] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 _FAMILIES: Dict[str, Family] = {}
