@@ -27,6 +27,7 @@ def test_every_recipe_passes_on_greenlet(recipe: Recipe) -> None:
     assert result.done["switches"] >= recipe.greenlets
 
 
+@pytest.mark.slow
 def test_hypothesis_shrinks_a_recipe_to_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the mutant's threshold at 40 live greenlets, Hypothesis finds a failing recipe
     and shrinks it to the simplest one: just over 40 greenlets, no depth, no extra rounds."""
@@ -63,6 +64,7 @@ def test_scale_command_passes_and_reports_phases() -> None:
     assert data["done"]["switches"] == 20000 * 3 + 10000  # park, two resumes, the finishes
 
 
+@pytest.mark.slow
 def test_a_bug_past_200k_live_greenlets_is_found_and_shrunk(tmp_path: Path) -> None:
     """The mutant misbehaves only with more than 200,000 greenlets alive: a scale run of
     210,000 finds it, shrinks the count to just above the threshold, and the saved
