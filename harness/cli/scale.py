@@ -112,6 +112,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps({"recipe": recipe.to_json(), "outcome": result.outcome,
                           "shrunk_recipe": result.recipe.to_json(), "phases": result.phases,
+                          "largest_passing_greenlets": result.passing,
                           "finding": result.finding, "detail": result.detail,
                           "done": result.done, "saved": [str(p) for p in saved],
                           "program": None if program is None else {
