@@ -258,3 +258,33 @@ def test_a_random_run_finds_a_bug_past_100k_live_greenlets(mutant: str, tmp_path
     fixed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                            timeout=900, env=dict(os.environ, GREENFUZZ_IMPL="greenlet"))
     assert fixed.returncode == 0, fixed.stdout[-2000:] + fixed.stderr[-2000:]
+
+
+def test_the_checker_reports_the_first_event_that_differs() -> None:
+    """A changed value, a missing event and an extra one are each reported at their
+    index, whichever batch they fall in; deaths by collection in another order agree."""
+    recipe = Recipe("random", 600, depth=10, seed=2)
+    events = _target_events(recipe)
+    values = [i for i, e in enumerate(events) if e[2] == "value"]
+    at = values[len(values) // 2]
+    changed = list(events)
+    changed[at] = (*events[at][:3], ("not", "sent"))
+    for batches in ([changed], [changed[:at], changed[at:]], [changed[:at + 1], changed[at + 1:]]):
+        with pytest.raises(lockstep.Divergence) as caught:
+            lockstep.check_batches(recipe.to_json(), batches)
+        assert caught.value.index == at
+        assert caught.value.expected == (*events[at][:3], lockstep.decode(events[at][3]))
+    with pytest.raises(lockstep.Divergence) as caught:
+        lockstep.check_batches(recipe.to_json(), [events[:at] + events[at + 1:]])
+    assert caught.value.index == at
+    with pytest.raises(lockstep.Divergence) as caught:
+        lockstep.check_batches(recipe.to_json(), [[*events, ("main", -1, "alive", ())]])
+    assert caught.value.index == len(events) and caught.value.expected is None
+    deaths = [i for i in range(len(events) - 1)
+              if events[i][2] == events[i + 1][2] == "died"
+              and events[i][3][:2] == events[i + 1][3][:2] == ["exc", "GreenletExit"]]
+    assert deaths, "no two deaths by collection in a row"
+    i = deaths[0]
+    swapped = [*events[:i], events[i + 1], events[i], *events[i + 2:]]
+    assert lockstep.check_batches(recipe.to_json(), [swapped[:i + 1], swapped[i + 1:]]
+                                  ).taken == len(events)
