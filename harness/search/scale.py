@@ -10,6 +10,13 @@ into a crash.  A failing recipe is shrunk by bisecting its greenlet count (and t
 the simpler settings), so a bug that needs 200,000 live greenlets is reported with the
 smallest count that still shows it; the finding is saved as ``scale-<id>.json`` and a
 standalone ``scale-<id>.py`` (the runtime pasted, plus the recipe).
+
+Shape ``random`` (``harness/target/scale_random.py``) is judged by the reference model
+instead of a closed form: the child sends its events on a pipe of their own and
+``lockstep.Checker`` checks each batch here while the child runs the next
+(``run_random``); a finding is shrunk by cutting the operations and the greenlets of the
+same seed (``shrink_random``) and, once small, becomes an ordinary program
+(``program_finding``).
 """
 
 from __future__ import annotations
