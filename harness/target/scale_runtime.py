@@ -10,7 +10,9 @@ alive), so nothing proportional to the number of operations is ever stored.  Lik
 implementation (it is started as a script and pasted into reproducers), and never
 imports greenlet itself.
 
-Shapes (``SHAPES``):
+Shape ``random`` is not expanded here: ``main`` hands it to ``scale_random.py`` (a
+seeded stream of every operation, whose events the reference model checks).  The fixed
+shapes (``SHAPES``):
 
 * ``parked``: every greenlet descends ``depth`` levels (Python calls, or calls through C
   with ``via="c"``) holding canary locals, then parks; ``rounds`` times each is resumed
