@@ -33,11 +33,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--greenlets", type=positive(int, "--greenlets"), default=100_000)
     sc.add_argument("--shape", choices=recipes.SHAPES, default="parked",
                     help="parked (all alive at once, then finished/killed), waves "
-                         "(short-lived), chain (parent chain), ring, tree")
+                         "(short-lived), chain (parent chain), ring, tree, or random (a "
+                         "seeded stream of every operation, checked by the reference "
+                         "model as it runs: the way to stress an implementation)")
+    sc.add_argument("--operations", type=positive(int, "--operations"), default=None,
+                    help="random: top-level operations (default five per greenlet)")
+    sc.add_argument("--live", type=positive(int, "--live"), default=None,
+                    help=f"random: names held at once (default {recipes.DEFAULT_LIVE:,}, "
+                         "at most --greenlets)")
     sc.add_argument("--rounds", type=int, default=1, help="resumes per greenlet (parked, "
                                                           "ring)")
-    sc.add_argument("--depth", type=int, default=0, help="levels each parked greenlet "
-                                                         "descends first")
+    sc.add_argument("--depth", type=int, default=None,
+                    help="levels each parked greenlet descends first (default 0); random: "
+                         "the deepest recursion (default 20, 0 for none)")
     sc.add_argument("--via", choices=recipes.VIAS, default="python",
                     help="how it descends: Python calls or calls through C")
     sc.add_argument("--wave", type=positive(int, "--wave"), default=1000)
@@ -71,8 +79,12 @@ def _check_importable(module: str, python: Optional[str]) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     try:
-        recipe = recipes.Recipe(args.shape, args.greenlets, args.rounds, args.depth, args.via,
-                              args.wave, seed=args.seed)
+        if args.shape != "random" and (args.operations or args.live):
+            raise ValueError("--operations and --live go with --shape random")
+        depth = args.depth if args.depth is not None else 20 if args.shape == "random" else 0
+        recipe = recipes.Recipe(args.shape, args.greenlets, args.rounds, depth, args.via,
+                                args.wave, seed=args.seed, operations=args.operations or 0,
+                                live=args.live or 0)
     except ValueError as e:
         raise UsageError(str(e)) from None
     need, have = recipe.peak_bytes(), scale.available_bytes()
@@ -111,16 +123,33 @@ def run(args: argparse.Namespace, console: Console) -> int:
                           f"on {args.impl}", markup=False)
         result = scale.run_recipe(recipe, args.impl, python, args.stall, progress)
         saved: List[Path] = []
+        program = None
         if not result.ok:
             if not args.no_shrink:
                 bar.update(task, description="shrinking the recipe", total=None)
                 result = scale.shrink(result, args.impl, python, args.stall)
+            if python is None:
+                # Small enough for the small-program path: an ordinary finding.
+                program = scale.program_finding(result, args.impl, args.out)
             saved = scale.save(result, args.impl, args.out)
+            if program is not None:
+                saved += [args.out / f"{program.id}.json", args.out / f"{program.id}.py"]
     if args.json:
         print(json.dumps({"recipe": recipe.to_json(), "outcome": result.outcome,
                           "shrunk_recipe": result.recipe.to_json(), "phases": result.phases,
+                          "largest_passing_greenlets": result.passing,
                           "finding": result.finding, "detail": result.detail,
-                          "done": result.done, "saved": [str(p) for p in saved]}))
+                          "done": result.done, "saved": [str(p) for p in saved],
+                          "program": None if program is None else {
+                              "id": program.id, "greenlets": len(program.program.greenlets),
+                              "operations": program.program.size()}}))
+    elif result.ok and recipe.shape == "random":
+        console.print(f"no findings: {result.done.get('operations', 0):,} operations "
+                      f"({result.done.get('checked_events', 0):,} events) checked by the "
+                      f"reference model in {result.seconds:.1f} s, {recipe.greenlets:,} "
+                      f"greenlets, peak {result.done.get('peak_live', 0):,} alive, peak "
+                      f"RSS {result.done.get('peak_rss', 0) / 2**20:,.0f} MiB (target)",
+                      markup=False)
     elif result.ok:
         console.print(f"no findings: {result.done.get('switches', 0):,} switches checked in "
                       f"{result.seconds:.1f} s, peak {result.done.get('peak_live', 0):,} live "
@@ -132,6 +161,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         what = result.finding or {"outcome": result.outcome, "detail": result.detail}
         console.print(f"[{result.outcome}] with {result.recipe.greenlets:,} greenlets: "
                       f"{json.dumps(what)}", markup=False)
+        if program is not None:
+            console.print(program.report(), markup=False)
         for path in saved:
             console.print(f"  wrote {path}", markup=False)
     return EXIT_OK if result.ok else EXIT_FINDING

@@ -220,6 +220,8 @@ class Model:
     def drain(self, g: MG) -> None:
         while not self.busy(g) and self.work.get(g):
             self.work[g].pop(0)()
+        if not self.work.get(g, True):
+            del self.work[g]  # no entry per greenlet that ever acted: memory of the live set
 
     def settle(self, g: MG) -> None:
         """Run the program while ``g`` (main, at teardown) is busy."""

@@ -22,7 +22,7 @@ MEMORY = (*RUNTIME, "words", "memory", "rawmemory", "memprobe")
 #: A program that ends with the interpreter's exit (family ``shutdown``): its script.
 EXIT = (*RUNTIME, "words", "protocol", "exit_runtime")
 #: A scale reproducer.
-SCALE = ("words", "loader", "memory", "scale_runtime")
+SCALE = ("words", "loader", "memory", "scale_random", "scale_runtime")
 
 _SIBLING_IMPORT = re.compile(r"^from \.(\w+) import (?:\([^)]*\)|[^\n(]+)\n", re.MULTILINE)
 _DEFINITION = re.compile(r"^(?:def|class) (\w+)|^(\w+)\s*=", re.MULTILINE)

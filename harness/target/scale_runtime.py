@@ -10,7 +10,9 @@ standard library and the implementation (``__main__.py scale IMPL RECIPE_JSON``,
 pasted into reproducers with ``loader`` and ``memory``), and never imports greenlet
 itself.
 
-Shapes (``SHAPES``):
+Shape ``random`` is not expanded here: ``main`` hands it to ``scale_random.py`` (a
+seeded stream of every operation, whose events the reference model checks).  The fixed
+shapes (``SHAPES``):
 
 * ``parked``: every greenlet descends ``depth`` levels (Python calls, or calls through C
   with ``via="c"``) holding canary locals, then parks; ``rounds`` times each is resumed
@@ -40,6 +42,7 @@ import weakref
 
 from .loader import load_checked
 from .memory import peak_rss_bytes, rss_bytes, trim_heap
+from .scale_random import run_random
 from .words import Shape, Via
 
 SHAPES = tuple(Shape)
@@ -358,16 +361,33 @@ class Run:
         self.end()
 
 
+def main_random(gl, recipe, events_fd):
+    """Shape ``random``: events go to ``events_fd`` (None: unchecked, none recorded)."""
+    out = sys.stdout
+    out.write(json.dumps({"hello": True, "python": sys.version.split()[0],
+                          "implementation": sys.implementation.name,
+                          "impl_version": getattr(gl, "__version__", None),
+                          "recipe": recipe}) + "\n")
+    out.flush()
+    done = run_random(gl, recipe, events_fd)
+    out.write(json.dumps(dict(done, done=True, switches=done["operations"],
+                              peak_rss=peak_rss_bytes())) + "\n")
+    out.flush()
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        sys.stderr.write("usage: scale IMPL RECIPE_JSON\n")
+    if len(argv) not in (2, 3):
+        sys.stderr.write("usage: scale IMPL RECIPE_JSON [EVENTS_FD]\n")
         return 2
     gl, problem = load_checked(argv[0])
     if gl is None:
         sys.stderr.write(problem + "\n")
         return 2
     recipe = json.loads(argv[1])
+    if recipe.get("shape") == "random":
+        return main_random(gl, recipe, int(argv[2]) if len(argv) == 3 else None)
     run = Run(gl, recipe)
     run.emit(hello=True, python=sys.version.split()[0],
              implementation=sys.implementation.name,

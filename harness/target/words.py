@@ -41,3 +41,4 @@ class Shape(TextEnum):
     CHAIN = "chain"
     RING = "ring"
     TREE = "tree"
+    RANDOM = "random"  # a seeded stream of every operation, checked by the model in lockstep
