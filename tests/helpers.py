@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+import os
+import subprocess
+import sys
+from typing import Any, List, Mapping, Optional, Tuple
 
 from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit, implementations, runner
@@ -32,3 +35,12 @@ def agreed(program: Program) -> List[Tuple]:
     verdict = checks.compare(program, expected, observation)
     assert verdict.ok, verdict.summary
     return expected
+
+
+def run_cli(*args: str, timeout: float = 300, env: Optional[Mapping[str, str]] = None,
+            **popen: Any) -> subprocess.CompletedProcess:
+    """``python -m greenfuzz ARGS`` in a fresh process, output captured, with a time limit
+    (``env``: variables set on top of this process's environment)."""
+    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})),
+                          **popen)

@@ -8,28 +8,25 @@ emulate (``.ci/run`` installs qemu-user-static, binfmt-support and mmdebstrap as
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
 from greenfuzz.harness.envs import arch
+from tests import helpers
+
+#: This module's runs are long (large recipes; a root filesystem built once).
+run_cli = partial(helpers.run_cli, timeout=2400)
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
-def run_cli(*args: str, timeout: float = 2400,
-            env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
-def test_missing_preconditions_are_named(tmp_path: Path) -> None:
-    env = dict(os.environ, PATH=str(tmp_path), GREENFUZZ_CACHE=str(tmp_path / "cache"))
-    done = run_cli("env", "--arch", "s390x", env=env, timeout=60)
+def test_missing_preconditions_are_named(tmp_path: Path, isolated_cache: Path) -> None:
+    done = run_cli("env", "--arch", "s390x", env={"PATH": str(tmp_path)}, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "missing: qemu-s390x-static (apt install qemu-user-static)" in done.stderr
     assert "mmdebstrap (apt install mmdebstrap)" in done.stderr
@@ -51,7 +48,7 @@ def arm64() -> str:
     problems = arch.missing(target, building=not built)
     if problems:
         pytest.skip("cannot emulate arm64 here; missing: " + "; ".join(problems))
-    done = run_cli("env", "--arch", "arm64")
+    done = run_cli("env", "--arch", "arm64", timeout=2400)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

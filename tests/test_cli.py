@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from greenfuzz.harness.cli import main
 from greenfuzz.harness.program.ir import FAMILIES, MAIN, Program, Spawn, Switch
+from tests.helpers import run_cli
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def one_line_error(capsys: pytest.CaptureFixture, argv: list) -> str:

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from greenfuzz.harness.judging import differences as profiles
 from greenfuzz.harness.program.ir import MAIN, Program, SetParent, Spawn, Switch
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).parent.parent
 MUTANTS = Path(__file__).parent / "mutants"
 NO_CYCLE_CHECK = str(MUTANTS / "no_cycle_check.py")
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def profile_file(tmp_path: Path, match: dict, **entry: str) -> Path:

@@ -12,20 +12,17 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from greenfuzz.harness.program.ir import MAIN, Drop, Program, Spawn, Switch
+from tests.helpers import run_cli
 from tests.test_executor import pyenv_pythons
 
 MUTANTS = Path(__file__).parent / "mutants"
 
 
-def run_cli(*args: str, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout, **popen)
 
 
 def python312() -> str:

@@ -11,9 +11,9 @@ from greenfuzz.harness.execution import implementations, runner
 from greenfuzz.harness.judging import checks, leaks
 from greenfuzz.harness.program.ir import Drop, Program, SetParent, Spawn, Switch
 from greenfuzz.harness.reporting.findings import Finding
+from tests.helpers import GREENLET
 
 MUTANTS = Path(__file__).parent / "mutants"
-GREENLET = implementations.load("greenlet")
 KEEP_ALIVE = implementations.load(str(MUTANTS / "keep_alive.py"))
 
 #: g2's parent link keeps g1 alive after its drop; re-parenting g2 frees it.

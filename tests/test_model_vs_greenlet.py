@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 
 from greenfuzz.harness import model
-from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.execution import runner
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.strategies import programs
+from tests.helpers import GREENLET
 
-GREENLET = implementations.load("greenlet")
 SCALE = 2
 
 

@@ -42,11 +42,10 @@ from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.reporting.findings import verify_plain
 from greenfuzz.harness.search.campaign import CampaignConfig, judge, run_campaign
 from greenfuzz.strategies import programs
-from tests.helpers import prog
+from tests.helpers import GREENLET, prog
 from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR
 from tests.test_registry import Lineage, lineage  # noqa: F401 (a fixture)
 
-GREENLET = implementations.load("greenlet")
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
 HARNESS_WORDS = ("rec(", "ret(", "spawn(", "T.", "EXPECTED", "execute(", "registry")
 

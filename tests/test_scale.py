@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ from hypothesis import given, settings
 from greenfuzz.harness.program.recipes import Recipe
 from greenfuzz.harness.search import lockstep, scale
 from greenfuzz.strategies.recipes import random_recipes, recipes
+from tests import helpers
+
+#: This module's runs are long (large recipes; a root filesystem built once).
+run_cli = partial(helpers.run_cli, timeout=900)
 
 PAST_200K = str(Path(__file__).parent / "scale_mutants" / "past_200k.py")
 
@@ -49,9 +54,6 @@ def test_hypothesis_shrinks_a_recipe_to_the_threshold(monkeypatch: pytest.Monkey
     assert smallest.depth == 0 and smallest.via == "python", smallest
 
 
-def run_cli(*args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "greenfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, **env))
 
 
 def test_scale_command_passes_and_reports_phases() -> None:
