@@ -3,7 +3,7 @@
 
 from greenfuzz.harness.program.ir import FAMILIES
 from greenfuzz.strategies.data import arguments, exceptions, values
-from greenfuzz.strategies.switch_graphs import SHAPES, ops, programs, recursions, scripts
+from greenfuzz.strategies.switch_graphs import GRAPH_SHAPES, ops, programs, recursions, scripts
 
-__all__ = ["FAMILIES", "SHAPES", "arguments", "exceptions", "ops", "programs", "recursions",
+__all__ = ["FAMILIES", "GRAPH_SHAPES", "arguments", "exceptions", "ops", "programs", "recursions",
            "scripts", "values"]

@@ -16,266 +16,52 @@ from typing import Dict, List, Sequence, Tuple
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from greenfuzz.harness.model import Unsupported, predict
-from greenfuzz.harness.program.ir import (
-    CONTEXT_VARS,
-    FAMILIES,
-    FINALIZER_KINDS,
-    FRAME_BUDGET,
-    INSPECT_ATTRS,
-    LEVEL_FRAMES,
-    MAIN,
-    MAX_DEPTH,
+from greenfuzz.harness import families as registry
+from greenfuzz.harness.families.contextvars import CtxCopy
+from greenfuzz.harness.families.core import (
     SPAWN_KINDS,
-    TRACE_MODES,
-    VIAS,
-    Bogus,
-    CtxCopy,
-    CtxGet,
-    CtxSet,
     Current,
     Drop,
-    Exc,
-    ExcInfo,
-    Finalize,
-    Finally,
-    Frames,
-    Handle,
-    Inspect,
-    InThread,
-    Op,
-    Orphan,
-    Program,
     Raise,
-    Recurse,
-    Resurrect,
     Return,
-    SetParent,
     Spawn,
     Switch,
-    ThreadParent,
     Throw,
-    Trace,
-    walk,
 )
-from greenfuzz.strategies.data import CATCHABLE_TYPES, arguments, exceptions, scalars, values
-
-#: Exceptions a program may throw or raise: the catchable ones and GreenletExit.
-THROWABLE_TYPES = (*CATCHABLE_TYPES, "GreenletExit")
-
-
-@lru_cache(maxsize=256)
-def switches(targets: Tuple[str, ...]) -> st.SearchStrategy[Switch]:
-    return st.builds(
-        lambda target, a, catch: Switch(target, a[0], a[1], catch),
-        st.sampled_from(targets),
-        arguments(),
-        st.booleans().map(lambda b: not b),  # shrinks towards catch=True
-    )
-
-
-@lru_cache(maxsize=256)
-def throws(targets: Tuple[str, ...]) -> st.SearchStrategy[Throw]:
-    """Every way of spelling ``throw()``: no args, a class, a class and one value, an
-    instance; GreenletExit among the types."""
-
-    def build(target: str, style: str, exc: Exc, catch: bool) -> Throw:
-        if style == "none":
-            return Throw(target, None, "none", catch)
-        if style == "class_args":
-            exc = Exc(exc.type, exc.args[:1] or (0,))
-        return Throw(target, exc, style, catch)
-
-    return st.builds(
-        build,
-        st.sampled_from(targets),
-        st.sampled_from(("class", "none", "class_args", "instance")),
-        exceptions(THROWABLE_TYPES, max_args=1),
-        st.booleans().map(lambda b: not b),
-    )
-
-
-@lru_cache(maxsize=256)
-def set_parents(targets: Tuple[str, ...]) -> st.SearchStrategy[SetParent]:
-    """Re-parenting, including the ones that must fail: cycles (any target whose new
-    parent descends from it), main as target, and non-greenlet parents."""
-    parent = st.one_of(
-        st.sampled_from(targets),
-        st.builds(Bogus, st.one_of(st.none(), scalars())),
-    )
-    children = [t for t in targets if t != MAIN] or [MAIN]
-    target = st.sampled_from([*children, MAIN])
-    return st.builds(SetParent, target, parent, st.just(True))
-
-
-@st.composite
-def _depths(draw: st.DrawFn, via: str) -> int:
-    """Mostly shallow, sometimes down to the via's limit (shrinks towards 0)."""
-    return draw(st.one_of(st.integers(min_value=0, max_value=4),
-                          st.integers(min_value=0, max_value=MAX_DEPTH[via])))
-
-
-@lru_cache(maxsize=256)
-def recursions(targets: Tuple[str, ...], families: Tuple[str, ...] = FAMILIES,
-               inner: Tuple[Op, ...] = ()) -> st.SearchStrategy[Recurse]:
-    """A ``Recurse`` whose nested ops are ``inner`` when given, else a few drawn ops
-    (switches, throws, a raise: whatever suspends or unwinds the deep stack)."""
-    if inner:
-        then: st.SearchStrategy = st.just(inner)
-    else:
-        nested = st.one_of(ops(targets, terminal=False,
-                               families=tuple(f for f in families if f != "stack")),
-                           st.builds(Raise, exceptions(THROWABLE_TYPES)))
-        then = st.lists(nested, max_size=3).map(tuple)
-    return st.sampled_from(VIAS).flatmap(lambda via: st.builds(
-        Recurse, _depths(via), st.just(via), st.integers(min_value=0, max_value=999), then))
-
-
-@lru_cache(maxsize=256)
-def handlers(targets: Tuple[str, ...], families: Tuple[str, ...] = FAMILIES,
-             nest: int = 2) -> st.SearchStrategy[Handle]:
-    """A ``Handle`` whose except block reads ``sys.exc_info()``, switches, throws the
-    handled exception on (``throw(*sys.exc_info())``), raises (chaining it) or handles
-    another one inside (``nest`` deep)."""
-    inner_families = tuple(f for f in families if f != "exceptions")
-    nested: List[st.SearchStrategy[Op]] = [
-        ops(targets, terminal=False, families=inner_families),
-        st.just(ExcInfo()),
-        st.builds(Throw, st.sampled_from(targets), st.none(), st.just("exc_info"),
-                  st.booleans().map(lambda b: not b)),
-        st.builds(Raise, exceptions(THROWABLE_TYPES), st.booleans()),
-    ]
-    if nest > 1:
-        nested += [handlers(targets, families, nest - 1), finallies(targets, families, 1)]
-    return st.builds(Handle, exceptions(CATCHABLE_TYPES),
-                     st.lists(st.one_of(nested), max_size=4).map(tuple))
-
-
-@lru_cache(maxsize=256)
-def finallies(targets: Tuple[str, ...], families: Tuple[str, ...] = FAMILIES,
-              nest: int = 2) -> st.SearchStrategy[Finally]:
-    """A ``Finally`` whose try part switches, throws, raises (maybe ``from`` the handled
-    exception) or handles, and whose finally part switches, throws and looks around:
-    left normally, by an exception or by the GreenletExit of a kill."""
-    inner_families = tuple(f for f in families if f != "exceptions")
-    body: List[st.SearchStrategy[Op]] = [
-        ops(targets, terminal=False, families=inner_families),
-        st.builds(Raise, exceptions(THROWABLE_TYPES), st.booleans()),
-        # Switches that let exceptions through: what a child died of, or was thrown in,
-        # then reaches the finally block with the traceback it gathered.
-        switches(targets).map(lambda op: replace(op, catch=False)),
-    ]
-    if nest > 1:
-        body.append(handlers(targets, families, 1))
-    cleanup = st.one_of(
-        switches(targets),
-        throws(targets),
-        st.builds(Inspect, st.sampled_from(targets), st.sampled_from(INSPECT_ATTRS)),
-        st.just(Current()),
-    )
-    return st.builds(lambda b, c: Finally((*b, *c), len(b)),
-                     st.lists(st.one_of(body), max_size=3),
-                     st.lists(cleanup, max_size=3))
-
-
-@lru_cache(maxsize=256)
-def threads(targets: Tuple[str, ...]) -> st.SearchStrategy[InThread]:
-    """An ``InThread`` whose ops reach for this thread's greenlets from another thread."""
-    others = [t for t in targets if t != MAIN] or [MAIN]
-    in_thread = st.one_of(
-        switches(targets).map(lambda op: replace(op, catch=True)),
-        throws(targets).map(lambda op: replace(op, catch=True)),
-        st.builds(Inspect, st.sampled_from(targets), st.sampled_from(INSPECT_ATTRS)),
-        st.just(Current()),
-        # Dropping the last reference over there, re-parenting to that thread's main
-        # greenlet, and greenlets of that thread left suspended when it ends.
-        st.builds(Drop, st.sampled_from(others)),
-        st.builds(ThreadParent, st.sampled_from(targets)),
-        st.just(Orphan()),
-    )
-    return st.builds(InThread, st.lists(in_thread, max_size=4).map(_thread_block))
-
-
-def _thread_block(block: Sequence[Op]) -> Tuple[Op, ...]:
-    """``block`` without the switches and throws after its first ``ThreadParent`` (they
-    could start the re-parented greenlet in that thread, see ``ThreadParent``)."""
-    out: List[Op] = []
-    for op in block:
-        if isinstance(op, (Switch, Throw)) and any(isinstance(o, ThreadParent) for o in out):
-            continue
-        out.append(op)
-    return tuple(out)
-
-
-@lru_cache(maxsize=256)
-def finalizers(targets: Tuple[str, ...], on: str = "") -> st.SearchStrategy[Finalize]:
-    """A ``Finalize`` on a greenlet (never main; ``on`` when given, with at least one op)
-    whose ops switch, throw (catching) or look around, in whichever greenlet frees it."""
-    others = [on] if on else [t for t in targets if t != MAIN]
-    if not others:
-        return st.nothing()
-    inside = st.one_of(
-        switches(targets).map(lambda op: replace(op, catch=True)),
-        throws(targets).map(lambda op: replace(op, catch=True)),
-        st.builds(Inspect, st.sampled_from(targets),
-                  st.sampled_from(("dead", "bool", "parent", "tag"))),
-        st.just(Current()),
-    )
-    return st.builds(Finalize, st.sampled_from(others), st.sampled_from(FINALIZER_KINDS),
-                     st.lists(inside, min_size=1 if on else 0, max_size=3).map(tuple))
+from greenfuzz.harness.families.exceptions import Finally, Handle
+from greenfuzz.harness.families.finalizers import Finalize, Resurrect, finalizers
+from greenfuzz.harness.families.frames import Frames
+from greenfuzz.harness.families.stack import FRAME_BUDGET, LEVEL_FRAMES, Recurse
+from greenfuzz.harness.families.stack import recursions as _recursions
+from greenfuzz.harness.families.threads import InThread, ThreadParent
+from greenfuzz.harness.families.tracing import Trace
+from greenfuzz.harness.model import Unsupported, predict
+from greenfuzz.harness.program.ir import MAIN, Op, Program, walk
 
 
 @lru_cache(maxsize=256)
 def ops(targets: Tuple[str, ...], *, terminal: bool = True,
-        families: Tuple[str, ...] = FAMILIES) -> st.SearchStrategy[Op]:
+        families: Tuple[str, ...] = ()) -> st.SearchStrategy[Op]:
     """One operation naming greenlets from ``targets``; ``terminal`` allows return/raise;
-    ``families`` (see ``greenfuzz.harness.program.ir.FAMILIES``) adds the ops of each family beyond
-    core."""
-    # one_of picks a branch uniformly: switching is what programs are about, so it
-    # gets more branches; drop and re-parenting strand names and are rarer.
-    choices: List[st.SearchStrategy[Op]] = [
-        switches(targets),
-        switches(targets),
-        switches(targets),
-        throws(targets),
-        throws(targets),
-        st.builds(Inspect, st.sampled_from(targets), st.sampled_from(INSPECT_ATTRS)),
-        set_parents(targets),
-        st.builds(Drop, st.sampled_from([t for t in targets if t != MAIN] or [MAIN])),
-        st.just(Current()),
-    ]
-    if terminal:
-        choices += [
-            st.builds(Return, values()),
-            st.builds(Raise, exceptions(THROWABLE_TYPES)),
-        ]
-    if "stack" in families:
-        choices += [recursions(targets, families), recursions(targets, families)]
-    if "frames" in families:
-        choices += [st.builds(Frames, st.sampled_from(targets))] * 2
-    if "exceptions" in families:
-        choices += [handlers(targets, families), handlers(targets, families),
-                    st.just(ExcInfo()), finallies(targets, families),
-                    finallies(targets, families)]
-    if "tracing" in families:
-        # A tracer that bounces needs two suspended greenlets to act on: drawn more often.
-        choices += [st.builds(Trace, st.sampled_from(TRACE_MODES))] * 2 + \
-            [st.just(Trace("bounce"))] * 2
-    if "threads" in families:
-        choices.append(threads(targets))
-    if "finalizers" in families and len(targets) > 1:
-        choices += [finalizers(targets), finalizers(targets),
-                    st.builds(Inspect, st.sampled_from(targets), st.just("tag"))]
-    if "contextvars" in families:
-        var = st.sampled_from(CONTEXT_VARS)
-        choices += [st.builds(CtxSet, var, scalars()), st.builds(CtxGet, var),
-                    st.builds(CtxGet, var)]
+    ``families`` (default: every registered one) adds the ops of each family beyond core
+    (each family's ``Family.draw``, which may draw nested ops with this function)."""
+    wanted = families or registry.names()
+    choices: List[st.SearchStrategy[Op]] = []
+    for family in registry.registered():
+        if family.draw is not None and (family.name == "core" or family.name in wanted):
+            choices += family.draw(targets, wanted, terminal, ops)
     return st.one_of(choices)
+
+
+def recursions(targets: Tuple[str, ...], families: Tuple[str, ...] = (),
+               inner: Tuple[Op, ...] = ()) -> st.SearchStrategy[Recurse]:
+    """A ``Recurse`` (family ``stack``) round ``inner``, or round drawn ops."""
+    return _recursions(targets, families or registry.names(), ops, inner)
 
 
 @lru_cache(maxsize=256)
 def scripts(targets: Tuple[str, ...], *, max_ops: int = 6, terminal: bool = True,
-            families: Tuple[str, ...] = FAMILIES) -> st.SearchStrategy[List[Op]]:
+            families: Tuple[str, ...] = ()) -> st.SearchStrategy[List[Op]]:
     return st.lists(ops(targets, terminal=terminal, families=families), max_size=max_ops)
 
 
@@ -321,12 +107,13 @@ _drop_in_thread = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
 _bounce_after = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
 
 
-#: Shapes of switch graph ``programs`` can draw.  ``random``: any greenlet may spawn,
+#: Shapes of switch graph (not ``greenfuzz.harness.program.recipes.SHAPES``, the shapes
+#: of scale runs) ``programs`` can draw.  ``random``: any greenlet may spawn,
 #: switch to or re-parent any other; ``chain``: each greenlet is spawned by the one
 #: before it (a deep parent chain) and talks to its neighbours; ``fanout``: main spawns
 #: every greenlet and they talk to main and each other; ``ring``: each greenlet passes
 #: control on to the next one, round a ring.
-SHAPES = ("random", "chain", "fanout", "ring")
+GRAPH_SHAPES = ("random", "chain", "fanout", "ring")
 
 
 def _neighbours(shape: str, names: List[str], i: int) -> Tuple[str, ...]:
@@ -344,21 +131,23 @@ def _neighbours(shape: str, names: List[str], i: int) -> Tuple[str, ...]:
 
 
 def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
-             shapes: Tuple[str, ...] = SHAPES,
-             families: Sequence[str] = FAMILIES) -> st.SearchStrategy[Program]:
+             shapes: Tuple[str, ...] = GRAPH_SHAPES,
+             families: Sequence[str] = ()) -> st.SearchStrategy[Program]:
     """A switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets, in one of
-    ``shapes`` (see ``SHAPES``; shrinks towards ``random``), drawing the ops of
-    ``families`` (``greenfuzz.harness.program.ir.FAMILIES``; core is always drawn, every family
-    builds
-    on its switches).  ``ValueError`` names unknown families.
+    ``shapes`` (see ``GRAPH_SHAPES``; shrinks towards ``random``), drawing the ops of
+    ``families`` (the registered ones, ``greenfuzz.harness.families``, all by default;
+    core is always drawn, every family builds on its switches).  ``ValueError`` names
+    unknown families.
 
     Main's script is twice as long as the others, since it drives the program; spawns
     are placed after the scripts are drawn, so shrinking a script never strands one.
     """
-    unknown = set(families) - set(FAMILIES)
+    known = registry.names()
+    families = families or known
+    unknown = set(families) - set(known)
     if unknown:
-        raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
-    fams = tuple(f for f in FAMILIES if f in families or f == "core")
+        raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(known)}")
+    fams = tuple(f for f in known if f in families or f == "core")
     return _programs(min_greenlets, max_greenlets, max_ops, shapes, fams)
 
 

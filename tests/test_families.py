@@ -482,9 +482,9 @@ def test_greenlets_of_a_thread_that_ended_get_no_greenletexit_and_are_freed() ->
 
 
 def test_thread_only_ops_are_validated() -> None:
-    with pytest.raises(ProgramError, match="only in a thread"):
+    with pytest.raises(ProgramError, match="only directly in InThread blocks"):
         prog([Spawn("g1"), ThreadParent("g1")], g1=[])
-    with pytest.raises(ProgramError, match="only in a thread"):
+    with pytest.raises(ProgramError, match="only directly in InThread blocks"):
         prog([Handle(Exc("KeyError"), (Orphan(),))])
     with pytest.raises(ProgramError, match="no switch or throw after a ThreadParent"):
         prog([Spawn("g1"), InThread((ThreadParent("g1"), Switch("g1")))], g1=[])

@@ -31,6 +31,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("greenfuzz.harness.execution",),
     ("greenfuzz.harness.model",),
     ("greenfuzz.harness.program",),
+    ("greenfuzz.harness.families",),
     ("greenfuzz.harness.envs",),
     ("greenfuzz.harness.target",),
 ]
@@ -50,10 +51,25 @@ def _module_files() -> Iterator[Tuple[str, Path]]:
             yield ".".join((prefix, *parts)), path
 
 
+def _type_only(tree: ast.AST) -> set:
+    """The import nodes under ``if TYPE_CHECKING:``: annotations only, never run (the
+    families type their model rules with the model's classes this way)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            found.update(id(n) for child in node.body for n in ast.walk(child))
+    return found
+
+
 def _imports(name: str, path: Path) -> Iterator[Tuple[int, str]]:
-    """(line, imported module) for every import statement, relative ones resolved."""
+    """(line, imported module) for every import statement that runs, relative ones
+    resolved."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name

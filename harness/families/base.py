@@ -1,0 +1,332 @@
+"""What every family builds on: plain values, the op registry, nested-index layout, and
+the helpers that render ops as source.
+
+An op type is declared once, by an :class:`OpSpec` in its family's module: which fields
+name greenlets, how it is validated, described (``op_comment``), rendered and performed
+by the model, and whether it holds a block of nested ops (``then``).  Everything that
+walks programs (validation, the codec, the renderer, the model, the strategies, the
+minimizer) asks the registry, so no other module lists op types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # type-only: the model sits above the families
+    from hypothesis.strategies import SearchStrategy
+
+    from greenfuzz.harness.model.core import MG, Delivery, Flying, Model, Throwing
+
+#: Plain data passed through switches: None, bool, int, str, tuples and str-keyed dicts.
+Value = Any
+#: Any op: an instance of a type some family registered.
+Op = Any
+Script = Tuple[Op, ...]
+#: A program's scripts, main's first: ``((name, script), ...)``.
+Scripts = Sequence[Tuple[str, Script]]
+
+MAIN = "main"
+
+#: Exception types a program may raise or throw. ``FuzzError`` is defined by the runtime;
+#: ``GreenletExit`` is the implementation's own.
+EXCEPTION_TYPES = ("ValueError", "KeyError", "RuntimeError", "FuzzError", "GreenletExit")
+
+
+class ProgramError(ValueError):
+    """A program (or its JSON) is malformed; the message says how."""
+
+
+@dataclass(frozen=True)
+class Exc:
+    """An exception to raise or throw: a type name from ``EXCEPTION_TYPES`` and its args."""
+
+    type: str
+    args: Tuple[Value, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bogus:
+    """A non-greenlet value used as a parent (must raise ``TypeError``)."""
+
+    value: Value = None
+
+
+# -- the registry ----------------------------------------------------------------------
+
+#: ``validate(owner, op)``: raise ``ProgramError`` unless ``op`` is well formed in
+#: ``owner``'s script (names are checked by the registry, from ``OpSpec.names``).
+Validate = Callable[[str, Op], None]
+#: ``render(emitter, who, pc, op)``: the source lines that perform ``op`` at flat index
+#: ``pc`` of ``who``'s script (``Emitter.nested`` renders its block).
+Render = Callable[["Emitter", str, int, Op], List[str]]
+#: ``perform(model, g, op)``: the model rule of a non-block op, in running greenlet ``g``.
+Perform = Callable[["Model", "MG", Op], None]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything about one op type, declared once.
+
+    ``statement`` and ``result`` render the common shape (one statement whose outcome is
+    recorded as ``result``, see ``statement_lines``); ``render`` replaces it for ops
+    with their own shape (blocks, ``Return``).  Block ops (``then``) may hook into the
+    model's step loop: ``enter`` when the block starts, ``before`` ahead of each of its
+    steps (True: that step was taken), ``ended`` when its ops are done (True: recorded
+    its own end), ``unwinding`` when an exception leaves it (True: intercepted),
+    ``leave`` whenever it is left; ``frame`` says it runs in a Python frame of its own.
+    ``only_in``: the block type it may only appear (directly) in; ``ends_script``: no op
+    after it at the top level of a script runs (``return``, ``raise``).
+    """
+
+    cls: type
+    comment: Callable[[Op], str]
+    names: Tuple[str, ...] = ()
+    validate: Optional[Validate] = None
+    statement: Optional[Callable[[Op], str]] = None
+    result: str = "done"
+    render: Optional[Render] = None
+    perform: Optional[Perform] = None
+    only_in: Optional[type] = None
+    ends_script: bool = False
+    frame: bool = False
+    enter: Optional[Callable[[Model, MG, Op], None]] = None
+    before: Optional[Callable[[Model, MG, int, Op], bool]] = None
+    ended: Optional[Callable[[Model, MG, int, Op], bool]] = None
+    unwinding: Optional[Callable[[Model, MG, int, Op, Flying], bool]] = None
+    leave: Optional[Callable[[Model, MG, int, Op], None]] = None
+
+    @property
+    def block(self) -> bool:
+        return "then" in getattr(self.cls, "__dataclass_fields__", {})
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of ops: its op types, its strategy fragment and its hooks into the model
+    and the program.  Only ``name`` and ``ops`` are required.
+
+    Strategies: ``draw(targets, families, terminal)`` returns the op strategies this
+    family adds to ``ops()`` (repeat one to weigh it); ``claims(op)`` marks ops of another
+    family's type that belong to this one (``Throw`` in style ``exc_info``, say);
+    ``decorate`` hooks into ``programs()`` (see ``greenfuzz.strategies``).
+
+    Model (``greenfuzz.harness.model``): ``state()`` makes the family's per-program state
+    (``model.ext[name]``); the other hooks are called by the model core where the
+    family may change what happens (each says whether it took over, see ``Model``).
+    Program: ``check(scripts)`` validates a whole program; ``main_context(scripts)``
+    asks for main to run in a copy of the context; ``cleanup(scripts)`` gives lines to
+    run when main's script ends.  ``needs``: optional API parts the family requires.
+    """
+
+    name: str
+    ops: Tuple[OpSpec, ...] = ()
+    draw: Optional[Callable[..., List[SearchStrategy]]] = None
+    claims: Optional[Callable[[Op], bool]] = None
+    decorate: Optional[Any] = None
+    needs: Tuple[str, ...] = ()
+    check: Optional[Callable[[Scripts], None]] = None
+    main_context: Optional[Callable[[Scripts], bool]] = None
+    cleanup: Optional[Callable[[Scripts], List[str]]] = None
+    state: Optional[Callable[[], object]] = None
+    collecting: Optional[Callable[[Model, MG], bool]] = None
+    freeing: Optional[Callable[[Model, MG, Optional[MG]], bool]] = None
+    killing: Optional[Callable[[Model, MG], None]] = None
+    switching: Optional[Callable[[Model, str, MG, MG], Optional[Throwing]]] = None
+    entering: Optional[Callable[[Model, MG, Delivery, MG], bool]] = None
+    resuming: Optional[Callable[[Model, MG, Delivery], Delivery]] = None
+    receiving: Optional[Callable[[Model, MG, Delivery], bool]] = None
+    stepping: Optional[Callable[[Model, MG], bool]] = None
+    uncaught: Optional[Callable[[Model, MG, Any], bool]] = None
+    main_finished: Optional[Callable[[Model], None]] = None
+    busy: Optional[Callable[[Model, MG], bool]] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+_FAMILIES: Dict[str, Family] = {}
+_SPECS: Dict[type, OpSpec] = {}
+_OWNER: Dict[type, str] = {}
+#: ``hooks(name)`` results, computed once per registration (the model asks on every step).
+_HOOKS: Dict[str, List[Callable[..., Any]]] = {}
+_BLOCKS: set = set()
+
+
+def register(family: Family) -> Family:
+    """Add a family (its op types must be new); families are kept in registration order."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"family {family.name!r} is already registered")
+    for spec in family.ops:
+        if spec.cls in _SPECS or spec.cls.__name__ in {c.__name__ for c in _SPECS}:
+            raise ValueError(f"op type {spec.cls.__name__} is already registered")
+    _FAMILIES[family.name] = family
+    for spec in family.ops:
+        _SPECS[spec.cls] = spec
+        _OWNER[spec.cls] = family.name
+        if spec.block:
+            _BLOCKS.add(spec.cls)
+    _HOOKS.clear()
+    return family
+
+
+def unregister(name: str) -> None:
+    """Remove a family and its op types (for tests that register one of their own)."""
+    family = _FAMILIES.pop(name)
+    for spec in family.ops:
+        del _SPECS[spec.cls]
+        del _OWNER[spec.cls]
+        _BLOCKS.discard(spec.cls)
+    _HOOKS.clear()
+
+
+def families() -> Tuple[Family, ...]:
+    return tuple(_FAMILIES.values())
+
+
+def family_names() -> Tuple[str, ...]:
+    return tuple(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    return _FAMILIES[name]
+
+
+def op_types() -> Dict[str, type]:
+    """Every registered op type, by name (what the JSON codec reads)."""
+    return {cls.__name__: cls for cls in _SPECS}
+
+
+def spec(op: Op) -> OpSpec:
+    """The spec of ``op``'s type; ``ProgramError`` when no family registered it."""
+    try:
+        return _SPECS[type(op)]
+    except KeyError:
+        raise ProgramError(f"not an operation: {op!r}") from None
+
+
+def is_block(op: Op) -> bool:
+    return type(op) in _BLOCKS
+
+
+def family_of(op: Op) -> str:
+    """The family an op belongs to: one that claims it, else its type's."""
+    for family in _FAMILIES.values():
+        if family.claims is not None and family.claims(op):
+            return family.name
+    return _OWNER[type(op)]
+
+
+def hooks(name: str) -> List[Callable[..., Any]]:
+    """The model hooks called ``name`` of every registered family, in order."""
+    found = _HOOKS.get(name)
+    if found is None:
+        found = _HOOKS[name] = [h for f in _FAMILIES.values()
+                                if (h := getattr(f, name)) is not None]
+    return found
+
+
+def greenlet_names(op: Op) -> List[str]:
+    """The greenlets ``op`` itself names (its ``OpSpec.names`` fields that hold one)."""
+    return [ref for f in spec(op).names
+            if isinstance(ref := getattr(op, f), str)]
+
+
+# -- nested ops: one layout ---------------------------------------------------------------
+
+def walk(script: Sequence[Op]) -> Iterator[Op]:
+    """Every op of a script in execution order, nested ones included."""
+    for op in script:
+        yield op
+        if is_block(op):
+            yield from walk(op.then)
+
+
+def flatten(script: Sequence[Op]) -> Script:
+    """The script as the runtime numbers it: op index ``pc`` in events is an index here."""
+    return tuple(walk(script))
+
+
+def span(op: Op) -> int:
+    """How many entries ``op`` takes in ``flatten``: itself and everything nested in it."""
+    return 1 + sum(span(o) for o in op.then) if is_block(op) else 1
+
+
+def nested(pc: int, op: Op) -> List[Tuple[int, Op]]:
+    """``(flat index, op)`` of each op directly in the block of the op at ``pc``: the one
+    place nested indexes are computed."""
+    out, at = [], pc + 1
+    for child in op.then:
+        out.append((at, child))
+        at += span(child)
+    return out
+
+
+def positions(script: Sequence[Op]) -> List[Tuple[int, Op]]:
+    """``(flat index, op)`` of each top-level op of a script."""
+    out, at = [], 0
+    for op in script:
+        out.append((at, op))
+        at += span(op)
+    return out
+
+
+# -- rendering helpers ----------------------------------------------------------------
+
+def args_source(args: Sequence[Value], kwargs: Sequence[tuple] = ()) -> str:
+    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs])
+
+
+def ref(name: str) -> str:
+    """The expression for the greenlet the registry holds under ``name``."""
+    return f"ref({name!r})"
+
+
+def exc_class(exc: Exc) -> str:
+    """The expression for an exception type (``FuzzError``, ``GreenletExit`` are names
+    bound in the program function)."""
+    return exc.type
+
+
+def statement_lines(who: str, pc: int, op: Op, stmt: str, result: str) -> List[str]:
+    """Lines that perform ``stmt`` and record its outcome: ``unbound`` when it names a
+    greenlet the registry lacks, ``caught`` for an exception when the op catches, else
+    ``result`` with ``r`` (``done``: nothing)."""
+    value = "r" if result != "done" else "None"
+    lines = [f"# {pc}: {op_comment(op)}", "try:", f"    {stmt}", "except Unbound as e:",
+             f"    rec({who!r}, {pc}, 'unbound', e.args[0])"]
+    if getattr(op, "catch", False):
+        lines += ["except Exception as e:", f"    rec({who!r}, {pc}, 'caught', e)"]
+    return [*lines, "else:", f"    rec({who!r}, {pc}, {result!r}, {value})"]
+
+
+def op_comment(op: Op) -> str:
+    """A one-line description of an op, for comments and reports."""
+    return spec(op).comment(op)
+
+
+class Emitter:
+    """Renders ops as source lines; helper functions (a recursion's level function)
+    collect in ``helpers`` and go after the ``run_*`` functions."""
+
+    def __init__(self) -> None:
+        self.helpers: List[List[str]] = []
+
+    def op(self, who: str, pc: int, op: Op) -> List[str]:
+        found = spec(op)
+        if found.render is not None:
+            return found.render(self, who, pc, op)
+        assert found.statement is not None, op
+        return statement_lines(who, pc, op, found.statement(op), found.result)
+
+    @staticmethod
+    def comment(op: Op) -> str:
+        return op_comment(op)
+
+    def nested(self, who: str, pc: int, op: Op) -> List[List[str]]:
+        """The lines of each op in the block of ``op`` (at flat index ``pc``)."""
+        return [self.op(who, at, child) for at, child in nested(pc, op)]
+
+
+def indent(lines: Sequence[str], by: int = 4, empty: str = "pass") -> List[str]:
+    """``lines`` indented; a block that would be empty gets ``empty``."""
+    pad = " " * by
+    return [pad + line for line in (lines or ([empty] if empty else []))]

@@ -1,0 +1,78 @@
+"""Family ``frames``: a suspended greenlet's stack as Python sees it (``gr_frame`` and its
+``f_back`` chain), recursions included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, List, Tuple
+
+from hypothesis import strategies as st
+
+from greenfuzz.harness.families.base import Family, OpSpec, ref
+from greenfuzz.harness.families.deliveries import State, Unsupported
+from greenfuzz.harness.families.stack import Recurse
+from greenfuzz.harness.target.runtime import VIA_FRAMES
+
+if TYPE_CHECKING:
+    from greenfuzz.harness.model.core import MG, Model
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Record the functions on ``target``'s stack: ``gr_frame`` and its ``f_back`` chain,
+    innermost first, down to ``run_<target>`` (None when ``gr_frame`` is None).
+
+    Only the program's own functions are listed (``runtime.frame_names``), so that an
+    implementation's Python-level ``switch`` or bootstrap frames do not count.
+    """
+
+    target: str
+
+
+def stack_of(g: MG) -> Tuple[str, ...]:
+    """The program functions on a suspended greenlet's stack, innermost first."""
+    names = [f"run_{g.name}"]
+    for level in g.levels:
+        op = g.script[level.start]
+        if not isinstance(op, Recurse):
+            continue  # other blocks run inline
+        function = f"recurse_{g.name}_{level.start}"
+        names.append(function)
+        for _ in range(op.depth):
+            names += [*reversed(VIA_FRAMES[op.via]), function]
+    return tuple(reversed(names))
+
+
+def perform(m: Model, g: MG, op: Frames) -> None:
+    """api docs: "gr_frame: The frame that was active in this greenlet when it most
+    recently called some_other_greenlet.switch() ... The remainder of the greenlet's
+    stack can be accessed by following the frame object's f_back attributes.
+    gr_frame is non-None only for suspended greenlets".  A suspended greenlet is
+    always inside a switch()/throw() op: at the bottom level of each recursion it
+    is in, below its ``run``."""
+    t = m.lookup(op.target)
+    assert t is not None
+    if t.name in m.speaking:
+        raise Unsupported(f"the stack of {t.name}, suspended in another script's ops")
+    if t is m.main and m.finished:
+        # Its script is over: suspended in the runner's teardown, whose frames below
+        # run_main's caller differ between runners (in-process, worker, reproducer).
+        raise Unsupported("the stack of main, suspended in the teardown")
+    m.rec(g.name, g.pc, "frames", stack_of(t) if t.state is State.SUSPENDED else None)
+    g.pc += 1
+
+
+def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
+          ops: Callable) -> List[st.SearchStrategy]:
+    return [st.builds(Frames, st.sampled_from(targets))] * 2
+
+
+FAMILY = Family(
+    name="frames",
+    ops=(OpSpec(Frames, names=("target",), result="frames", perform=perform,
+                comment=lambda op: f"list the functions on {op.target}'s stack "
+                "(gr_frame, f_back...)",
+                statement=lambda op: f"r = T.frame_names({ref(op.target)}.gr_frame, "
+                f"'run_{op.target}')"),),
+    draw=_draw,
+)
