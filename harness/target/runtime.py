@@ -1223,16 +1223,23 @@ def concurrent(T, programs, timeout=10.0):
     traces = [None] * n
 
     def body(k):
-        sub = Tracer(gl, T.event_limit)
-        sub.peers, sub.thread_index = peers, k
-        peers.idents[k] = threading.get_ident()
-        peers.mains[k] = sub.main
-        peers.parked[k] = _parked(gl)
-        peers.victims[k] = _parked(gl, peers.exits[k])
+        sub = None
+        try:
+            peers.idents[k] = threading.get_ident()
+            sub = Tracer(gl, T.event_limit)
+            sub.peers, sub.thread_index = peers, k
+            peers.mains[k] = sub.main
+            peers.parked[k] = _parked(gl)
+            peers.victims[k] = _parked(gl, peers.exits[k])
+        except Exception as e:
+            peers.violation("thread %d: %s parking its greenlets: %s" % (k, type(e).__name__, e))
+            sub = None
         try:
             peers.barrier.wait(timeout)
         except threading.BrokenBarrierError:
             peers.violation("thread %d: the threads did not all start" % k)
+        if sub is None:
+            return
         try:
             if gl.getcurrent() is not peers.mains[k]:
                 peers.violation("thread %d: getcurrent() is not its main greenlet" % k)
