@@ -1,6 +1,5 @@
-"""Defect: ``getcurrent()`` keeps the current greenlet in one process-wide slot: while
-three or more threads run, a thread may be answered with the greenlet another thread
-asked for last."""
+"""Defect: ``getcurrent()`` keeps the current greenlet in one process-wide slot: called
+outside the main thread, it may answer with the greenlet another thread asked for last."""
 
 import threading
 
@@ -16,7 +15,8 @@ _slot = [None]
 def getcurrent():
     mine = _real.getcurrent()
     last, _slot[0] = _slot[0], mine
-    if threading.active_count() >= 3 and last is not None and not last.dead:
+    if threading.current_thread() is not threading.main_thread() and last is not None \
+            and not last.dead:
         return last
     return mine
 
