@@ -21,6 +21,7 @@ import greenlet as real
 import pytest
 
 from greenfuzz.harness import model
+from greenfuzz.harness.execution import runner
 from greenfuzz.harness.families.concurrent import (
     Concurrent,
     Cross,
@@ -28,6 +29,7 @@ from greenfuzz.harness.families.concurrent import (
     Yield,
     thread_scripts,
 )
+from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import (
     MAIN,
     Current,
@@ -43,7 +45,7 @@ from greenfuzz.harness.program.ir import (
 from greenfuzz.harness.target import runtime
 from greenfuzz.harness.target.runtime import ExcValue
 from tests.helpers import prog
-from tests.test_families import agreed
+from tests.test_families import GREENLET, agreed
 
 CRASHES = Path(__file__).parent / "crashes"
 ERROR = ExcValue("greenlet.error", None)
@@ -104,13 +106,15 @@ def test_thread_programs_keep_core_and_name_the_root_main() -> None:
     scripts = (
         (MAIN, (Spawn("g1"), Concurrent(("g1",)))),
         ("g1", (Spawn("g2", "g1"), Switch("g2"), Finally((Switch(MAIN),), 1), Drop("g1"),
-                Inspect("g1", "dead"))),
-        ("g2", (Switch("g1", (1,)), SetParent("g1", "g2"), Throw(MAIN))),
+                Inspect("g1", "dead"), Switch(MAIN), Switch("g1"))),
+        ("g2", (Switch("g1", (1,)), SetParent("g1", "g2"), Throw(MAIN), Switch("g2"))),
     )
     assert thread_scripts(scripts, "g1") == (
         (MAIN, (Spawn("g2", MAIN), Switch("g2"), Inspect(MAIN, "dead"))),
         ("g2", (Switch(MAIN, (1,)), Throw(MAIN))),
     )
+    assert thread_scripts(scripts, "g1", self_switches=True)[0][1][-2:] == (
+        Switch(MAIN), Switch(MAIN))
 
 
 def test_concurrent_is_validated() -> None:
@@ -127,11 +131,14 @@ def test_concurrent_is_validated() -> None:
 
 
 def test_the_model_predicts_each_thread_as_its_own_program() -> None:
-    p = prog([Spawn("g1"), Spawn("g2"), Concurrent(("g2", "g1"))],
+    p = prog([Spawn("g1"), Spawn("g2"), Concurrent(("g2", "g1"), self_switches=True)],
              g1=[Switch(MAIN, (1,))], g2=[Spawn("g3"), Switch("g3", (3,))], g3=[])
     trace = model.predict(p)
     assert ("g3@0", -1, "start", ((3,), {})) in trace
     assert ("main@1", 0, "value", 1) in trace  # g1's switch to main is to itself there
+    # Drawn programs leave switches to oneself out of thread programs (a known bug).
+    trace = model.predict(prog([Spawn("g1"), Concurrent(("g1",))], g1=[Switch(MAIN, (1,))]))
+    assert ("main@0", 0, "return", None) in trace
 
 
 # -- the runtime's cross-thread checks, on implementations that break them -----------------
@@ -210,6 +217,23 @@ def _exit_checks(peers: Any) -> List[str]:
 
 
 # -- the bug this family found ---------------------------------------------------------
+
+def test_the_family_finds_the_self_switch_bug_when_self_switches_are_kept() -> None:
+    """With ``self_switches``, a thread whose parked greenlet another thread drops then
+    switches to itself: greenlet 2.0.0-3.5.6 fail that switch (below), so some of 20
+    runs diverge there; none does otherwise."""
+    release = tuple(int(p) for p in greenlet.__version__.split(".")[:3] if p.isdigit())
+    if not (2, 0, 0) <= release <= (3, 5, 6):
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    root = [Yield("sleep"), Yield("sleep"), Yield("io"), Switch(MAIN, (1, 2))]
+    p = prog([Spawn("g1"), Spawn("g2"), Concurrent(("g1", "g2"), self_switches=True)],
+             g1=root, g2=[CrossDrop(1)])
+    expected = model.predict(p)
+    verdicts = [checks.compare(p, expected, runner.run_inprocess(p, GREENLET))
+                for _ in range(20)]
+    failed = [v.summary for v in verdicts if not v.ok]
+    assert failed and all("returned NULL without" in s for s in failed), failed
+
 
 def test_switch_to_self_after_a_foreign_drop_fails_on_greenlet_2_to_3_5_6() -> None:
     """docs/upstream/self-switch-after-foreign-drop.md: measured on greenlet 2.0.0-3.5.6
