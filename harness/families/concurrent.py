@@ -1,7 +1,7 @@
 """Family ``concurrent``: several threads start together and run switch graphs of their
 own at the same time, under a tiny switch interval, releasing the GIL between switches.
 
-A ``Concurrent`` op in main's script names greenlets whose scripts become the main
+A ``Concurrent`` op (in any script) names greenlets whose scripts become the main
 scripts of threads (thread ``k`` runs the *thread program* rooted at ``roots[k]``: that
 script as its main, with copies of every other greenlet of the program, the root named
 ``main`` there; ops of families other than core and this one are left out).  Each
@@ -116,8 +116,6 @@ KEPT = ("core", "concurrent")
 
 
 def _validate_concurrent(owner: str, op: Concurrent) -> None:
-    if owner != MAIN:
-        raise ProgramError(f"{owner}: Concurrent only in main's script")
     if not 1 <= len(op.roots) <= MAX_THREADS or MAIN in op.roots:
         raise ProgramError(f"{owner}: Concurrent needs 1 to {MAX_THREADS} greenlets, not main")
 
@@ -140,13 +138,10 @@ def _validate_drop(owner: str, op: CrossDrop) -> None:
 
 
 def _check(scripts: Scripts) -> None:
-    """``Concurrent`` at the top level of main only (a thread program has none), naming
-    greenlets of the program."""
+    """``Concurrent`` names greenlets of the program."""
     names = {name for name, _ in scripts if name != MAIN}
     for owner, script in scripts:
-        for op in script:
-            if is_block(op) and any(isinstance(o, Concurrent) for o in walk(op.then)):
-                raise ProgramError(f"{owner}: Concurrent only at the top level of main")
+        for op in walk(script):
             if isinstance(op, Concurrent) and not set(op.roots) <= names:
                 raise ProgramError(f"{owner}: Concurrent names unknown greenlets {op.roots}")
 
@@ -164,8 +159,8 @@ def _kept(script: Script, root: str, owner: str, self_switches: bool) -> Script:
     switch to ``owner`` itself (see ``Concurrent``)."""
     out: List[Op] = []
     for op in script:
-        if family_of(op) not in KEPT or is_block(op):
-            continue
+        if family_of(op) not in KEPT or is_block(op) or isinstance(op, Concurrent):
+            continue  # no threads started from a thread program
         if isinstance(op, Switch) and not self_switches and \
                 (op.target == owner or (owner == root and op.target == MAIN)):
             continue
@@ -299,11 +294,7 @@ def in_threads() -> st.SearchStrategy[Op]:
 
 def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
-    # ``Concurrent`` is only valid in main's script, whose ops are drawn non-terminal.
-    out = [in_threads(), in_threads()]
-    if not terminal:
-        out += [concurrents(targets)] * 2
-    return out
+    return [in_threads(), in_threads(), concurrents(targets), concurrents(targets)]
 
 
 FAMILY = Family(
