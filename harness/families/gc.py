@@ -38,7 +38,6 @@ from greenfuzz.harness.families.base import (
     OpSpec,
     ProgramError,
     Scripts,
-    is_block,
     walk,
 )
 
@@ -86,17 +85,8 @@ def _validate(owner: str, op: Garbage) -> None:
         raise ProgramError(f"{owner}: garbage age must be one of {AGES}")
 
 
-def _check(scripts: Scripts) -> None:
-    """``Garbage`` only at the top level of a script: never where a kill or another
-    thread would perform it (a finalizer made at teardown would run after the report)."""
-    for owner, script in scripts:
-        for op in script:
-            if is_block(op) and any(isinstance(o, Garbage) for o in walk(op.then)):
-                raise ProgramError(f"{owner}: Garbage only at the top level of a script")
-
-
 def uses(scripts: Scripts) -> bool:
-    return any(isinstance(op, Garbage) for _, script in scripts for op in script)
+    return any(isinstance(op, Garbage) for _, script in scripts for op in walk(script))
 
 
 def _cleanup(scripts: Scripts) -> List[str]:
@@ -146,7 +136,6 @@ FAMILY = Family(
                f"{op.age})"),
     ),
     draw=_draw,
-    check=_check,
     cleanup=_cleanup,
     main_finished=_main_finished,
 )

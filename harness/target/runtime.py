@@ -1125,6 +1125,8 @@ def garbage(T, kind, action, count, age=0):
     collector = T.__dict__.get("collector")
     if collector is None:
         collector = T.collector = Collector(T)
+    if collector.off:
+        return  # after the report (a finally part run by the teardown's kills)
     collector.rearm = min(collector.rearm + REARM, 3 * REARM)
     held = []
     for _ in range(count):
