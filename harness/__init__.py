@@ -3,7 +3,10 @@
 Read the tree in the order a program flows through it::
 
     greenfuzz.strategies   draws programs (Hypothesis)
-    program/               the IR: immutable ops, validation, the JSON codec, scale recipes
+    program/               the IR: programs, validation, the JSON codec, scale recipes
+    families/              the ops, one module per family: each op's type, validation,
+                           rendering, model rule and strategy (below program/: the IR
+                           is made of them)
     model/                 the reference model: predicts every event (no greenlet import)
     execution/             renders a program to source and runs it (in process or isolated)
     judging/               compares what ran with the model: checks, memory, documented

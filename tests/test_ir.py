@@ -7,7 +7,17 @@ import json
 import pytest
 from hypothesis import given
 
-from greenfuzz.harness.program.ir import MAIN, Program, ProgramError, Spawn, Switch
+from greenfuzz.harness.program.ir import (
+    MAIN,
+    Program,
+    ProgramError,
+    Spawn,
+    Switch,
+    decode_value,
+    encode_value,
+)
+from greenfuzz.harness.target import runtime
+from greenfuzz.harness.target.runtime import Opaque
 from greenfuzz.strategies import programs
 
 
@@ -60,3 +70,16 @@ def test_values_keep_tuple_list_and_dict_apart() -> None:
                       greenlets=(("g1", (Switch(MAIN, ((),)),)),))
     data = json.loads(program.dumps())
     assert Program.from_json(data) == program
+
+
+def test_an_opaque_value_survives_encoding_unchanged() -> None:
+    """A value the trace could not represent is saved as its repr once: encoding an
+    ``Opaque`` again (a saved trace re-saved, a finding's observed trace) used to wrap it
+    in a second repr, ``Opaque("Opaque('...')")``."""
+    opaque = Opaque("<object at 0x1>")
+    assert encode_value(opaque) == {"repr": "<object at 0x1>"}
+    assert decode_value(encode_value(opaque)) == opaque
+    trace = [("main", 0, "value", (opaque, [opaque]))]
+    twice = runtime.decode_trace(runtime.encode_trace(
+        runtime.decode_trace(runtime.encode_trace(trace))))
+    assert twice == trace

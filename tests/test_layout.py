@@ -137,6 +137,19 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     assert (2, "harness.program.ir") in got
 
 
+def test_the_check_skips_type_only_imports(tmp_path: Path) -> None:
+    """An import under ``if TYPE_CHECKING:`` never runs (the families annotate their
+    model rules with the model's classes so): it is not an import of that layer."""
+    path = tmp_path / "typed.py"
+    path.write_text("from typing import TYPE_CHECKING\n"
+                    "if TYPE_CHECKING:\n"
+                    "    from greenfuzz.harness.model.core import Model\n"
+                    "from greenfuzz.harness.model import predict\n")
+    got = [m for _, m in _imports("greenfuzz.harness.families.typed", path)]
+    assert "greenfuzz.harness.model.core" not in got
+    assert "greenfuzz.harness.model" in got
+
+
 def _venv_python(where: Path) -> Path:
     venv.EnvBuilder(with_pip=False).create(where)
     return where / "bin" / "python"

@@ -16,9 +16,11 @@ How to add a family ``foo``:
    ``then`` tuple), one ``OpSpec`` per op type (``names``: the fields that name
    greenlets, ``validate``, ``comment``, ``statement``/``result`` or ``render``,
    ``perform`` for the model, block hooks if it is a block), and ``FAMILY = Family(
-   "foo", ops=..., draw=...)`` with whatever model or program hooks it needs.  Model
-   state goes in ``Family.state`` (the model's ``ext["foo"]``) and, per greenlet, in
-   ``MG.ext``.  The runtime side, if the ops need new helpers, goes at the end of
+   "foo", ops=..., draw=...)`` with whatever model hooks (``collecting``, ``switching``,
+   ...), program hooks (``check``, ``cleanup``) or strategy decorations
+   (``decorate=Decorations(...)``) it needs.  Model state goes in ``Family.state`` (the
+   model's ``ext["foo"]``) and, per greenlet, in ``MG.ext``; model types are imported
+   under ``TYPE_CHECKING`` only.  The runtime side, if the ops need new helpers, goes at the end of
    ``harness/target/runtime.py``.
 2. Write ``tests/test_foo.py``: the model rules against the real greenlet.
 

@@ -10,13 +10,17 @@ minimizer) asks the registry, so no other module lists op types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-if TYPE_CHECKING:  # type-only: the model sits above the families
-    from hypothesis.strategies import SearchStrategy
+from hypothesis.strategies import SearchStrategy
 
-    from greenfuzz.harness.model.core import MG, Delivery, Flying, Model, Throwing
+if TYPE_CHECKING:  # type-only: the model sits above the families
+
+    from greenfuzz.harness.families.deliveries import Delivery, Flying, Throwing
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: Plain data passed through switches: None, bool, int, str, tuples and str-keyed dicts.
 Value = Any
@@ -95,10 +99,50 @@ class OpSpec:
     ended: Optional[Callable[[Model, MG, int, Op], bool]] = None
     unwinding: Optional[Callable[[Model, MG, int, Op, Flying], bool]] = None
     leave: Optional[Callable[[Model, MG, int, Op], None]] = None
+    #: ``remap(op, f)``: the block with ``f`` applied to each part of its ``then``
+    #: (default: to the whole of it; ``Finally`` maps its two parts apart).
+    remap: Optional[Callable[[Op, Callable[[Script], Script]], Op]] = None
 
     @property
     def block(self) -> bool:
         return "then" in getattr(self.cls, "__dataclass_fields__", {})
+
+
+@dataclass
+class Drawing:
+    """What ``greenfuzz.strategies.programs`` is drawing, for a family's decorations:
+    Hypothesis's ``draw``, the program's greenlet names (main first), the families
+    drawn, and the ``ops`` strategy function (for nested ops)."""
+
+    draw: Callable[[SearchStrategy], Any]
+    targets: Tuple[str, ...]
+    families: Tuple[str, ...]
+    ops: Callable[..., SearchStrategy]
+
+
+@dataclass(frozen=True)
+class Decorations:
+    """A family's hooks into ``programs()``, beyond the ops it adds to scripts.
+
+    For each spawned greenlet ``name``: ``spawn(d, op)`` may change its ``Spawn``;
+    ``after_spawn(d, name)`` gives ops to put right after it; if main kicks it off,
+    ``kick(d, op)`` may wrap the kick-off switch and ``after_kick(d, name, main, at,
+    own)`` may insert ops in main's script (the kick-off is at ``at``) or its own
+    (``own``).  Wrapping and inserting run last family first, so that an earlier
+    family's wrapper or insertion ends up outermost or nearest the kick-off.  Once the
+    scripts are drawn, ``adjust(scripts)`` may change them (before the program is
+    built); ``finish(d, program, predict)`` may change the program.  ``tame(owner,
+    script)`` removes what makes the model give up (``Unsupported``); programs the
+    model cannot predict are tamed family by family, and rejected if that is not
+    enough."""
+
+    spawn: Optional[Callable[[Drawing, Op], Op]] = None
+    after_spawn: Optional[Callable[[Drawing, str], List[Op]]] = None
+    kick: Optional[Callable[[Drawing, Op], Op]] = None
+    after_kick: Optional[Callable[[Drawing, str, List[Op], int, List[Op]], None]] = None
+    adjust: Optional[Callable[[List[Tuple[str, Script]]], List[Tuple[str, Script]]]] = None
+    finish: Optional[Callable[[Drawing, Any, Callable[[Any], Any]], Any]] = None
+    tame: Optional[Callable[[str, Script], Script]] = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +167,7 @@ class Family:
     ops: Tuple[OpSpec, ...] = ()
     draw: Optional[Callable[..., List[SearchStrategy]]] = None
     claims: Optional[Callable[[Op], bool]] = None
-    decorate: Optional[Any] = None
+    decorate: Decorations = Decorations()
     needs: Tuple[str, ...] = ()
     check: Optional[Callable[[Scripts], None]] = None
     main_context: Optional[Callable[[Scripts], bool]] = None
@@ -132,6 +176,7 @@ class Family:
     collecting: Optional[Callable[[Model, MG], bool]] = None
     freeing: Optional[Callable[[Model, MG, Optional[MG]], bool]] = None
     killing: Optional[Callable[[Model, MG], None]] = None
+    dying: Optional[Callable[[Model, MG], bool]] = None
     switching: Optional[Callable[[Model, str, MG, MG], Optional[Throwing]]] = None
     entering: Optional[Callable[[Model, MG, Delivery, MG], bool]] = None
     resuming: Optional[Callable[[Model, MG, Delivery], Delivery]] = None
@@ -140,7 +185,6 @@ class Family:
     uncaught: Optional[Callable[[Model, MG, Any], bool]] = None
     main_finished: Optional[Callable[[Model], None]] = None
     busy: Optional[Callable[[Model, MG], bool]] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 _FAMILIES: Dict[str, Family] = {}
@@ -153,6 +197,8 @@ _BLOCKS: set = set()
 
 def register(family: Family) -> Family:
     """Add a family (its op types must be new); families are kept in registration order."""
+    if _FAMILIES.get(family.name) is family:
+        return family  # registered already (a package import retried after a failure)
     if family.name in _FAMILIES:
         raise ValueError(f"family {family.name!r} is already registered")
     for spec in family.ops:
@@ -248,6 +294,17 @@ def flatten(script: Sequence[Op]) -> Script:
 def span(op: Op) -> int:
     """How many entries ``op`` takes in ``flatten``: itself and everything nested in it."""
     return 1 + sum(span(o) for o in op.then) if is_block(op) else 1
+
+
+def remap(op: Op, f: Callable[[Script], Script]) -> Op:
+    """``op`` with ``f`` applied to its nested ops (each part of them, see
+    ``OpSpec.remap``); ``op`` itself when it holds none."""
+    if not is_block(op):
+        return op
+    rule = spec(op)
+    if rule.remap is not None:
+        return rule.remap(op, f)
+    return dataclasses.replace(op, then=f(op.then))
 
 
 def nested(pc: int, op: Op) -> List[Tuple[int, Op]]:

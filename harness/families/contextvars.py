@@ -8,11 +8,23 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.families.base import Family, OpSpec, ProgramError, Scripts, Value, ref, walk
+from greenfuzz.harness.families.base import (
+    Decorations,
+    Drawing,
+    Family,
+    Op,
+    OpSpec,
+    ProgramError,
+    Scripts,
+    Value,
+    ref,
+    walk,
+)
 from greenfuzz.harness.families.values import scalars
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: The context variables a program has (fresh ``ContextVar`` objects every run).
 CONTEXT_VARS = ("a", "b")
@@ -89,6 +101,14 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [st.builds(CtxSet, var, scalars()), st.builds(CtxGet, var), st.builds(CtxGet, var)]
 
 
+_copy_context = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _after_spawn(d: Drawing, name: str) -> List[Op]:
+    """Only right after the spawn: the greenlet is certainly unstarted then."""
+    return [CtxCopy(name)] if d.draw(_copy_context) else []
+
+
 FAMILY = Family(
     name="contextvars",
     ops=(
@@ -104,4 +124,5 @@ FAMILY = Family(
     ),
     draw=_draw,
     main_context=_main_context,
+    decorate=Decorations(after_spawn=_after_spawn),
 )

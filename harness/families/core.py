@@ -44,7 +44,8 @@ from greenfuzz.harness.families.values import (
 from greenfuzz.harness.target.runtime import ExcValue
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: Attributes an ``Inspect`` may read (``bool`` is ``bool(g)``, ``gr_frame`` is
 #: ``g.gr_frame is None``, ``run`` is ``hasattr(g, "run")``).

@@ -11,16 +11,21 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from hypothesis import strategies as st
 
 from greenfuzz.harness.families.base import (
+    MAIN,
+    Decorations,
+    Drawing,
     Emitter,
     Exc,
     Family,
     Op,
     OpSpec,
     ProgramError,
+    Script,
     args_source,
     exc_class,
     indent,
     nested,
+    remap,
     span,
 )
 from greenfuzz.harness.families.core import (
@@ -34,11 +39,12 @@ from greenfuzz.harness.families.core import (
     switches,
     throws,
 )
-from greenfuzz.harness.families.deliveries import Flying, exc_value
+from greenfuzz.harness.families.deliveries import Flying, State, exc_value, harness_error
 from greenfuzz.harness.families.values import CATCHABLE_TYPES, THROWABLE_TYPES, exceptions
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,29 @@ def _leave_finally(m: Model, g: MG, start: int, op: Finally) -> None:
     finals(g).pop(start, None)
 
 
+def _dying(m: Model, g: MG) -> bool:
+    """A kill's GreenletExit unwinds ``g`` through its ``Finally`` blocks, whose finally
+    parts run in ``g`` before control goes back to the dropper (greenlet_gc: "This
+    gives try/finally blocks a chance to clean up resources held by the greenlet")."""
+    if not any(isinstance(g.script[level.start], Finally) for level in g.levels):
+        return False
+    obj = Flying(harness_error("GreenletExit"))
+    dropper = g.parent  # the kill made it the parent for the duration
+    assert dropper is not None
+    was = dropper.state
+    if was is State.RUNNING:
+        dropper.state = State.SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
+    g.killing = True
+    m.raised(g, obj)
+    m.unwind(g, obj)
+    while g.state is not State.DEAD:  # ``finish`` ends it (the kill switches back)
+        m.count_step()
+        m.step(g)
+    g.killing = False
+    dropper.state = was
+    return True
+
+
 # -- strategies ------------------------------------------------------------------------
 
 _not = st.booleans().map(lambda b: not b)
@@ -239,6 +268,37 @@ def finallies(targets: Tuple[str, ...], families: Tuple[str, ...], ops: Callable
                      st.lists(st.one_of(body), max_size=3), st.lists(cleanup, max_size=3))
 
 
+def _remap(op: Finally, f: Callable[[Script], Script]) -> Finally:
+    body = f(op.then[:op.split])
+    return Finally((*body, *f(op.then[op.split:])), len(body))
+
+
+_in_finally = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _kick(d: Drawing, kick: Op) -> Op:
+    """Whatever the greenlet dies of (or throws at main) reaches main's finally block,
+    with the traceback and cause it gathered on the way."""
+    if isinstance(kick, Switch) and d.draw(_in_finally):
+        return Finally((replace(kick, catch=False), Current()), 1)
+    return kick
+
+
+def _tame(owner: str, script: Script) -> Script:
+    """``script`` without the switches and throws of the finally parts of a greenlet
+    that may be killed (not main): greenlet leaks one whose finally block switches away
+    while it is killed ("GreenletExit did not kill")."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, Finally) and owner != MAIN:
+            kept = [o for o in op.then[op.split:] if not isinstance(o, (Switch, Throw))]
+            op = Finally((*_tame(owner, op.then[:op.split]), *kept), op.split)
+        else:
+            op = remap(op, lambda part: _tame(owner, part))
+        out.append(op)
+    return tuple(out)
+
+
 def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
     return [handlers(targets, families, ops), handlers(targets, families, ops),
@@ -258,10 +318,12 @@ FAMILY = Family(
                statement=lambda op: "r = T.handled()"),
         OpSpec(Finally, validate=_validate_finally, render=_render_finally,
                before=_before_finally, ended=_ended_finally, unwinding=_unwinding_finally,
-               leave=_leave_finally,
+               leave=_leave_finally, remap=_remap,
                comment=lambda op: f"try: {op.split} op(s), finally: "
                f"{len(op.then) - op.split} op(s) (record the exception leaving the try part)"),
     ),
     draw=_draw,
     claims=_claims,
+    dying=_dying,
+    decorate=Decorations(kick=_kick, tame=_tame),
 )

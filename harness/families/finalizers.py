@@ -6,27 +6,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from hypothesis import strategies as st
 
 from greenfuzz.harness.families.base import (
     MAIN,
+    Decorations,
+    Drawing,
     Emitter,
     Family,
     Op,
     OpSpec,
     ProgramError,
+    Script,
     flatten,
     indent,
     ref,
+    remap,
     span,
     walk,
 )
 from greenfuzz.harness.families.core import (
+    SPAWN_KINDS,
     Current,
     Inspect,
     Raise,
+    Return,
     Spawn,
     Switch,
     Throw,
@@ -47,7 +53,8 @@ from greenfuzz.harness.families.deliveries import (
 from greenfuzz.harness.families.exceptions import Finally
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Level, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG, Level
 
 #: How a ``Finalize`` attaches its finalizer: a callback of a weak reference to the
 #: greenlet, or ``__del__`` of an object stored as an attribute of the greenlet.
@@ -397,6 +404,78 @@ def finalizers(targets: Tuple[str, ...], on: str = "") -> st.SearchStrategy[Fina
                      st.lists(inside, min_size=1 if on else 0, max_size=3).map(tuple))
 
 
+#: Mostly plain (shrinks towards it), else one of the customised subclasses.
+_spawn_kind = st.integers(min_value=0, max_value=7).map(lambda n: SPAWN_KINDS[max(0, n - 5)])
+_finalize_after = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+_resurrects = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _spawn(d: Drawing, op: Spawn) -> Spawn:
+    kind = d.draw(_spawn_kind)
+    return replace(op, kind=kind, subclass=op.subclass and kind == "plain")
+
+
+def _after_spawn(d: Drawing, name: str) -> List[Op]:
+    """Right after the spawn, so that the name is bound: freed later by a drop,
+    re-parenting or the teardown, it runs (and its ops most likely switch)."""
+    return [d.draw(finalizers(d.targets, name))] if d.draw(_finalize_after) else []
+
+
+def _resurrecting(d: Drawing, script: Script) -> Script:
+    """Maybe a ``Resurrect`` block round a run of the script's top-level ops (up to its
+    first return, raise or block that a ``Resurrect`` may not hold, after its spawns),
+    ending with a switch to main: parked there, a drop or the teardown kills it in it."""
+    limit = 0
+    while limit < len(script) and not isinstance(script[limit], (Return, Raise)) and \
+            not any(isinstance(o, (Finally, Raise)) for o in walk(script[limit:limit + 1])):
+        limit += 1
+    # After its spawns, which stay at the top level of scripts.
+    first = max((i + 1 for i, op in enumerate(script[:limit]) if isinstance(op, Spawn)),
+                default=0)
+    if not d.draw(_resurrects):
+        return script
+    start = d.draw(st.integers(min_value=first, max_value=limit))
+    end = d.draw(st.integers(min_value=start, max_value=limit))
+    block = Resurrect(d.draw(st.sampled_from(d.targets)), (*script[start:end], Switch(MAIN)))
+    return (*script[:start], block, *script[end:])
+
+
+def without_finalizers(script: Script) -> Script:
+    """``script`` without ``Finalize`` ops, and with ``Resurrect`` blocks' ops in place."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, Resurrect):
+            out += without_finalizers(op.then)
+        elif not isinstance(op, Finalize):
+            out.append(remap(op, without_finalizers))
+    return tuple(out)
+
+
+def _finish(d: Drawing, program: Any, predict: Callable[[Any], Any]) -> Any:
+    """Some greenlets resurrect; then the program goes without its finalizers and
+    resurrections when one would run where the model does not predict it (``Unsupported``:
+    in the middle of a switch or a kill, where greenlet's dealloc has no documented
+    behaviour for code that switches away, e.g. "GreenletExit did not kill" leaks the
+    greenlet), or when a greenlet outlives the program, whose kill (when the process
+    collects it) would run its handler during a later program."""
+    program = replace(program, greenlets=tuple((name, _resurrecting(d, script))
+                                               for name, script in program.greenlets))
+    program.validate()
+    if not any(isinstance(op, (Finalize, Resurrect))
+               for _, s in program.scripts() for op in walk(s)):
+        return program
+    try:
+        outlive = predict(program)[-1][3]
+    except Unsupported:
+        outlive = True
+    if outlive:
+        program = replace(program, main=without_finalizers(program.main),
+                          greenlets=tuple((n, without_finalizers(s))
+                                          for n, s in program.greenlets))
+        program.validate()
+    return program
+
+
 def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
     if len(targets) <= 1:
@@ -426,4 +505,5 @@ FAMILY = Family(
     stepping=_stepping,
     uncaught=_uncaught,
     busy=_busy,
+    decorate=Decorations(spawn=_spawn, after_spawn=_after_spawn, finish=_finish),
 )

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Callable, List, Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.families.base import Family, OpSpec, ref
+from greenfuzz.harness.families.base import MAIN, Decorations, Drawing, Family, Op, OpSpec, ref
+from greenfuzz.harness.families.base import spec as spec_of
+from greenfuzz.harness.families.core import Switch
 from greenfuzz.harness.families.deliveries import State, Unsupported
-from greenfuzz.harness.families.stack import Recurse
+from greenfuzz.harness.families.stack import Recurse, deep_start, recursions
 from greenfuzz.harness.target.runtime import VIA_FRAMES
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,24 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [st.builds(Frames, st.sampled_from(targets))] * 2
 
 
+_frames_after = st.integers(min_value=0, max_value=2).map(lambda n: n == 2)
+
+
+def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -> None:
+    """Park it (switching back to main, maybe from deep down), then look at its stack
+    while it is suspended there."""
+    if not d.draw(_frames_after):
+        return
+    park: Op = Switch(MAIN)
+    if "stack" in d.families and d.draw(deep_start):
+        park = d.draw(recursions(d.targets, d.families, d.ops, (park,)))
+    end = len(own)
+    while end and spec_of(own[end - 1]).ends_script:
+        end -= 1
+    own.insert(d.draw(st.integers(min_value=0, max_value=end)), park)
+    main.insert(at + 1, Frames(name))
+
+
 FAMILY = Family(
     name="frames",
     ops=(OpSpec(Frames, names=("target",), result="frames", perform=perform,
@@ -75,4 +96,5 @@ FAMILY = Family(
                 statement=lambda op: f"r = T.frame_names({ref(op.target)}.gr_frame, "
                 f"'run_{op.target}')"),),
     draw=_draw,
+    decorate=Decorations(after_kick=_after_kick),
 )

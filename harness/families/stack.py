@@ -10,7 +10,19 @@ from typing import Callable, List, Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.families.base import Emitter, Family, Op, OpSpec, ProgramError, Scripts, walk
+from greenfuzz.harness.families.base import (
+    Decorations,
+    Drawing,
+    Emitter,
+    Family,
+    Op,
+    OpSpec,
+    ProgramError,
+    Script,
+    Scripts,
+    remap,
+    walk,
+)
 from greenfuzz.harness.families.base import nested as nested_ops
 from greenfuzz.harness.families.values import THROWABLE_TYPES, exceptions
 
@@ -158,6 +170,42 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [recursions(targets, families, ops)] * 2
 
 
+#: Kick-offs (and parking switches, family ``frames``) made from deep in a stack.
+deep_start = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _kick(d: Drawing, kick: Op) -> Op:
+    """Started from deep in main's stack: its stack region overlaps main's."""
+    if d.draw(deep_start):
+        return d.draw(recursions(d.targets, d.families, d.ops, (kick,)))
+    return kick
+
+
+def fit(script: Script, budget: List[int]) -> Script:
+    """``script`` with recursions made shallower where the program's frame budget
+    (``FRAME_BUDGET``, shared through ``budget``) would run out."""
+    out: List[Op] = []
+    for op in script:
+        if isinstance(op, Recurse):
+            cost = LEVEL_FRAMES[op.via]
+            if budget[0] < cost:  # not even one level left: do the nested ops in place
+                out += fit(op.then, budget)
+                continue
+            depth = min(op.depth, budget[0] // cost - 1)
+            budget[0] -= (depth + 1) * cost
+            op = Recurse(depth, op.via, op.salt, fit(op.then, budget))
+        else:
+            # Each part apart: a recursion done in place changes the parts' lengths.
+            op = remap(op, lambda part: fit(part, budget))
+        out.append(op)
+    return tuple(out)
+
+
+def _adjust(scripts: List[Tuple[str, Script]]) -> List[Tuple[str, Script]]:
+    budget = [FRAME_BUDGET]
+    return [(name, fit(script, budget)) for name, script in scripts]
+
+
 FAMILY = Family(
     name="stack",
     ops=(OpSpec(Recurse, validate=_validate, render=_render, frame=True,
@@ -165,4 +213,5 @@ FAMILY = Family(
                 f"there do {len(op.then)} op(s)"),),
     draw=_draw,
     check=_check,
+    decorate=Decorations(kick=_kick, adjust=_adjust),
 )

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.families.base import Emitter, Family, Op, OpSpec, ProgramError, indent
+from greenfuzz.harness.families.base import (
+    Decorations,
+    Drawing,
+    Emitter,
+    Family,
+    Op,
+    OpSpec,
+    ProgramError,
+    Script,
+    indent,
+    remap,
+)
 from greenfuzz.harness.families.core import (
     Current,
     Drop,
@@ -25,7 +36,8 @@ from greenfuzz.harness.families.core import (
 from greenfuzz.harness.families.deliveries import State, harness_error
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,26 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [threads(targets)]
 
 
+_drop_in_thread = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -> None:
+    """Later on, started, given a parent of another thread (refused), or its last
+    reference (often) dropped there while it is suspended (killed when main next calls
+    greenlet)."""
+    if d.draw(_drop_in_thread):
+        where = d.draw(st.integers(min_value=at + 1, max_value=len(main)))
+        main.insert(where, InThread((d.draw(st.sampled_from((ThreadParent(name),
+                                                             Drop(name)))),)))
+
+
+def _tame(owner: str, script: Script) -> Script:
+    """``script`` without ``ThreadParent``: a greenlet that ends into an unstarted parent
+    whose thread has ended aborts the process."""
+    return tuple(remap(op, lambda part: _tame(owner, part)) for op in script
+                 if not isinstance(op, ThreadParent))
+
+
 FAMILY = Family(
     name="threads",
     ops=(
@@ -244,4 +276,5 @@ FAMILY = Family(
     draw=_draw,
     state=Threads,
     collecting=_collecting,
+    decorate=Decorations(after_kick=_after_kick, tame=_tame),
 )

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from hypothesis import strategies as st
 
-from greenfuzz.harness.families.base import Family, OpSpec, ProgramError, Scripts, walk
+from greenfuzz.harness.families.base import (
+    Decorations,
+    Drawing,
+    Family,
+    Op,
+    OpSpec,
+    ProgramError,
+    Scripts,
+    walk,
+)
+from greenfuzz.harness.families.core import Switch
 from greenfuzz.harness.families.deliveries import (
     Args,
     Delivery,
@@ -19,7 +29,8 @@ from greenfuzz.harness.families.deliveries import (
 )
 
 if TYPE_CHECKING:
-    from greenfuzz.harness.model.core import MG, Model
+    from greenfuzz.harness.model.core import Model
+    from greenfuzz.harness.model.state import MG
 
 #: ``Trace`` modes: a tracer that records, one that records and raises, or none; and
 #: ``bounce``, one that records and, once per program, switches from inside the callback:
@@ -151,6 +162,16 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [st.builds(Trace, st.sampled_from(TRACE_MODES))] * 2 + [st.just(Trace("bounce"))] * 2
 
 
+_bounce_after = st.integers(min_value=0, max_value=3).map(lambda n: n == 3)
+
+
+def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -> None:
+    """Once it has parked, switch to it again under the tracer that switches from its
+    callback (which needs two suspended greenlets)."""
+    if d.draw(_bounce_after):
+        main[at + 1:at + 1] = [Trace("bounce"), Switch(name)]
+
+
 FAMILY = Family(
     name="tracing",
     ops=(OpSpec(Trace, validate=_validate, perform=_perform, result="tracer",
@@ -168,4 +189,5 @@ FAMILY = Family(
     entering=_entering,
     resuming=_resuming,
     main_finished=_main_finished,
+    decorate=Decorations(after_kick=_after_kick),
 )

@@ -28,7 +28,6 @@ from greenfuzz.harness.program.ir import MAIN, Program, flatten
 from greenfuzz.harness.target import runtime
 
 OK, MISMATCH, STACK, LEAK = "ok", "mismatch", "stack", "leak"
-KINDS = (MISMATCH, CRASH, HANG, STACK, LEAK)
 
 
 @dataclass(frozen=True)
@@ -142,5 +141,5 @@ def context_lines(expected: Sequence[Event], observed: Sequence[Event], at: int,
     return lines
 
 
-__all__ = ["KINDS", "LEAK", "MAIN", "MISMATCH", "OK", "STACK", "Verdict", "compare",
+__all__ = ["LEAK", "MAIN", "MISMATCH", "OK", "STACK", "Verdict", "compare",
            "context_lines", "leak_verdict"]

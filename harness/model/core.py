@@ -2,16 +2,6 @@
 step loop.  What each op does, and how each family changes switching or freeing, is in
 the family modules (``greenfuzz.harness.families``), reached through the registry.
 
-Pure Python, no greenlet import.  ``predict(program)`` returns the exact trace the
-runner must observe: every ``start``, every value ``switch()``/``throw()`` returns, every
-exception caught or fatal, every attribute read, and every ``GreenletExit`` delivered by
-reference counting, in order.
-
-Each rule cites greenlet's documentation (https://greenlet.readthedocs.io, pages
-``switching``, ``creating_executing_greenlets``, ``greenlet_gc``, ``api``); where the
-documentation is silent or wrong, the rule says what greenlet 3.x does and the
-differential test (``tests/test_model_vs_greenlet.py``) keeps it honest.
-
 Reference counting is modelled because collection is part of the semantics ("If all the
 references to a greenlet object go away ... a GreenletExit exception is generated into
 the greenlet", greenlet_gc).  A greenlet's count is the sum of: the program's registry
@@ -23,7 +13,6 @@ collector off so that only reference counting frees greenlets, as here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from greenfuzz.harness.families import (
@@ -42,74 +31,26 @@ from greenfuzz.harness.families.deliveries import (
     Delivery,
     Flying,
     ModelError,
-    State,
     Throwing,
     Unsupported,
     harness_error,
     pack,
 )
+from greenfuzz.harness.model.state import (
+    DEAD,
+    MG,
+    RUNNING,
+    SUSPENDED,
+    UNSTARTED,
+    Event,
+    Level,
+    Pending,
+)
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target.runtime import ExcValue
 
-Event = Tuple[str, int, str, object]
-
 #: A model that takes more steps than this has a bug (programs are finite by construction).
 STEP_LIMIT = 1_000_000
-
-
-UNSTARTED, RUNNING, SUSPENDED, DEAD = State
-
-
-@dataclass
-class Level:
-    """A block being performed: the op index of the block op, and the index past its ops."""
-
-    start: int
-    end: int
-
-
-@dataclass
-class Pending:
-    """A switch to deliver on the next step: control goes from ``origin`` to ``dest``."""
-
-    dest: MG
-    delivery: Delivery
-    origin: MG
-
-
-@dataclass(eq=False)
-class MG:
-    """A model greenlet object (compared by identity)."""
-
-    name: str
-    script: Tuple[Op, ...]  # flattened: event op indexes are indexes here
-    parent: Optional[MG]
-    state: State = UNSTARTED
-    pc: int = 0
-    rc: int = 0
-    #: The greenlet its pending ``switch``/``throw`` call holds.
-    hold: Optional[MG] = None
-    is_main: bool = False
-    #: The main greenlet of a program's other thread (``ThreadParent``).
-    foreign: bool = False
-    #: Freed: its reference count reached zero (the liveness check's "gone").
-    gone: bool = False
-    #: Running its finally parts because it is being killed (``kill``).
-    killing: bool = False
-    #: Performing an ``InThread`` block: its ops run in another thread.
-    in_thread: bool = False
-    #: How ``Spawn`` made it (``Spawn.kind``, ``Spawn.subclass``).
-    kind: str = "plain"
-    subclass: bool = False
-    #: The blocks being performed, outermost first.
-    levels: List[Level] = field(default_factory=list)
-    #: The exceptions its open ``Handle`` blocks handle (family ``exceptions``).
-    handling: List[Flying] = field(default_factory=list)
-    #: Each family's state of this greenlet, by family name (``Model.of``).
-    ext: Dict[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"<MG {self.name} {self.state.value} pc={self.pc} rc={self.rc}>"
 
 
 class Model:
@@ -228,9 +169,7 @@ class Model:
         self.release(hold)
         # greenlet gives this GreenletExit a message ("Killing the greenlet because all
         # references have vanished.") that other implementations need not copy.
-        if any(spec(g.script[level.start]).unwinding for level in g.levels):
-            self.unwind_killed(g)
-        else:
+        if not any(hook(self, g) for hook in hooks("dying")):
             self.rec(g.name, -1, "died", harness_error("GreenletExit"))
         g.state = DEAD
         self.trace("switch", g, dropper)  # the GreenletExit comes back as a value
@@ -238,26 +177,6 @@ class Model:
         g.parent = saved_parent
         g.rc -= 1
         self.safe = safe
-
-    def unwind_killed(self, g: MG) -> None:
-        """A kill's GreenletExit unwinds ``g`` through blocks that run code on the way out
-        (``Finally``), in ``g``, before control goes back to the dropper (greenlet_gc:
-        "This gives try/finally blocks a chance to clean up resources held by the
-        greenlet")."""
-        obj = Flying(harness_error("GreenletExit"))
-        dropper = g.parent  # the kill made it the parent for the duration
-        assert dropper is not None
-        was = dropper.state
-        if was == RUNNING:
-            dropper.state = SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
-        g.killing = True
-        self.raised(g, obj)
-        self.unwind(g, obj)
-        while g.state != DEAD:  # ``finish`` ends it (no delivery: the kill switches back)
-            self.count_step()
-            self.step(g)
-        g.killing = False
-        dropper.state = was
 
     def set_current(self, g: MG) -> MG:
         """Make ``g`` current; the previous current greenlet loses that reference.
@@ -566,25 +485,6 @@ class Model:
         who = "?" if self.current.in_thread else self.current.name
         self.rec(who, -1, "alive", self.alive())
 
-    def holders(self, name: str) -> List[str]:
-        """What keeps greenlet ``name`` alive now, in words (for leak reports)."""
-        g = next((m for m in self.spawned if m.name == name), None)
-        if g is None or g.gone:
-            return []
-        out = []
-        if self.registry.get(name) is g:
-            out.append("the program's registry")
-        for other in self.spawned:
-            if other.gone:
-                continue
-            if other.parent is g:
-                out.append(f"{other.name}'s parent link")
-            if other.hold is g:
-                out.append(f"{other.name}'s pending switch")
-        if self.current is g:
-            out.append("being the current greenlet")
-        return out
-
     # -- the end -----------------------------------------------------------------------
 
     def teardown(self) -> None:
@@ -604,19 +504,3 @@ class Model:
 def predict(program: Program) -> List[Event]:
     """The trace a correct implementation produces for ``program``."""
     return Model(program).run()
-
-
-def explain_alive(program: Program, index: int) -> Dict[str, List[str]]:
-    """For the ``alive`` event at ``index`` of the predicted trace: what the model counts
-    as holding each greenlet it says still exists (registry, parent links, pending
-    switches, being current)."""
-    found: Dict[str, List[str]] = {}
-
-    class Explaining(Model):
-        def check_alive(self) -> None:
-            if len(self.events) == index:
-                found.update({name: self.holders(name) for name in self.alive()})
-            super().check_alive()
-
-    Explaining(program).run()
-    return found

@@ -3,9 +3,11 @@
 A :class:`Program` names a set of greenlets; each has a script of operations that its
 ``run`` function performs in order.  ``main`` is the thread's main greenlet and runs the
 ``main`` script.  Programs are what strategies draw, what the model predicts, what the
-runner executes (after :mod:`greenfuzz.harness.execution.render` turns them into Python source) and
-what a
-finding saves as JSON, so everything here is frozen, comparable and serialisable.
+runner executes (after :mod:`greenfuzz.harness.execution.render` turns them into Python
+source) and what a finding saves as JSON, so everything here is frozen, comparable and
+serialisable.  The op types are declared by their families
+(:mod:`greenfuzz.harness.families`); validation and the JSON codec ask the registry, and
+the built-in ones are re-exported here.
 
 Names are plain strings (``"main"``, ``"g1"``, ...).  A script refers to greenlets by
 name; the program's registry holds the one reference that ``Drop`` releases.  Each

@@ -60,7 +60,7 @@ def encode(value):
         return {"list": [encode(v) for v in value]}
     if isinstance(value, dict):
         return {"dict": [[encode(k), encode(v)] for k, v in value.items()]}
-    if isinstance(value, ExcValue):
+    if isinstance(value, (ExcValue, Opaque)):
         return value.to_json()
     return {"repr": repr(value)}
 
