@@ -229,8 +229,8 @@ def _exit_checks(peers: Any) -> List[str]:
 
 def test_the_family_finds_the_self_switch_bug_when_self_switches_are_kept() -> None:
     """With ``self_switches``, a thread whose parked greenlet another thread drops then
-    switches to itself: greenlet 2.0.0-3.5.6 fail that switch (below), so some of 50
-    runs diverge there (those where the drop comes first); none does otherwise."""
+    switches to itself: greenlet 2.0.0-3.5.6 fail that switch (below), so some runs
+    diverge there (those where the drop comes first), and only there."""
     release = tuple(int(p) for p in greenlet.__version__.split(".")[:3] if p.isdigit())
     if not (2, 0, 0) <= release <= (3, 5, 6):
         pytest.skip(f"greenlet {greenlet.__version__} was not measured")
@@ -238,9 +238,13 @@ def test_the_family_finds_the_self_switch_bug_when_self_switches_are_kept() -> N
     p = prog([Spawn("g1"), Spawn("g2"), Concurrent(("g1", "g2"), self_switches=True)],
              g1=root, g2=[CrossDrop(1)])
     expected = model.predict(p)
-    verdicts = [checks.compare(p, expected, runner.run_inprocess(p, GREENLET))
-                for _ in range(50)]
-    failed = [v.summary for v in verdicts if not v.ok]
+    failed: List[str] = []
+    for _ in range(300):  # until the drop comes first (a race: most runs, idle or not)
+        verdict = checks.compare(p, expected, runner.run_inprocess(p, GREENLET))
+        if not verdict.ok:
+            failed.append(verdict.summary)
+            if len(failed) == 3:
+                break
     assert failed and all("returned NULL without" in s for s in failed), failed
 
 
