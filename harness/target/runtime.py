@@ -962,11 +962,14 @@ class Collector:
         self.classes = {}
         #: How many more times a finalizer makes a new piece of garbage like its own.
         self.rearm = 0
-        self.saved = (gc.isenabled(), gc.get_threshold())
+        # Thresholds are CPython's (PyPy's collector has none to set).
+        thresholds = getattr(gc, "get_threshold", None)
+        self.saved = (gc.isenabled(), thresholds() if thresholds is not None else None)
         # Every generation's count back to zero, wherever the program runs (a worker's
         # child or a reproducer): when collections happen then depends on the program.
         gc.collect()
-        gc.set_threshold(1, 2, 2)
+        if thresholds is not None:
+            gc.set_threshold(1, 2, 2)
         gc.enable()
 
     def violation(self, text):
@@ -1081,7 +1084,8 @@ class Collector:
             self.violation("%d finalizer(s) made, %d ran after a full collection"
                            % (self.made, self.ran))
         enabled, threshold = self.saved
-        gc.set_threshold(*threshold)
+        if threshold is not None:
+            gc.set_threshold(*threshold)
         if not enabled:
             gc.disable()
         return tuple(self.violations)
