@@ -95,3 +95,30 @@ def test_bundled_release_data_applies_by_release_and_interpreter() -> None:
     assert "daemon-greenlets-abort-at-exit" not in ids_312
     assert differences.for_greenlet("1.1.2", "3.10.13").differences[0].id == \
         "thread-main-not-dead"
+
+
+def test_the_self_switch_bug_is_drawn_and_known_on_greenlet_3() -> None:
+    """Thread programs keep switches to oneself (strategies draw the default); where the
+    race goes the bug's way, greenlet's bundled data names it with its write-up."""
+    from greenfuzz.harness.execution import runner
+    from greenfuzz.harness.families.concurrent import Concurrent, CrossDrop, Yield
+    from greenfuzz.harness.judging import checks
+    from tests.helpers import GREENLET, prog
+
+    if not (3, 0, 0) <= release(greenlet.__version__) <= (3, 5, 6):
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    assert Concurrent(("g1",)).self_switches
+    p = prog([Spawn("g1"), Spawn("g2"), Concurrent(("g1", "g2"))],
+             g1=[Yield("sleep")] * 8 + [Switch("main", (1, 2))], g2=[CrossDrop(1)])
+    expected = model.predict(p)
+    data = differences.for_greenlet(greenlet.__version__, "3.11")
+    assert data is not None
+    for _ in range(300):  # until the drop comes first (a race)
+        observation = runner.run_inprocess(p, GREENLET)
+        verdict = checks.compare(p, expected, observation)
+        if not verdict.ok:
+            break
+    assert not verdict.ok, "the race never went the bug's way in 300 runs"
+    known = data.known(p, verdict.kind, expected, observation.trace, verdict.index,
+                       f"{verdict.summary}\n{observation.detail}")
+    assert known is not None and known.id == "self-switch-after-foreign-drop", verdict.summary

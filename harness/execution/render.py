@@ -62,6 +62,7 @@ def program_source(program: Program) -> str:
         "",
     ]
     emitter = Emitter()
+    emitter.scripts = program.scripts()
     for name, script in (*program.greenlets, (MAIN, program.main)):
         lines += ["    " + line for line in _run_function(name, script, emitter)]
         lines.append("")

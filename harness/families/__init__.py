@@ -68,7 +68,7 @@ from greenfuzz.harness.families.base import families as registered
 
 #: The families that come with greenfuzz, in the order they are listed and drawn.
 BUILT_IN = ("core", "stack", "frames", "exceptions", "contextvars", "tracing", "threads",
-            "finalizers")
+            "finalizers", "concurrent", "gc")
 
 
 def _load() -> None:

@@ -389,6 +389,8 @@ class Emitter:
 
     def __init__(self) -> None:
         self.helpers: List[List[str]] = []
+        #: The whole program's scripts, for ops rendered from other scripts (``concurrent``).
+        self.scripts: Scripts = ()
 
     def op(self, who: str, pc: int, op: Op) -> List[str]:
         found = spec(op)

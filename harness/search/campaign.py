@@ -507,9 +507,14 @@ def _frees_everything(expected: List[runner.Event]) -> bool:
     a program making one grows by design too.)  Nor a program whose thread ends with
     greenlets of its own suspended (``orphans``): greenlet 3.5.6 keeps about 160 B per
     such greenlet and 250 B per such thread (measured), which its own test of the case
-    tolerates (test_leaks ``_check_untracked_memory_thread``: 3 MiB for 40,000)."""
+    tolerates (test_leaks ``_check_untracked_memory_thread``: 3 MiB for 40,000).  Nor
+    one that runs threads side by side (``threads``, family ``concurrent``): each
+    leaves greenlets parked in its ended threads, and starting and joining 3 threads
+    that touch no greenlet grows this process by about 4 KiB a time (measured over
+    2,000 rounds)."""
     ends = [e for e in expected if e[2] == "alive"]
-    return bool(ends) and ends[-1][3] == () and not any(e[2] == "orphans" for e in expected)
+    return bool(ends) and ends[-1][3] == () and \
+        not any(e[2] in ("orphans", "threads") for e in expected)
 
 
 def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 #: What a reproducer of a trace pastes, in order (each after what it imports).
-RUNTIME = ("codec", "tracediff", "referrers", "stacks", "loader", "runtime")
+RUNTIME = ("codec", "tracediff", "referrers", "stacks", "loader", "errors", "gcmode",
+           "side_by_side", "runtime")
 #: A raw-memory reproducer or probe: the runtime, then the memory measurements.
 MEMORY = (*RUNTIME, "words", "memory", "rawmemory", "memprobe")
 #: A program that ends with the interpreter's exit (family ``shutdown``): its script.

@@ -14,7 +14,10 @@ import sys
 import weakref
 
 from .codec import ExcValue, Opaque, decode, decode_trace, encode, encode_trace
+from .errors import FuzzError, RunawayProgram, Unbound
+from .gcmode import collector_report, garbage
 from .referrers import holders
+from .side_by_side import concurrent, cross, cross_drop, yield_gil
 from .stacks import VIA, VIA_FRAMES, _qsort, frame_names
 from .tracediff import first_divergence
 
@@ -23,18 +26,6 @@ from .tracediff import first_divergence
 __all__ = ["VIA_FRAMES", "ExcValue", "FuzzError", "Opaque", "RunawayProgram", "Tracer",
            "Unbound", "alive_holders", "decode", "decode_trace", "define_program", "encode",
            "encode_trace", "execute", "explain_leak", "first_divergence", "warm"]
-
-
-class FuzzError(Exception):
-    """The programs' own exception type, so that nothing else is mistaken for it."""
-
-
-class Unbound(Exception):
-    """A script named a greenlet the registry does not hold (not spawned yet, or dropped)."""
-
-
-class RunawayProgram(BaseException):
-    """The implementation produced far more events than any program can."""
 
 
 class Held:
@@ -234,6 +225,16 @@ class Tracer:
 
     via = VIA
     frame_names = staticmethod(frame_names)
+    # Family gc (gcmode.py) and family concurrent (side_by_side.py): a thread program's
+    # tracer knows its peers and its index among them.
+    garbage = staticmethod(garbage)
+    collector_report = staticmethod(collector_report)
+    concurrent = staticmethod(concurrent)
+    cross = staticmethod(cross)
+    cross_drop = staticmethod(cross_drop)
+    yield_gil = staticmethod(yield_gil)
+    peers = None
+    thread_index = 0
 
     @staticmethod
     def handled():
