@@ -208,9 +208,18 @@ def make_tracer(base, fd, early):
             if self.closed:
                 return
             base.rec(self, who, pc, kind, payload)
-            event = self.events[-1]
-            line = json.dumps([event[0], event[1], event[2], encode(event[3])])  # noqa: F821
-            os.write(fd, ("E\t" + line + "\n").encode())
+            self.write(self.events[-1:])
+
+        def merge(self, events):
+            base.merge(self, events)
+            self.write(events)
+
+        def write(self, events):
+            """Each event to the trace file the moment it is recorded."""
+            for event in events:
+                line = json.dumps([event[0], event[1], event[2],
+                                   encode(event[3])])  # noqa: F821
+                os.write(fd, ("E\t" + line + "\n").encode())
 
         def at_exit(self, fn, is_early):
             import atexit

@@ -127,6 +127,11 @@ class Tracer:
             self.closed = True
             raise RunawayProgram("more than %d events" % self.event_limit)
 
+    def merge(self, events):
+        """Events another tracer recorded (a thread program's, family concurrent), as
+        they are."""
+        self.events.extend(events)
+
     def ret(self, who, pc, value):
         self.rec(who, pc, "return", value)
         return value
@@ -235,6 +240,11 @@ class Tracer:
     yield_gil = staticmethod(yield_gil)
     peers = None
     thread_index = 0
+
+    def thread_tracer(self):
+        """A plain tracer for a thread program (family concurrent), whatever subclass
+        this one is (the shutdown family's records at exit)."""
+        return Tracer(self.gl, self.event_limit)
 
     @staticmethod
     def handled():

@@ -67,7 +67,7 @@ def concurrent(T, programs, timeout=10.0):
         sub = None
         try:
             peers.idents[k] = threading.get_ident()
-            sub = type(T)(gl, T.event_limit)
+            sub = T.thread_tracer()
             sub.peers, sub.thread_index = peers, k
             peers.mains[k] = sub.main
             peers.parked[k] = _parked(gl)
@@ -107,9 +107,8 @@ def concurrent(T, programs, timeout=10.0):
         sys.setswitchinterval(interval)
     if any(thread.is_alive() for thread in threads):
         raise RuntimeError("a concurrent thread did not end within %s s" % timeout)
-    for k, trace in enumerate(traces):
-        for who, pc, kind, payload in trace or ():
-            T.events.append(("%s@%d" % (who, k), pc, kind, payload))
+    T.merge([("%s@%d" % (who, k), pc, kind, payload)
+             for k, trace in enumerate(traces) for who, pc, kind, payload in trace or ()])
     # The greenlets of ended threads: freed here, with no GreenletExit (greenlet_gc).
     peers.mains = peers.parked = peers.victims = None
     for k, exits in enumerate(peers.exits):
