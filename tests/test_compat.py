@@ -47,7 +47,7 @@ def test_bundled_profiles_load_and_cite_sources() -> None:
 def test_bad_profiles_are_one_line_errors(tmp_path: Path, change: dict, message: str) -> None:
     entry = {"match": CYCLE_MATCH, **change}
     path = profile_file(tmp_path, entry.pop("match"), **entry)
-    done = run_cli("fuzz", "--profile", str(path), "--out", str(tmp_path), timeout=60)
+    done = run_cli("fuzz", "--differences", str(path), "--out", str(tmp_path), timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr
 
@@ -62,25 +62,25 @@ def test_a_profile_turns_its_difference_into_known_and_nothing_else(tmp_path: Pa
     profile = profile_file(tmp_path, CYCLE_MATCH)
     without = run_cli("replay", str(path), "--impl", NO_CYCLE_CHECK)
     assert without.returncode == 1, without.stdout + without.stderr
-    known = run_cli("replay", str(path), "--impl", NO_CYCLE_CHECK, "--profile", str(profile))
+    known = run_cli("replay", str(path), "--impl", NO_CYCLE_CHECK, "--differences", str(profile))
     assert known.returncode == 0, known.stdout + known.stderr
     assert "KNOWN" in known.stdout and "accepts-parent-cycles" in known.stdout
     # The same profile does not excuse another implementation's different bug.
     other = run_cli("replay", str(path), "--impl", str(MUTANTS / "kwargs_dropped.py"),
-                    "--profile", str(profile))
+                    "--differences", str(profile))
     assert other.returncode == 0  # kwargs_dropped has no cycle bug: it agrees here
     kwargs = Program(main=(Spawn("g1"), Switch("g1", (0,), (("k", 1),))),
                      greenlets=(("g1", (Switch(MAIN),)),))
     kwargs_path = tmp_path / "kwargs.json"
     kwargs_path.write_text(kwargs.dumps())
     still = run_cli("replay", str(kwargs_path), "--impl", str(MUTANTS / "kwargs_dropped.py"),
-                    "--profile", str(profile))
+                    "--differences", str(profile))
     assert still.returncode == 1, still.stdout + still.stderr
 
 
 def test_fuzz_with_a_profile_counts_known_differences(tmp_path: Path) -> None:
     profile = profile_file(tmp_path, CYCLE_MATCH)
-    done = run_cli("fuzz", "--impl", NO_CYCLE_CHECK, "--profile", str(profile),
+    done = run_cli("fuzz", "--impl", NO_CYCLE_CHECK, "--differences", str(profile),
                    "--families", "core", "--max-examples", "600", "--seed", "2",
                    "--budget", "120", "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,5 +1,5 @@
 """Finding and profile files are data: whatever a crafted or damaged file holds,
-``greenfuzz replay`` (and ``--profile``) exits 0, 1 or 2, says why in one line when it
+``greenfuzz replay`` (and ``--differences``) exits 0, 1 or 2, says why in one line when it
 refuses, prints no traceback and runs nothing but the program."""
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def test_hostile_profiles(folder: Path, text: str) -> None:
     program = _write(folder, "program.json", json.dumps(BASE_PROGRAM))
     profile = _write(folder, "profile.json", text)
     before = {p.name for p in folder.iterdir()}
-    _assert_data_only(_run(["replay", str(program), "--profile", str(profile)], folder),
+    _assert_data_only(_run(["replay", str(program), "--differences", str(profile)], folder),
                       folder, before)
 
 
@@ -207,7 +207,7 @@ def test_deep_profile_is_refused(folder: Path) -> None:
     program = _write(folder, "program.json", json.dumps(BASE_PROGRAM))
     profile = _write(folder, "deep-profile.json", SHAPES["deep-objects"])
     before = {p.name for p in folder.iterdir()}
-    done = _run(["replay", str(program), "--profile", str(profile)], folder)
+    done = _run(["replay", str(program), "--differences", str(profile)], folder)
     _assert_data_only(done, folder, before)
     assert done.returncode == 2 and "nests" in done.stderr
 

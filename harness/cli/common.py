@@ -138,7 +138,7 @@ def add_impl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--known", default=None, metavar="NAME",
                         help="an implementation from 'greenfuzz impls' (sets --impl and "
                              "--python; its environment is made on first use)")
-    parser.add_argument("--profile", default=None, metavar="NAME|PATH",
+    parser.add_argument("--differences", default=None, metavar="NAME|PATH",
                         help="documented differences of the implementation (bundled: "
                              f"{', '.join(profiles.names())}, or a .json file): divergences "
                              "they explain are reported as known, not as findings")
@@ -205,9 +205,9 @@ def prepare(args: argparse.Namespace, **extra
             hint = "; add --greenlet VERSION to use a release from the package index"
         raise UsageError(f"{e}{hint}") from None
     profile = None
-    if args.profile:
+    if args.differences:
         try:
-            profile = profiles.load(args.profile)
+            profile = profiles.load(args.differences)
         except profiles.ProfileError as e:
             if executor is not None:
                 executor.close()

@@ -34,7 +34,7 @@ class _NewSide(argparse.Action):
 
 
 class _SideOption(argparse.Action):
-    """``diff``: ``--python``/``--greenlet``/``--profile`` belong to the side before them."""
+    """``diff``: ``--python``/``--greenlet``/``--differences`` belong to the side before them."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: Optional[str] = None) -> None:
@@ -51,12 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     diff = sub.add_parser(
         "diff", help="run the same programs on two implementations and report where they "
                      "disagree (each --impl or --known starts a side; --python, --greenlet "
-                     "and --profile after it apply to that side)")
+                     "and --differences after it apply to that side)")
     diff.add_argument("--impl", action=_NewSide, dest="sides", metavar="SPEC",
                       help="a side: module name or .py path")
     diff.add_argument("--known", action=_NewSide, dest="sides", metavar="NAME",
                       help="a side from 'greenfuzz impls'")
-    for option in ("--python", "--greenlet", "--profile"):
+    for option in ("--python", "--greenlet", "--differences"):
         diff.add_argument(option, action=_SideOption, dest="sides",
                           help=f"{option[2:]} of the side before it")
     diff.add_argument("--timeout", type=positive(float, "--timeout"), default=2.0)
@@ -85,7 +85,8 @@ def _side(spec: dict, timeout: float) -> Side:
         label = impl_spec + (f"@{greenlet}" if greenlet else "") + (
             f" ({python})" if python else "")
     args = argparse.Namespace(impl=impl_spec, python=python, greenlet=greenlet, known=None,
-                              profile=spec.get("profile"), in_process=False, timeout=timeout)
+                              differences=spec.get("differences"), in_process=False,
+                              timeout=timeout)
     config, executor = prepare(args, out=Path(os.devnull))
     assert executor is not None
     return Side(label, config, executor)

@@ -27,5 +27,5 @@ def run(args: argparse.Namespace, console: Console) -> int:
         table.add_row(known.name, known.description, here, known.options)
     console.print(table)
     console.print("Any release: greenlet-X.Y.Z (matrix, diff --known) or --greenlet X.Y.Z. "
-                  f"Profiles of documented differences: {', '.join(profiles.names())}.")
+                  f"Documented differences (--differences): {', '.join(profiles.names())}.")
     return EXIT_OK

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     matrix.add_argument("--seed", type=int, default=0)
     matrix.add_argument("--timeout", type=positive(float, "--timeout"), default=2.0)
     matrix.add_argument("--out", type=Path, default=Path("greenfuzz-matrix"))
-    matrix.add_argument("--no-profiles", action="store_true",
+    matrix.add_argument("--no-differences", action="store_true",
                         help="count documented differences as findings too")
 
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
         rows = run_matrix(names, args.families, out=args.out, budget=args.budget,
                           seed=args.seed, timeout=args.timeout,
-                          use_profiles=not args.no_profiles, progress=progress)
+                          use_profiles=not args.no_differences, progress=progress)
     console.print(markdown(rows, args.families, args.out, args.budget), markup=False)
     for name in ("matrix.md", "matrix.html", "matrix.json"):
         console.print(f"wrote {args.out / name}", markup=False)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     if finding.kind == profiles.KNOWN:
         console.print(f"KNOWN: {impl.name} differs from the model on {args.file} as its "
-                      "profile documents:", markup=False)
+                      "documented differences explain:", markup=False)
         console.print("  " + finding.verdict.summary.replace("\n", "\n  "), markup=False)
         return EXIT_OK
     console.print(finding.report(), markup=False)

@@ -96,13 +96,14 @@ def load(spec: str) -> Profile:
     if not (spec.endswith(".json") or os.sep in spec):  # a name, not a path
         path = PROFILES_DIR / f"{spec}.json"
         if not path.exists():
-            raise ProfileError(f"unknown profile {spec!r}: the bundled ones are "
+            raise ProfileError(f"unknown differences {spec!r}: the bundled ones are "
                                f"{', '.join(names())}, or give a .json path")
     try:
-        data = schema.read(path, "profile")
+        data = schema.read(path, "differences file")
     except schema.SchemaError as e:
-        raise ProfileError(f"cannot read profile {spec}: {e}" if "no such file" not in str(e)
-                           else f"profile file not found: {spec}") from None
+        raise ProfileError(f"cannot read differences file {spec}: {e}"
+                           if "no such file" not in str(e)
+                           else f"differences file not found: {spec}") from None
     return parse(data, path.stem, spec)
 
 
@@ -123,7 +124,7 @@ def parse(data: Any, name: str, where: str = "profile") -> Profile:
 
 def _parse(data: Any, name: str, where: str) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ProfileError(f"{where}: not a greenfuzz profile (\"format\": \"{FORMAT}\")")
+        raise ProfileError(f"{where}: not a greenfuzz differences file (\"format\": \"{FORMAT}\")")
     unknown_keys = set(data) - {"format", "implementation", "differences", "greenlet",
                                 "python"}
     if unknown_keys:
