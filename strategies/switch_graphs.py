@@ -14,13 +14,14 @@ module (``greenfuzz.harness.families``); this module places spawns and kick-offs
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from functools import cache, lru_cache, partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import reject
-from hypothesis import strategies as st
+from hypothesis import strategies as hst
 
 from greenfuzz.harness import families as registry
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import Drawing
 from greenfuzz.harness.families.core import Spawn, Switch
 from greenfuzz.harness.families.stack import Recurse
@@ -60,6 +61,31 @@ def _parents(targets: Tuple[str, ...]) -> st.SearchStrategy:
     return st.one_of(st.none(), st.sampled_from(targets))
 
 
+@cache
+def _spawners(earlier: Tuple[str, ...]) -> st.SearchStrategy[str]:
+    return st.sampled_from([MAIN, *earlier])
+
+
+@cache
+def _places(limit: int) -> st.SearchStrategy[int]:
+    return st.one_of(st.just(0), st.integers(min_value=0, max_value=limit))
+
+
+@cache
+def _range(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(min_value=low, max_value=high)
+
+
+@cache
+def _shapes(shapes: Tuple[str, ...]) -> st.SearchStrategy[str]:
+    return st.sampled_from(shapes)
+
+
+@cache
+def _counts(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(min_value=low, max_value=high)
+
+
 _subclass = st.integers(min_value=0, max_value=4).map(lambda n: n == 4)
 _kick_off = st.integers(min_value=0, max_value=3).map(bool)
 
@@ -89,7 +115,7 @@ def _neighbours(shape: str, names: List[str], i: int) -> Tuple[str, ...]:
 
 def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
              shapes: Tuple[str, ...] = GRAPH_SHAPES,
-             families: Sequence[str] = ()) -> st.SearchStrategy[Program]:
+             families: Sequence[str] = ()) -> hst.SearchStrategy[Program]:
     """A switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets, in one of
     ``shapes`` (see ``GRAPH_SHAPES``; shrinks towards ``random``), drawing the ops of
     ``families`` (the registered ones, ``greenfuzz.harness.families``, all by default;
@@ -105,18 +131,66 @@ def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(known)}")
     fams = tuple(f for f in known if f in families or f == "core")
+    return genomes().map(partial(_decoded, (min_greenlets, max_greenlets, max_ops, shapes,
+                                            fams)))
+
+
+def programs_per_draw(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
+                      shapes: Tuple[str, ...] = GRAPH_SHAPES,
+                      families: Sequence[str] = ()) -> hst.SearchStrategy[Program]:
+    """The same programs as ``programs`` drawn choice by choice through Hypothesis
+    strategies (``Gene.hyp``): how programs were drawn before genomes, kept for the
+    generation bench (``bench/bench_generation.py``)."""
+    known = registry.names()
+    families = families or known
+    fams = tuple(f for f in known if f in families or f == "core")
     return _programs(min_greenlets, max_greenlets, max_ops, shapes, fams)
+
+
+#: Genome size: a program of the default size reads about 190 bytes, 1 in 100 more
+#: than 440 (the bench prints these); bytes past a genome's end read as 0, the simplest
+#: choice.  A fixed size: Hypothesis draws a byte string of variable length byte by
+#: byte, several times slower than the whole program's decoding.
+GENOME_BYTES = 512
+
+
+@cache
+def genomes() -> hst.SearchStrategy[bytes]:
+    """The genome Hypothesis draws for one program: one byte string, which it stores,
+    replays and shrinks (towards zero bytes: a simpler program)."""
+    return hst.binary(min_size=GENOME_BYTES, max_size=GENOME_BYTES)
+
+
+def _decoded(params: Tuple[Any, ...], genome: bytes) -> Program:
+    """The program a genome encodes (``params``: those of ``programs``)."""
+    return _build(st.Genome(genome).draw, *params)
+
+
+def decode(genome: bytes, min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
+           shapes: Tuple[str, ...] = GRAPH_SHAPES, families: Sequence[str] = ()) -> Program:
+    """The program ``genome`` encodes, as ``programs(...)`` draws it (``reject`` raises
+    Hypothesis's ``UnsatisfiedAssumption`` for a program the model cannot predict)."""
+    known = registry.names()
+    fams = tuple(f for f in known if f in (families or known) or f == "core")
+    return _decoded((min_greenlets, max_greenlets, max_ops, shapes, fams), genome)
 
 
 def _ends(op: Op) -> bool:
     return registry.spec(op).ends_script
 
 
-@st.composite
-def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
+@hst.composite
+def _programs(draw: hst.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
               shapes: Tuple[str, ...], fams: Tuple[str, ...]) -> Program:
-    shape = draw(st.sampled_from(shapes))
-    n = draw(st.integers(min_value=min_greenlets, max_value=max_greenlets))
+    return _build(lambda gene: draw(gene.hyp()), min_greenlets, max_greenlets, max_ops,
+                  shapes, fams)
+
+
+def _build(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
+           shapes: Tuple[str, ...], fams: Tuple[str, ...]) -> Program:
+    """A program, each choice made by ``draw`` (from a genome, or through Hypothesis)."""
+    shape = draw(_shapes(shapes))
+    n = draw(_counts(min_greenlets, max_greenlets))
     names = [f"g{i}" for i in range(1, n + 1)]
     targets = (MAIN, *names)
     main_script = draw(scripts(targets, max_ops=2 * max_ops, terminal=False, families=fams))
@@ -133,13 +207,13 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
         elif shape == "fanout":
             spawner = MAIN
         else:
-            spawner = draw(st.sampled_from([MAIN, *names[:i]]))
+            spawner = draw(_spawners(tuple(names[:i])))
         body = bodies[spawner]
         limit = len(body)
         while limit and _ends(body[limit - 1]):
             limit -= 1  # a spawn after return/raise would never run
         # Mostly spawn up front, so that later ops find the name bound.
-        at = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=limit)))
+        at = draw(_places(limit))
         parent = None if shape == "chain" else draw(_parents(targets))
         spawn: Op = Spawn(name, parent, draw(_subclass))
         for dec in decorations:
@@ -156,7 +230,7 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
             for dec in last_first:
                 if dec.kick is not None:
                     kick = dec.kick(d, kick)
-            at_kick = draw(st.integers(min_value=first, max_value=len(main_script)))
+            at_kick = draw(_range(first, len(main_script)))
             main_script.insert(at_kick, kick)
             for dec in last_first:
                 if dec.after_kick is not None:

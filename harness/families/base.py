@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from hypothesis.strategies import SearchStrategy
+from greenfuzz.harness.families.genes import SearchStrategy
 
 if TYPE_CHECKING:  # type-only: the model sits above the families
 
