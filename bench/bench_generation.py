@@ -121,41 +121,69 @@ def genome_use(count: int, families: Tuple[str, ...]) -> List[int]:
     return used
 
 
-def time_to_find(mutant: Path, seed_value: int, budget: float) -> Optional[int]:
-    """Programs the in-process campaign ran until ``mutant`` failed (None: not found)."""
+def time_to_find(mutant: Path, seed_value: int, budget: float) -> Tuple[Optional[int], int, float]:
+    """Programs the campaign ran until the first one failed on ``mutant`` (None: not
+    found), programs in all (shrinking included), and seconds."""
     from greenfuzz.harness.execution.implementations import Implementation
-    from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
+    from greenfuzz.harness.search import campaign
 
-    with tempfile.TemporaryDirectory() as out:
-        config = CampaignConfig(impl=Implementation(str(mutant)), out=Path(out), budget=budget,
-                                seed=seed_value, memory=False, verify=False,
-                                batch=50)
-        result = run_campaign(config)
-    return result.examples if result.findings else None
+    runs = [0]
+    first: List[int] = []
+    real_judge = campaign.judge
+
+    def counting_judge(*args: object, **kwargs: object) -> object:
+        finding = real_judge(*args, **kwargs)
+        runs[0] += 1
+        if not finding.verdict.ok and not first:
+            first.append(runs[0])
+        return finding
+
+    start = time.perf_counter()
+    campaign.judge = counting_judge
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            config = campaign.CampaignConfig(
+                impl=Implementation(str(mutant)), out=Path(out), budget=budget,
+                seed=seed_value, memory=False, verify=False, batch=50)
+            result = campaign.run_campaign(config)
+    finally:
+        campaign.judge = real_judge
+    found = first[0] if result.findings and first else None
+    return found, runs[0], time.perf_counter() - start
 
 
 def mutants_table(k: int, budget: float, sample: List[str]) -> None:
     from greenfuzz.harness.search import campaign
     ways: Dict[str, Callable] = {"before": switch_graphs.programs_per_draw,
                                  "after": switch_graphs.programs}
-    print(f"\ntime to find (programs run until found; median of seeds 0..{k - 1}; "
-          f"'-': not found in {budget:.0f} s)")
-    print(f"{'mutant':34} {'before':>10} {'after':>10}")
+    print(f"\ntime to find, median of seeds 0..{k - 1} ('-': not found within {budget:.0f} s): "
+          "programs until the first failing one / programs run in all, shrinking "
+          "included / seconds")
+    print(f"{'mutant':30} {'before':>22} {'after':>22}")
     real = campaign.programs
     try:
         for name in sample:
             row = []
             for way in ways.values():
                 campaign.programs = way
-                found = [time_to_find(ROOT / "tests" / "mutants" / name, s, budget)
-                         for s in range(k)]
-                hits = [f for f in found if f is not None]
-                row.append(f"{statistics.median(hits):.0f}" + ("" if len(hits) == k else
-                                                                f" ({len(hits)}/{k})")
-                           if hits else "-")
-            print(f"{name:34} {row[0]:>10} {row[1]:>10}", flush=True)
+                runs = [time_to_find(ROOT / "tests" / "mutants" / name, s, budget)
+                        for s in range(k)]
+                hits = [r for r in runs if r[0] is not None]
+                if not hits:
+                    row.append("-")
+                    continue
+                text = (f"{statistics.median(h[0] for h in hits):.0f} / "
+                        f"{statistics.median(h[1] for h in hits):.0f} / "
+                        f"{statistics.median(h[2] for h in hits):.1f}")
+                row.append(text + ("" if len(hits) == k else f" ({len(hits)}/{k})"))
+            print(f"{name:30} {row[0]:>22} {row[1]:>22}", flush=True)
     finally:
         campaign.programs = real
+
+
+def _sample(text: str) -> List[str]:
+    return ([s for s in text.split(",") if s] or
+            sorted(p.name for p in (ROOT / "tests" / "mutants").glob("*.py")))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -165,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--mutants", type=int, default=0, metavar="K",
                         help="also time to find mutants, seeds 0..K-1")
+    parser.add_argument("--only-mutants", action="store_true")
     parser.add_argument("--mutant-budget", type=float, default=20.0)
     parser.add_argument("--sample", default="", help="mutant files (comma-separated); "
                         "default: every one")
@@ -175,9 +204,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     tallies = {name: Tally() for name in ways}
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores; "
           f"families {','.join(families)}")
+    if args.only_mutants:
+        args.rounds = 0
     for r in range(args.rounds):
         for name, strategy in ways.items():
             draw_for(strategy, args.seconds, 1000 + r, tallies[name])
+    if args.only_mutants:
+        mutants_table(args.mutants, args.mutant_budget, _sample(args.sample))
+        return 0
     print(f"{'':22} {'before':>12} {'after':>12}")
 
     def row(label: str, f: Callable[[Tally], str]) -> None:
@@ -200,9 +234,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"median {used[len(used) // 2]}, p99 {used[int(len(used) * .99)]}, "
           f"max {used[-1]}; genomes drawn are {switch_graphs.GENOME_BYTES} bytes")
     if args.mutants:
-        sample = ([s for s in args.sample.split(",") if s] or
-                  sorted(p.name for p in (ROOT / "tests" / "mutants").glob("*.py")))
-        mutants_table(args.mutants, args.mutant_budget, sample)
+        mutants_table(args.mutants, args.mutant_budget, _sample(args.sample))
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
