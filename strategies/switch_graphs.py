@@ -14,7 +14,7 @@ module (``greenfuzz.harness.families``); this module places spawns and kick-offs
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import cache, lru_cache, partial
+from functools import cache, lru_cache
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import reject
@@ -131,8 +131,7 @@ def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(known)}")
     fams = tuple(f for f in known if f in families or f == "core")
-    return genomes().map(partial(_decoded, (min_greenlets, max_greenlets, max_ops, shapes,
-                                            fams)))
+    return _decoded((min_greenlets, max_greenlets, max_ops, shapes, fams))
 
 
 def programs_per_draw(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
@@ -147,32 +146,71 @@ def programs_per_draw(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: i
     return _programs(min_greenlets, max_greenlets, max_ops, shapes, fams)
 
 
-#: Genome size: a program of the default size reads about 190 bytes, 1 in 100 more
-#: than 440 (the bench prints these); bytes past a genome's end read as 0, the simplest
-#: choice.  A fixed size: Hypothesis draws a byte string of variable length byte by
-#: byte, several times slower than the whole program's decoding.
-GENOME_BYTES = 512
+#: The genome is drawn in chunks of ``GENOME_CHUNK`` bytes, as the decoder reads them,
+#: in streams: one for each script (main's, each greenlet's) and one for the rest (the
+#: skeleton: shape, greenlets, spawns, kick-offs, decorations), at most
+#: ``GENOME_CHUNKS`` chunks each; past that every byte reads as 0, the simplest choice.
+#: Fixed-size chunks: Hypothesis draws a byte string of variable length byte by byte,
+#: several times slower than a whole program's decoding; drawn only when read, so
+#: that Hypothesis never shrinks bytes no choice reads; streams, so that a script
+#: shrunk or dropped does not shift the bytes every other script is decoded from.
+GENOME_CHUNK, GENOME_CHUNKS = 32, 16
+#: Bytes enough for ``decode`` to give nearly any program all the bytes it reads (the
+#: bench prints how many programs read).
+GENOME_BYTES = 2048
 
 
 @cache
-def genomes() -> hst.SearchStrategy[bytes]:
-    """The genome Hypothesis draws for one program: one byte string, which it stores,
-    replays and shrinks (towards zero bytes: a simpler program)."""
-    return hst.binary(min_size=GENOME_BYTES, max_size=GENOME_BYTES)
+def _chunk() -> hst.SearchStrategy[bytes]:
+    return hst.binary(min_size=GENOME_CHUNK, max_size=GENOME_CHUNK)
 
 
-def _decoded(params: Tuple[Any, ...], genome: bytes) -> Program:
-    """The program a genome encodes (``params``: those of ``programs``)."""
-    return _build(st.Genome(genome).draw, *params)
+def _from_chunks(next_chunk: Callable[[], bytes], params: Tuple[Any, ...]) -> Program:
+    """The program decoded from chunks that ``next_chunk`` gives, in the order the
+    streams ask for them."""
+
+    def stream() -> st.Genome:
+        left = [GENOME_CHUNKS]
+
+        def fetch() -> bytes:
+            if not left[0]:
+                return b""
+            left[0] -= 1
+            return next_chunk()
+        return st.Genome(b"", fetch)
+
+    streams: Dict[int, st.Genome] = {}
+
+    def script_draw(index: int) -> st.DrawFn:
+        if index not in streams:
+            streams[index] = stream()
+        return streams[index].draw
+
+    return _build(stream().draw, *params, script_draw=script_draw)
+
+
+@hst.composite
+def _decoded(draw: hst.DrawFn, params: Tuple[Any, ...]) -> Program:
+    """The program a genome encodes (``params``: those of ``programs``), its chunks drawn
+    by Hypothesis as the decoder needs them: Hypothesis stores, replays and shrinks
+    them (towards fewer chunks and zero bytes: a simpler program)."""
+    return _from_chunks(lambda: draw(_chunk()), params)
 
 
 def decode(genome: bytes, min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
            shapes: Tuple[str, ...] = GRAPH_SHAPES, families: Sequence[str] = ()) -> Program:
-    """The program ``genome`` encodes, as ``programs(...)`` draws it (``reject`` raises
-    Hypothesis's ``UnsatisfiedAssumption`` for a program the model cannot predict)."""
+    """The program ``genome`` encodes, as ``programs(...)`` draws it from the chunks of
+    ``genome`` in turn (``reject`` raises Hypothesis's ``UnsatisfiedAssumption`` for a
+    program the model cannot predict)."""
     known = registry.names()
     fams = tuple(f for f in known if f in (families or known) or f == "core")
-    return _decoded((min_greenlets, max_greenlets, max_ops, shapes, fams), genome)
+    at = [0]
+
+    def next_chunk() -> bytes:
+        chunk = genome[at[0]:at[0] + GENOME_CHUNK]
+        at[0] += GENOME_CHUNK
+        return chunk.ljust(GENOME_CHUNK, b"\0")
+    return _from_chunks(next_chunk, (min_greenlets, max_greenlets, max_ops, shapes, fams))
 
 
 def _ends(op: Op) -> bool:
@@ -187,16 +225,22 @@ def _programs(draw: hst.DrawFn, min_greenlets: int, max_greenlets: int, max_ops:
 
 
 def _build(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
-           shapes: Tuple[str, ...], fams: Tuple[str, ...]) -> Program:
-    """A program, each choice made by ``draw`` (from a genome, or through Hypothesis)."""
+           shapes: Tuple[str, ...], fams: Tuple[str, ...],
+           script_draw: Optional[Callable[[int], st.DrawFn]] = None) -> Program:
+    """A program, each choice made by ``draw`` (from a genome, or through Hypothesis),
+    the scripts' by ``script_draw(i)`` (main's: 0; default: ``draw``)."""
+    if script_draw is None:
+        def script_draw(index: int) -> st.DrawFn:
+            return draw
     shape = draw(_shapes(shapes))
     n = draw(_counts(min_greenlets, max_greenlets))
     names = [f"g{i}" for i in range(1, n + 1)]
     targets = (MAIN, *names)
-    main_script = draw(scripts(targets, max_ops=2 * max_ops, terminal=False, families=fams))
+    main_script = script_draw(0)(scripts(targets, max_ops=2 * max_ops, terminal=False,
+                                         families=fams))
     bodies: Dict[str, List[Op]] = {MAIN: main_script}
     for i, name in enumerate(names):
-        bodies[name] = draw(scripts(_neighbours(shape, names, i), max_ops=max_ops,
+        bodies[name] = script_draw(i + 1)(scripts(_neighbours(shape, names, i), max_ops=max_ops,
                                     families=fams))
     d = Drawing(draw, targets, fams, ops)
     decorations = [f.decorate for f in registry.registered() if f.name in fams]

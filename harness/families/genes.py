@@ -4,7 +4,8 @@ Hypothesis stays the engine (database, replay, shrinking), but drawing a program
 hundreds of nested Hypothesis strategies costs milliseconds.  A family describes what it
 draws with the few combinators below (named as in ``hypothesis.strategies``, so a
 family's code reads the same); ``greenfuzz.strategies`` lets Hypothesis draw one genome
-(a short byte string) and decodes it here, in plain Python.  Every choice reads the
+(short byte strings, drawn as the decoder needs them) and decodes it here, in plain
+Python.  Every choice reads the
 next bytes of the genome, and byte 0 is always the simplest choice (first branch,
 smallest integer, end of a list), past its end every byte reads as 0: when Hypothesis
 shrinks the genome towards fewer, smaller bytes the program shrinks towards fewer
@@ -24,19 +25,33 @@ T = TypeVar("T")
 
 
 class Genome:
-    """A cursor over a genome's bytes; ``choice(n)`` is the decoder's one primitive."""
+    """A cursor over a genome's bytes; ``choice(n)`` is the decoder's one primitive.
+    ``fetch``, when given, is asked for more bytes whenever the decoder reads past the
+    end (Hypothesis draws the genome chunk by chunk, so that bytes no choice reads are
+    never drawn and never shrunk); without it, or once it gives nothing, bytes past
+    the end read as 0."""
 
-    __slots__ = ("at", "data", "size")
+    __slots__ = ("at", "data", "fetch", "size")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, fetch: Optional[Callable[[], bytes]] = None) -> None:
         self.data = data
         self.at = 0
         self.size = len(data)
+        self.fetch = fetch
 
     def byte(self) -> int:
         at = self.at
         self.at = at + 1
-        return self.data[at] if at < self.size else 0
+        if at < self.size:
+            return self.data[at]
+        if self.fetch is not None:
+            more = self.fetch()
+            if more:
+                self.data += more
+                self.size = len(self.data)
+                return self.data[at]
+            self.fetch = None
+        return 0
 
     def choice(self, n: int) -> int:
         """An index below ``n`` (0 when the genome is used up); one byte when ``n`` fits
