@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from greenfuzz.harness.cli import main
-from greenfuzz.harness.program.ir import MAIN, Program, Spawn, Switch
+from greenfuzz.harness.program.ir import FAMILIES, MAIN, Program, Spawn, Switch
 
 MUTANTS = Path(__file__).parent / "mutants"
 
@@ -49,6 +49,30 @@ def test_replay_bad_json(tmp_path: Path, capsys, content: str, message: str) -> 
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     assert message in one_line_error(capsys, ["replay", str(bad)])
+
+
+@pytest.mark.parametrize("where", ["greenlet-name", "keyword-key"])
+def test_replay_runs_no_code_from_the_file(tmp_path: Path, where: str) -> None:
+    """A finding is data: a greenlet name or keyword key crafted as code is refused
+    before anything is rendered or run (it would otherwise create ``marker``)."""
+    marker = tmp_path / "PWNED"
+    payload = f"__import__('os').system('touch {marker}')"
+    if where == "greenlet-name":
+        name = f"x(*a, **k):\n        {payload}\n    def y"
+        data = {"main": [{"op": "Spawn", "name": name}, {"op": "Switch", "target": name}],
+                "greenlets": {name: []}}
+    else:
+        data = {"main": [{"op": "Spawn", "name": "g1"},
+                         {"op": "Switch", "target": "g1", "kwargs": {f"a={payload},b": 1}}],
+                "greenlets": {"g1": []}}
+    bad = tmp_path / "finding.json"
+    bad.write_text(json.dumps({"format": "greenfuzz-program/1", **data}))
+    for extra in ([], ["--in-process"]):
+        done = run_cli("replay", str(bad), *extra)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not marker.exists()
 
 
 def test_replay_missing_file(tmp_path: Path, capsys) -> None:
@@ -118,3 +142,62 @@ def test_fuzz_finding_exits_one_with_files(tmp_path: Path) -> None:
     assert run_cli("replay", str(finding), "--impl", str(MUTANTS / "dead_switch_raises.py")
                    ).returncode == 1
     assert run_cli("replay", str(finding)).returncode == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["fuzz", "--budget", "inf"], ["fuzz", "--budget", "nan"], ["fuzz", "--budget", "0"],
+    ["fuzz", "--timeout", "nan"], ["fuzz", "--timeout", "inf"], ["fuzz", "--timeout", "1e-9"],
+    ["fuzz", "--memory-share", "nan"], ["fuzz", "--memory-share", "1.5"],
+    ["fuzz", "--parked-budget", "inf"], ["fuzz", "--greenlet", ""],
+    ["fuzz", "--families=" + ",".join(f"-{name}" for name in FAMILIES)],
+    ["fuzz", "--families="], ["fuzz", "--max-greenlets", "1000000"],
+    ["fuzz", "--max-examples", "1e3"], ["fuzz", "--impl", "x;import os"],
+    ["replay", "x.json", "--timeout", "-1"], ["scale", "--stall", "nan"],
+    ["scale", "--greenlet", ""], ["profile", "--counts", "0"],
+    ["profile", "--counts", "1000000000000,2"], ["profile", "--timeout", "inf"],
+    ["profile", "--depths", "100000"],
+], ids=lambda argv: " ".join(argv))
+def test_bad_options_are_one_line_refusals(capsys, argv: list) -> None:
+    one_line_error(capsys, argv)
+
+
+def test_scale_unknown_impl_is_bad_usage() -> None:
+    done = run_cli("scale", "--impl", "no_such_greenlet_module", "--greenlets", "10")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no_such_greenlet_module" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_internal_error_exits_3_with_details_in_a_file(capsys, monkeypatch,
+                                                        tmp_path: Path) -> None:
+    """A greenfuzz bug is neither a finding (1) nor bad usage (2): one line, exit 3, and
+    the traceback in a file."""
+    from greenfuzz.harness.cli import impls
+
+    def broken(args, console) -> int:
+        raise RuntimeError("deliberately broken\nsecond line")
+
+    monkeypatch.setattr(impls, "run", broken)
+    monkeypatch.chdir(tmp_path)
+    assert main(["impls"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "RuntimeError: deliberately broken" in err
+    crash = list(tmp_path.glob("greenfuzz-crash-*.txt"))
+    assert len(crash) == 1 and str(crash[0]) in err
+    assert "Traceback" in crash[0].read_text() and "second line" in crash[0].read_text()
+
+
+@pytest.mark.parametrize("greenlets", ["50", "1000"])
+def test_budget_is_kept_whatever_max_greenlets(tmp_path: Path, greenlets: str) -> None:
+    """Drawing and predicting a program of hundreds of greenlets takes seconds no time
+    limit covers: the budget still ends the run (within one program's time limit, plus
+    start-up and closing)."""
+    import time
+
+    started = time.monotonic()
+    done = run_cli("fuzz", "--max-greenlets", greenlets, "--budget", "4", "--timeout", "1",
+                   "--out", str(tmp_path), "--quiet", "--no-memory")
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 4 + 1 + 5, f"{took:.1f} s"
+    assert "past the budget" not in done.stdout

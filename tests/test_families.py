@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -51,19 +50,7 @@ from greenfuzz.harness.program.ir import (
 )
 from greenfuzz.harness.target import runtime
 from greenfuzz.strategies import programs
-from tests.helpers import prog
-
-GREENLET = implementations.load("greenlet")
-
-
-def agreed(program: Program) -> List[Tuple]:
-    """The model's trace, after checking that greenlet produces the same."""
-    expected = model.predict(program)
-    observation = runner.run_inprocess(program, GREENLET)
-    verdict = checks.compare(program, expected, observation)
-    assert verdict.ok, verdict.summary
-    return expected
-
+from tests.helpers import GREENLET, agreed, prog
 
 # -- deep stacks ------------------------------------------------------------------------
 

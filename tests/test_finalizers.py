@@ -19,7 +19,9 @@ from greenfuzz.harness.program.ir import (
     Drop,
     Exc,
     Finalize,
+    Finally,
     Inspect,
+    InThread,
     Program,
     ProgramError,
     Raise,
@@ -28,14 +30,14 @@ from greenfuzz.harness.program.ir import (
     SetParent,
     Spawn,
     Switch,
+    ThreadParent,
     Throw,
     flatten,
     walk,
 )
 from greenfuzz.harness.target.runtime import ExcValue
 from greenfuzz.strategies import programs
-from tests.helpers import prog
-from tests.test_families import agreed
+from tests.helpers import agreed, prog
 
 KILLED = ExcValue("GreenletExit", None)
 
@@ -225,3 +227,19 @@ def test_finalizers_and_subclass_kinds_are_validated() -> None:
     p = prog([Spawn("g1", kind="init"), Finalize("g1", "held", (Throw("g1", Exc("KeyError")),))],
              g1=[])
     assert Program.loads(p.dumps()) == p
+
+
+def test_a_resurrected_greenlet_switching_to_a_greenlet_of_an_ended_thread_gets_an_error(
+        ) -> None:
+    """Regression (a 30-minute campaign's false finding, issue 15): g1, killed at teardown,
+    resurrects and switches to the unstarted g2, whose parent is the main greenlet of a
+    thread that has ended (``ThreadParent``).  greenlet raises greenlet.error in the
+    handler ("cannot switch to a different thread"), as for any switch; the model
+    expected g2 to start."""
+    program = prog(
+        [Spawn("g2"), Spawn("g1"), Switch("g1"),
+         Finally((Switch("main"), Switch("main"),
+                  Recurse(0, "call", 0, (InThread((ThreadParent("g2"),)),))), 3)],
+        g1=[Resurrect("g2", (Switch("main"),))], g2=[Switch("main")])
+    caught = [e for e in agreed(program) if e[0] == "g1" and e[2] == "caught"]
+    assert [e[3].type for e in caught] == ["greenlet.error"]

@@ -11,8 +11,6 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from greenfuzz.harness import model
-from greenfuzz.harness.execution import implementations, runner
 from greenfuzz.harness.program.ir import (
     MAIN,
     Bogus,
@@ -29,18 +27,10 @@ from greenfuzz.harness.program.ir import (
     Switch,
     Throw,
 )
-from greenfuzz.harness.target.runtime import ExcValue, first_divergence
-from tests.helpers import prog
+from greenfuzz.harness.target.runtime import ExcValue
+from tests.helpers import agreed, prog
 
-GREENLET = implementations.load("greenlet")
-
-
-def trace(program: Program) -> List[Tuple]:
-    """The model's trace, after checking that greenlet produces the same."""
-    expected = model.predict(program)
-    observed = runner.run_inprocess(program, GREENLET).trace
-    assert first_divergence(expected, observed) is None, (expected, observed)
-    return expected
+trace = agreed
 
 
 def events(program: Program, who: str) -> Dict[Tuple[int, str], object]:

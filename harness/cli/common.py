@@ -4,6 +4,9 @@ implementation options and the check of the implementation before a run."""
 from __future__ import annotations
 
 import argparse
+import math
+import platform
+import re
 import sys
 from typing import NoReturn, Optional, Tuple
 
@@ -12,11 +15,34 @@ from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.judging import differences as profiles
 from greenfuzz.harness.program.ir import FAMILIES
+from greenfuzz.harness.program.schema import MAX_GREENLETS
 from greenfuzz.harness.search.campaign import (
     CampaignConfig,
 )
 
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+#: Exit statuses of every command: nothing found, a confirmed finding, bad usage or
+#: input (one line on stderr), an internal error (one line; details in a crash file),
+#: and interrupted by SIGINT / SIGTERM (128 + the signal, as shells report it).
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+#: Limits of the numeric options, by option name (least, most; None: no limit but
+#: positive).  A program needs a forked child and a few switches: below 0.25 s a time
+#: limit measures the machine's load, not the implementation, so hangs would be false
+#: (0.25 s is also the shortest limit shrinking uses: ``campaign.hang_timeout``).
+BOUNDS = {
+    "--timeout": (0.25, 3600.0),
+    "--budget": (None, 7 * 24 * 3600.0),
+    "--stall": (1.0, 7 * 24 * 3600.0),
+    "--memory-share": (None, 1.0),
+    "--parked-budget": (1.0, float(1 << 30)),
+    "--max-examples": (None, 10**12),
+    "--max-greenlets": (None, MAX_GREENLETS),
+    "--programs-per-child": (None, 100_000),
+    "--depth-count": (None, 1_000_000),
+    "--greenlets": (None, 10**9),
+    "--wave": (None, 10**9),
+}
 
 
 class UsageError(Exception):
@@ -29,16 +55,44 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive(kind: type, what: str):
+    """An option type: a finite number above zero, within ``BOUNDS[what]``."""
+    least, most = BOUNDS.get(what, (None, None))
+
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be positive, not {text}")
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        if least is not None and value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least:g}, not {text}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}, not {text}")
         return value
 
     return parse
+
+
+def greenlet_version(text: str) -> str:
+    """An option type: a greenlet release number (``3.0.3``, ``2.0.0a1``)."""
+    if not envs.VERSION.match(text):
+        raise argparse.ArgumentTypeError(
+            f"needs a release number such as 3.0.3, not {text!r}")
+    return text
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def impl_spec(text: str) -> str:
+    """An option type: an importable module name or a path to a ``.py`` file."""
+    if not (text.endswith(".py") or _MODULE.fullmatch(text)):
+        raise argparse.ArgumentTypeError(
+            f"needs a module name or a path to a .py file, not {text!r}")
+    return text
 
 
 def families_option(text: str) -> Tuple[str, ...]:
@@ -53,13 +107,17 @@ def families_option(text: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError(
             f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
             f"choose from {','.join(FAMILIES)}" if names else
-            f"--families needs at least one of {','.join(FAMILIES)}")
-    return tuple(f for f in FAMILIES if (f not in off if off else f in names))
+            f"needs at least one of {','.join(FAMILIES)}")
+    chosen = tuple(f for f in FAMILIES if (f not in off if off else f in names))
+    if not chosen:
+        raise argparse.ArgumentTypeError("switches every family off; leave at least one "
+                                         "of " + ",".join(FAMILIES))
+    return chosen
 
 
 def add_impl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--impl", default="greenlet",
+        "--impl", default="greenlet", type=impl_spec,
         help="implementation: an importable module name or a path to a .py file "
              "(default: greenlet)")
     parser.add_argument("--timeout", type=positive(float, "--timeout"), default=2.0,
@@ -68,7 +126,7 @@ def add_impl_options(parser: argparse.ArgumentParser) -> None:
                         help="run the programs under this interpreter (it needs only the "
                              "implementation installed; generation, the model and "
                              "shrinking stay here)")
-    parser.add_argument("--greenlet", default=None, metavar="VERSION",
+    parser.add_argument("--greenlet", default=None, metavar="VERSION", type=greenlet_version,
                         help="run the programs on this greenlet release from the package "
                              "index, in a cached virtual environment of --python (see "
                              "'greenfuzz env')")
@@ -154,6 +212,14 @@ def prepare(args: argparse.Namespace, **extra
             if executor is not None:
                 executor.close()
             raise UsageError(str(e)) from None
+    if impl.spec == "greenlet" and impl.version:
+        # Documented changes between greenlet releases are known, not findings.
+        python = (executor.info.get("python", "") if executor is not None
+                  else platform.python_version())
+        release = profiles.for_greenlet(impl.version, python)
+        if release is not None:
+            profile = release if profile is None else profiles.combine(
+                [profile, release], profile.implementation)
     config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
                             profile=profile,
                             verify=not getattr(args, "no_verify", True),

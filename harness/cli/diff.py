@@ -120,4 +120,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(disagreement.report(), markup=False)
     for path in result.saved:
         console.print(f"  wrote {path}", markup=False)
+    if result.interrupted is not None:
+        console.print(f"interrupted by signal {result.interrupted}")
+        return 128 + result.interrupted
     return EXIT_FINDING if result.disagreements else EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -69,6 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       default=memcheck.PARKED_BUDGET, metavar="BYTES",
                       help="most bytes a greenlet suspended at depth 0 may cost (default "
                            f"{memcheck.PARKED_BUDGET}: greenlet 3.5.6 takes about 6 KiB)")
+    fuzz.add_argument("--strict", action="store_true",
+                      help="exit 1 for unconfirmed findings too (those whose reproducer did "
+                           "not do the same in a fresh process; by default they are kept "
+                           "on disk and listed, and exit 0)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -82,7 +87,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
         families=args.families, memory=not (args.no_memory or args.arch),
         programs_per_child=args.programs_per_child,
-        memory_share=args.memory_share, parked_budget=args.parked_budget)
+        memory_share=args.memory_share, parked_budget=args.parked_budget,
+        # Shrinking may run past the budget: each pass at most half of it (10-60 s).
+        shrink_seconds=min(60.0, max(10.0, args.budget / 2)))
     if args.arch and not args.no_memory:
         # USS under qemu includes the emulator's own code cache, which grows as it
         # translates: a noise allowance from the host would call that a leak.
@@ -118,7 +125,10 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
 
     result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
-    return EXIT_FINDING if result.findings else EXIT_OK
+    if result.interrupted is not None:
+        return 128 + result.interrupted
+    failing = [f for f in result.findings if f.confirmed or args.strict]
+    return EXIT_FINDING if failing else EXIT_OK
 
 
 def _summary(console: Console, impl: implementations.Implementation,
@@ -127,7 +137,18 @@ def _summary(console: Console, impl: implementations.Implementation,
     table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
     table.add_row("programs run", str(result.examples))
     table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
-    table.add_row("findings", str(len(result.findings)))
+    if result.overrun > 1.0 and result.interrupted is None:
+        table.add_row("past the budget", f"{result.overrun:.1f} s, " + (
+            "shrinking and verifying findings" if result.findings else
+            "finishing the program running when it ran out"))
+    unconfirmed = [f for f in result.findings if not f.confirmed]
+    table.add_row("findings", str(len(result.findings) - len(unconfirmed)))
+    if unconfirmed:
+        table.add_row("unconfirmed", f"{len(unconfirmed)} (not reproduced in a fresh "
+                                     "process; kept on disk)")
+    if result.interrupted is not None:
+        table.add_row("interrupted", f"by {signal.Signals(result.interrupted).name} after "
+                                     f"{result.elapsed:.1f} s")
     if result.known:
         table.add_row("known differences (programs)", ", ".join(
             f"{name} {count}" for name, count in sorted(result.known.items())))

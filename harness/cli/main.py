@@ -1,20 +1,30 @@
 """greenfuzz: fuzz and stress-test implementations of the greenlet API.
 
-Exit status: 0 nothing found, 1 a finding (already on disk), 2 bad usage or bad input,
-always with a one-line message and never a traceback.  One module per command, each with
-``add_parser(sub)`` and ``run(args, console)``.
+Exit status: 0 nothing found, 1 a confirmed finding (already on disk), 2 bad usage or
+bad input, 3 an internal error (details in a ``greenfuzz-crash-<time>.txt`` file), 130 /
+143 interrupted by SIGINT / SIGTERM; every error is one line, never a traceback.  One
+module per command, each with ``add_parser(sub)`` and ``run(args, console)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import signal
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 from typing import Optional, Sequence
 
 from rich.console import Console
 
+from greenfuzz import __version__
 from greenfuzz.harness.cli import diff, env, fuzz, impls, matrix, profile, replay, report, scale
-from greenfuzz.harness.cli.common import EXIT_USAGE, Parser, UsageError
+from greenfuzz.harness.cli.common import EXIT_INTERNAL, EXIT_USAGE, Parser, UsageError
+from greenfuzz.harness.search import campaign
 
 #: In the order ``--help`` lists them.
 COMMANDS = {"fuzz": fuzz, "replay": replay, "impls": impls, "diff": diff, "matrix": matrix,
@@ -32,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     console = Console(highlight=False, soft_wrap=True)
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command].run(args, console)
+        with campaign.stop_on_signals():
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command].run(args, console)
+    except campaign.Interrupted as e:
+        print(f"greenfuzz: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except UsageError as e:
         message = " ".join(str(e).split())  # one line, whatever the cause looked like
         print(f"greenfuzz: error: {message}", file=sys.stderr)
@@ -41,3 +55,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("greenfuzz: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a greenfuzz bug: one line here, the details in a file
+        where = crash_report(argv, e)
+        first = (str(e).splitlines() or [""])[0][:200]
+        print(f"greenfuzz: internal error: {type(e).__name__}: {first} (a greenfuzz bug; "
+              f"details in {where})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def crash_report(argv: Optional[Sequence[str]], error: BaseException) -> str:
+    """Write the traceback of an internal error to ``greenfuzz-crash-<time>.txt`` in the
+    current folder (else the temporary one); returns where, or why it could not."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = "".join([
+        f"greenfuzz {__version__} internal error, {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n",
+        f"command: {' '.join(sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))}\n",
+        f"python: {sys.executable} {platform.python_version()} on {platform.platform()}\n\n",
+        *traceback.format_exception(type(error), error, error.__traceback__)])
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        path = folder / f"greenfuzz-crash-{stamp}-{os.getpid()}.txt"
+        try:
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "nowhere: no writable folder"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from greenfuzz.harness import model
 from greenfuzz.harness.cli.common import (
     EXIT_FINDING,
     EXIT_OK,
@@ -36,6 +37,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         program = load_program(args.file)
     except ProgramError as e:
         raise UsageError(str(e)) from None
+    try:
+        model.predict(program)
+    except model.Unsupported as e:
+        raise UsageError(f"{args.file}: the model leaves such programs out on purpose "
+                         f"({e}); greenfuzz never draws them") from None
     config, executor = prepare(args, out=Path(os.devnull))
     impl = config.impl
     try:

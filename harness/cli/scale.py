@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from rich.console import Console
 from rich.progress import Progress
@@ -15,10 +17,13 @@ from greenfuzz.harness.cli.common import (
     EXIT_FINDING,
     EXIT_OK,
     UsageError,
+    greenlet_version,
+    impl_spec,
     positive,
 )
 from greenfuzz.harness.envs import envs
 from greenfuzz.harness.program import recipes
+from greenfuzz.harness.reporting import findings
 from greenfuzz.harness.search import scale
 
 
@@ -37,14 +42,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="how it descends: Python calls or calls through C")
     sc.add_argument("--wave", type=positive(int, "--wave"), default=1000)
     sc.add_argument("--seed", type=int, default=0)
-    sc.add_argument("--impl", default="greenlet")
+    sc.add_argument("--impl", default="greenlet", type=impl_spec)
     sc.add_argument("--python", default=None, metavar="PATH")
-    sc.add_argument("--greenlet", default=None, metavar="VERSION")
+    sc.add_argument("--greenlet", default=None, metavar="VERSION", type=greenlet_version)
     sc.add_argument("--stall", type=positive(float, "--stall"), default=120.0,
                     help="seconds without progress that count as a hang (default 120)")
     sc.add_argument("--out", type=Path, default=Path("greenfuzz-findings"))
     sc.add_argument("--no-shrink", action="store_true")
     sc.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _check_importable(module: str, python: Optional[str]) -> None:
+    """``UsageError`` unless ``python`` can import ``module``: a missing implementation is
+    bad usage, not a crash of the recipe."""
+    try:
+        done = subprocess.run([python or sys.executable, "-c",
+                               "import importlib, sys; importlib.import_module(sys.argv[1])",
+                               module], capture_output=True, text=True, timeout=120,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"importing {module} took more than 120 s") from None
+    except OSError as e:
+        raise UsageError(f"cannot run {python}: {e.strerror}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise UsageError(f"cannot import implementation {module!r}: {last}")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -64,7 +86,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(str(e)) from None
     if args.impl.endswith(".py") and not os.path.exists(args.impl):
         raise UsageError(f"implementation file not found: {args.impl}")
+    if not args.impl.endswith(".py"):
+        _check_importable(args.impl, python)
     quiet = args.json
+    findings.clean_stale(args.out)  # what a run killed while writing left behind
     with Progress(console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task("starting", total=None)
 

@@ -27,7 +27,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any, Dict, Optional, Tuple, Type
 
-from greenfuzz.harness.execution import at_exit, render
+from greenfuzz.harness.execution import at_exit, lifetime, render
 from greenfuzz.harness.execution.implementations import ImplementationError
 from greenfuzz.harness.execution.runner import Observation
 from greenfuzz.harness.program.ir import Program
@@ -176,6 +176,7 @@ class IsolatedExecutor:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: killed as a whole
+                preexec_fn=lifetime.child_setup(),  # and killed when greenfuzz ends
             )
         except FileNotFoundError:
             raise ImplementationError(f"python interpreter not found: {self.python}") from None

@@ -14,6 +14,7 @@ import pprint
 from typing import List, Sequence
 
 from greenfuzz.harness.families import Emitter, Op, flatten, op_comment, positions, registered, spec
+from greenfuzz.harness.families.base import identifier
 from greenfuzz.harness.families.stack import canary_base, recurse_function
 from greenfuzz.harness.program.ir import MAIN, Program
 from greenfuzz.harness.target import RUNTIME, paste
@@ -37,7 +38,7 @@ def _run_function(name: str, script: Sequence[Op], emitter: Emitter) -> List[str
     else:
         body.append(f"return ret({name!r}, {len(flatten(script))}, None)")
     lines = [
-        f"def run_{name}(*args, **kwargs):",
+        f"def run_{identifier(name)}(*args, **kwargs):",
         f"    rec({name!r}, -1, 'start', (args, kwargs))",
         "    try:",
     ]

@@ -11,6 +11,8 @@ minimizer) asks the registry, so no other module lists op types.
 from __future__ import annotations
 
 import dataclasses
+import keyword
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -249,6 +251,11 @@ def spec(op: Op) -> OpSpec:
         raise ProgramError(f"not an operation: {op!r}") from None
 
 
+def spec_of(cls: type) -> OpSpec:
+    """The spec of op type ``cls`` (``KeyError`` when no family registered it)."""
+    return _SPECS[cls]
+
+
 def is_block(op: Op) -> bool:
     return type(op) in _BLOCKS
 
@@ -328,8 +335,24 @@ def positions(script: Sequence[Op]) -> List[Tuple[int, Op]]:
 
 # -- rendering helpers ----------------------------------------------------------------
 
+#: What a name pasted into source as code (not as a literal) may look like: greenlet
+#: names (``run_<name>``), keyword-argument keys, exception types.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def identifier(name: object) -> str:
+    """``name`` when it is a plain identifier, else ``ProgramError``: a program read from a
+    file is data, and nothing in it may become code (defence in depth: the schema,
+    ``greenfuzz.harness.program.schema``, refuses such programs before they are built)."""
+    if not (isinstance(name, str) and IDENTIFIER.fullmatch(name)
+            and not keyword.iskeyword(name)):
+        raise ProgramError(f"not an identifier: {str(name)[:40]!r}")
+    return name
+
+
 def args_source(args: Sequence[Value], kwargs: Sequence[tuple] = ()) -> str:
-    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs])
+    return ", ".join([repr(a) for a in args]
+                     + [f"{identifier(k)}={v!r}" for k, v in kwargs])
 
 
 def ref(name: str) -> str:
@@ -340,7 +363,7 @@ def ref(name: str) -> str:
 def exc_class(exc: Exc) -> str:
     """The expression for an exception type (``FuzzError``, ``GreenletExit`` are names
     bound in the program function)."""
-    return exc.type
+    return identifier(exc.type)
 
 
 def statement_lines(who: str, pc: int, op: Op, stmt: str, result: str) -> List[str]:

@@ -22,6 +22,7 @@ from greenfuzz.harness.families.base import (
     Value,
     args_source,
     exc_class,
+    identifier,
     ref,
 )
 from greenfuzz.harness.families.deliveries import (
@@ -197,7 +198,7 @@ def _spawn_comment(op: Spawn) -> str:
 
 
 def _spawn_statement(op: Spawn) -> str:
-    parts = [repr(op.name), f"run_{op.name}"]
+    parts = [repr(op.name), f"run_{identifier(op.name)}"]
     if op.parent:
         parts.append(ref(op.parent))
     if op.subclass:

@@ -30,6 +30,15 @@ class ModelError(RuntimeError):
     """The model met a situation it does not cover; never a verdict on an implementation."""
 
 
+class Undecided(ModelError):
+    """A state reached through the public API that greenlet's documentation gives no
+    outcome for: a greenlet ends into a parent chain leading to a thread that has ended
+    (greenlet 1.1.3-3.5.6 abort the process there; docs/upstream/
+    parent-chain-into-ended-thread.md).  Never left out of programs: the model predicts
+    the events up to it and an ``undecided`` event, after which any completed run agrees;
+    a crash there is still a finding (``known`` for greenlet, from its bundled data)."""
+
+
 class Unsupported(ModelError):
     """A program whose outcome the model does not predict on purpose (a finalizer that
     would run in the middle of a switch, say); strategies leave such programs out."""
@@ -108,4 +117,4 @@ def harness_error(type_name: str) -> ExcValue:
 
 
 __all__ = ["CATCHABLE", "Args", "Delivery", "ExcValue", "Flying", "ModelError", "State", "Throwing",
-           "Unsupported", "exc_value", "harness_error", "pack"]
+           "Undecided", "Unsupported", "exc_value", "harness_error", "pack"]

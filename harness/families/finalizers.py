@@ -366,6 +366,13 @@ def _unwinding(m: Model, g: MG, start: int, op: Resurrect, obj: object) -> bool:
         g.pc = start + span(op)
         return True
     _state(m).handler_at[g] = start
+    if m.foreign_root(m.resolve(target)):
+        # An unstarted target whose parent chain ends at another thread's main greenlet
+        # (``ThreadParent``): the handler's switch raises greenlet.error there, as any
+        # switch does (python_threads docs: "It is not possible to mix or switch between
+        # greenlets belonging to different threads").
+        _handler_returned(m, g, Throwing(harness_error("greenlet.error")))
+        return True
     m.transfer(target, Args((), {}))
     return True
 

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
 from greenfuzz.harness.families import genes as st
-from greenfuzz.harness.families.base import MAIN, Decorations, Drawing, Family, Op, OpSpec, ref
+from greenfuzz.harness.families.base import (
+    MAIN,
+    Decorations,
+    Drawing,
+    Family,
+    Op,
+    OpSpec,
+    identifier,
+    ref,
+)
 from greenfuzz.harness.families.base import spec as spec_of
 from greenfuzz.harness.families.core import Switch
 from greenfuzz.harness.families.deliveries import State, Unsupported
@@ -33,7 +42,7 @@ class Frames:
 
 def stack_of(g: MG) -> Tuple[str, ...]:
     """The program functions on a suspended greenlet's stack, innermost first."""
-    names = [f"run_{g.name}"]
+    names = [f"run_{identifier(g.name)}"]
     for level in g.levels:
         op = g.script[level.start]
         if not isinstance(op, Recurse):
@@ -93,7 +102,7 @@ FAMILY = Family(
                 comment=lambda op: f"list the functions on {op.target}'s stack "
                 "(gr_frame, f_back...)",
                 statement=lambda op: f"r = T.frame_names({ref(op.target)}.gr_frame, "
-                f"'run_{op.target}')"),),
+                f"'run_{identifier(op.target)}')"),),
     draw=_draw,
     decorate=Decorations(after_kick=_after_kick),
 )

@@ -250,8 +250,10 @@ def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -
 
 
 def _tame(owner: str, script: Script) -> Script:
-    """``script`` without ``ThreadParent``: a greenlet that ends into an unstarted parent
-    whose thread has ended aborts the process."""
+    """``script`` without ``ThreadParent``, for programs the model gives up on
+    (``Unsupported``) in this family.  A greenlet that ends into a parent chain leading to
+    an ended thread is not one of them: that is ``Undecided`` and stays in the program
+    (greenlet aborts there: a crash finding, known from greenlet's bundled data)."""
     return tuple(remap(op, lambda part: _tame(owner, part)) for op in script
                  if not isinstance(op, ThreadParent))
 

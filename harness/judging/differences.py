@@ -17,7 +17,8 @@ profile is a JSON file (``harness/judging/documented/<name>.json``, or any path)
                    "observed": {"kind": "teardown"},
                    "op": "Drop"}}]}
 
-``match`` is tested against the finding's first divergence only: the verdict kind, the
+``match`` is tested against the finding's first divergence only: the verdict kind,
+``detail`` (text the verdict or the run's output must contain, for a crash's message), the
 expected and observed events there (event ``kind`` and, for exceptions, ``exc``, the
 exception's type name; ``payload`` for an exact value) and ``op``, the operation the
 expected event belongs to (its class name, or an object of the class name under
@@ -29,12 +30,13 @@ program; other programs still find it.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from greenfuzz.harness.program import schema
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import runtime
 
@@ -43,7 +45,7 @@ FORMAT = "greenfuzz-profile/1"
 KNOWN = "known"
 PROFILES_DIR = Path(__file__).with_name("documented")
 _EVENT_KEYS = {"kind", "exc", "payload"}
-_MATCH_KEYS = {"kind", "expected", "observed", "op"}
+_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail"}
 
 
 class ProfileError(Exception):
@@ -63,12 +65,22 @@ class Profile:
     name: str
     implementation: str
     differences: Tuple[Difference, ...]
+    #: The greenlet releases the profile describes (``{"from": "1.0", "before":
+    #: "2.0.0a1"}``, either bound optional): such a profile is applied by default to a
+    #: run on a greenlet release in the range (``for_greenlet``).  None: any implementation.
+    releases: Optional[Dict[str, str]] = None
+    #: The interpreter versions (CPython's ``3.11``...) it applies to, as a range like
+    #: ``releases``; None: any.
+    pythons: Optional[Dict[str, str]] = None
 
     def known(self, program: Program, kind: str, expected: Sequence[tuple],
-              observed: Sequence[tuple], index: Optional[int]) -> Optional[Difference]:
-        """The documented difference this divergence is, or None."""
+              observed: Sequence[tuple], index: Optional[int],
+              detail: str = "") -> Optional[Difference]:
+        """The documented difference this divergence is, or None (``detail``: what the
+        verdict and the run said, for entries matching a crash's message)."""
         for difference in self.differences:
-            if _matches(difference.match, program, kind, expected, observed, index):
+            if _matches(difference.match, program, kind, expected, observed, index) and \
+                    difference.match.get("detail", "") in detail:
                 return difference
         return None
 
@@ -87,20 +99,42 @@ def load(spec: str) -> Profile:
             raise ProfileError(f"unknown profile {spec!r}: the bundled ones are "
                                f"{', '.join(names())}, or give a .json path")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"profile file not found: {spec}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProfileError(f"cannot read profile {spec}: {e}") from None
+        data = schema.read(path, "profile")
+    except schema.SchemaError as e:
+        raise ProfileError(f"cannot read profile {spec}: {e}" if "no such file" not in str(e)
+                           else f"profile file not found: {spec}") from None
     return parse(data, path.stem, spec)
 
 
+#: Bounds of a profile's fields (a profile file may come from anywhere).
+MAX_DIFFERENCES = 256
+MAX_TEXT = 2000
+DIFFERENCE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
 def parse(data: Any, name: str, where: str = "profile") -> Profile:
+    """A profile from its decoded JSON; ``ProfileError`` (one line) unless every field
+    has its type and bounds."""
+    try:
+        return _parse(data, name, where)
+    except schema.SchemaError as e:
+        raise ProfileError(str(e)) from None
+
+
+def _parse(data: Any, name: str, where: str) -> Profile:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProfileError(f"{where}: not a greenfuzz profile (\"format\": \"{FORMAT}\")")
+    unknown_keys = set(data) - {"format", "implementation", "differences", "greenlet",
+                                "python"}
+    if unknown_keys:
+        raise ProfileError(f"{where}: unknown key(s) {_shown(unknown_keys)}")
+    implementation = schema.string(data.get("implementation", name), f"{where}.implementation",
+                                   limit=MAX_TEXT)
     entries = data.get("differences")
     if not isinstance(entries, list):
         raise ProfileError(f"{where}: \"differences\" must be a list")
+    if len(entries) > MAX_DIFFERENCES:
+        raise ProfileError(f"{where}: more than {MAX_DIFFERENCES} differences")
     differences = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -109,16 +143,122 @@ def parse(data: Any, name: str, where: str = "profile") -> Profile:
         if missing:
             raise ProfileError(f"{where}: difference {i} lacks {', '.join(missing)} "
                                "(every entry needs a source)")
-        match = entry["match"]
-        unknown = set(match) - _MATCH_KEYS if isinstance(match, dict) else {"(not an object)"}
-        for side in ("expected", "observed"):
-            if isinstance(match, dict) and side in match:
-                unknown |= set(match[side]) - _EVENT_KEYS
-        if unknown:
-            raise ProfileError(f"{where}: difference {entry['id']}: unknown match keys "
-                               f"{', '.join(sorted(unknown))}")
-        differences.append(Difference(entry["id"], entry["summary"], entry["source"], match))
-    return Profile(name, str(data.get("implementation", name)), tuple(differences))
+        extra = set(entry) - {"id", "summary", "source", "match"}
+        if extra:
+            raise ProfileError(f"{where}: difference {i}: unknown key(s) {_shown(extra)}")
+        ident = entry["id"]
+        if not (isinstance(ident, str) and DIFFERENCE_ID.fullmatch(ident)):
+            raise ProfileError(f"{where}: difference {i}: id must match "
+                               f"{DIFFERENCE_ID.pattern}")
+        for key in ("summary", "source"):
+            schema.string(entry[key], f"{where}: difference {ident}: {key}", limit=MAX_TEXT)
+        _check_match(entry["match"], f"{where}: difference {ident}")
+        differences.append(Difference(ident, entry["summary"], entry["source"],
+                                      entry["match"]))
+    return Profile(name, implementation, tuple(differences),
+                   _releases(data.get("greenlet"), where), _releases(data.get("python"), where))
+
+
+def _releases(data: Any, where: str) -> Optional[Dict[str, str]]:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not data or set(data) - {"from", "before"}:
+        raise ProfileError(f"{where}: \"greenlet\" is a release range: "
+                           "{\"from\": VERSION, \"before\": VERSION}")
+    for bound in data.values():
+        if release_key(bound) is None:
+            raise ProfileError(f"{where}: not a greenlet release number: {str(bound)[:40]!r}")
+    return dict(data)
+
+
+_RELEASE = re.compile(r"([0-9]+(?:\.[0-9]+)*)(?:(a|b|rc)([0-9]+))?(?:\.post([0-9]+))?")
+_PRE = {"a": 0, "b": 1, "rc": 2, None: 3}
+
+
+def release_key(version: Any) -> Optional[Tuple[Any, ...]]:
+    """A sortable key of a release number (``2.0.0a1`` < ``2.0.0`` < ``2.0.0.post1``),
+    or None for anything else."""
+    match = _RELEASE.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        return None
+    numbers = tuple(int(n) for n in match[1].split("."))
+    numbers += (0,) * (6 - len(numbers))
+    return (numbers, _PRE[match[2]], int(match[3] or 0), int(match[4] or 0))
+
+
+def in_range(version: str, releases: Dict[str, str]) -> bool:
+    """Whether greenlet ``version`` is in ``releases`` (``from`` inclusive, ``before``
+    exclusive)."""
+    key = release_key(version)
+    if key is None:
+        return False
+    low, high = release_key(releases.get("from", "0")), release_key(releases.get("before"))
+    return (low is None or key >= low) and (high is None or key < high)
+
+
+def for_greenlet(version: str, python: str = "") -> Optional[Profile]:
+    """The bundled profiles of greenlet releases whose range holds ``version`` (and, for
+    those that name interpreter versions, whose range holds ``python``), as one (None
+    when there are none): documented changes and known bugs of releases are data."""
+    found = [p for p in (load(name) for name in names())
+             if p.releases is not None and in_range(version, p.releases)
+             and (p.pythons is None or in_range(python, p.pythons))]
+    if not found:
+        return None
+    return combine(found, f"greenlet {version}")
+
+
+def combine(profiles: Sequence[Profile], implementation: str) -> Profile:
+    """One profile with the differences of all of ``profiles``."""
+    return Profile("+".join(p.name for p in profiles), implementation,
+                   tuple(d for p in profiles for d in p.differences))
+
+
+def _shown(keys: Any) -> str:
+    return ", ".join(sorted(repr(k)[:40] for k in keys))[:200]
+
+
+def _check_match(match: Any, where: str) -> None:
+    """``match`` holds only the keys and types ``_matches`` reads."""
+    if not isinstance(match, dict):
+        raise ProfileError(f"{where}: unknown match keys (not an object)")
+    unknown = set(match) - _MATCH_KEYS
+    for side in ("expected", "observed"):
+        if side in match:
+            if not isinstance(match[side], dict):
+                raise ProfileError(f"{where}: match {side} must be an object")
+            unknown |= set(match[side]) - _EVENT_KEYS
+    if unknown:
+        raise ProfileError(f"{where}: unknown match keys {_shown(unknown)}")
+    if "kind" in match:
+        schema.string(match["kind"], f"{where}: match kind", limit=40)
+    if "detail" in match:
+        schema.string(match["detail"], f"{where}: match detail", limit=200)
+    for side in ("expected", "observed"):
+        event = match.get(side, {})
+        for key in ("kind", "exc"):
+            if key in event:
+                schema.string(event[key], f"{where}: match {side} {key}", limit=100)
+        if "payload" in event:
+            schema.check_value(event["payload"], f"{where}: match {side} payload",
+                               plain=False)
+            try:
+                runtime.decode(event["payload"])
+            except (ValueError, TypeError, AttributeError, IndexError) as e:
+                raise ProfileError(f"{where}: match {side} payload: {e}") from None
+    op = match.get("op")
+    if op is None:
+        return
+    if isinstance(op, str):
+        schema.string(op, f"{where}: match op", limit=40)
+        return
+    if not isinstance(op, dict) or len(op) > 16:
+        raise ProfileError(f"{where}: match op is an op name or an object of fields")
+    for key, value in op.items():
+        if not (value is None or isinstance(value, (bool, int, str))) or \
+                (isinstance(value, str) and len(value) > 100):
+            raise ProfileError(f"{where}: match op field {str(key)[:40]!r} must be a "
+                               "short string, a number, a bool or null")
 
 
 def _matches(match: Dict[str, Any], program: Program, kind: str, expected: Sequence[tuple],

@@ -34,7 +34,7 @@ from greenfuzz.harness.families.deliveries import (
     Flying,
     ModelError,
     Throwing,
-    Unsupported,
+    Undecided,
     harness_error,
     pack,
 )
@@ -111,9 +111,12 @@ class Model:
 
     def run(self) -> List[Event]:
         self.rec(MAIN, -1, "start", ((), {}))
-        while not self.finished:
-            self.advance()
-        self.teardown()
+        try:
+            while not self.finished:
+                self.advance()
+            self.teardown()
+        except Undecided as e:
+            self.rec(MAIN, -1, "undecided", str(e))
         return self.events
 
     def new_greenlet(self, name: str, parent: Optional[MG], script: Optional[Tuple] = None,
@@ -412,7 +415,8 @@ class Model:
             self.fire("finish.foreign_root")
             # greenlet aborts the process: "ran out of parent greenlets while
             # propagating exception" (the parent cannot be switched to from here).
-            raise Unsupported(f"{g.name} ends into {dest.name}, whose thread has ended")
+            raise Undecided(f"{g.name} ends into {dest.name}, whose parent's thread has "
+                            "ended")
         self.pending = Pending(dest, delivery, g)
 
     # -- the step loop -------------------------------------------------------------------
@@ -432,8 +436,8 @@ class Model:
         if at_teardown and pending.dest.state not in (UNSTARTED, SUSPENDED):
             # Another thread's main greenlet (family threads), reached at teardown.
             self.fire("advance.foreign_at_teardown")
-            raise Unsupported(f"{pending.origin.name} ends into {pending.dest.name} at "
-                              "teardown")
+            raise Undecided(f"{pending.origin.name} ends into {pending.dest.name} at "
+                            "teardown")
         self.enter(pending.dest, pending.delivery, pending.origin)
 
     def step(self, g: MG) -> None:

@@ -1,8 +1,11 @@
 """Findings on disk: ``<id>.json`` with everything needed to replay, ``<id>.py`` to paste,
 and ``<id>.plain.py``, the same program as plain greenlet code (``reporting.plain``).
 
-Files are written atomically (temporary file, then rename), so a finding is either
-complete on disk or absent, even if the harness is killed while writing.
+Both files are written to temporary names first, then renamed, the reproducer first: a
+``.json`` on disk always has its ``.py``.  A kill between the two renames leaves a
+``.py`` alone, and a kill before them temporary files (``.<name>.<pid>.<random>.tmp``);
+``clean_stale`` removes both at the start of the next run.  Files get the ordinary mode
+(0666 less the umask), not the 0600 of temporary files.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
+from greenfuzz.harness.program import schema
 from greenfuzz.harness.program.ir import Program, ProgramError
 from greenfuzz.harness.reporting import plain as plain_code
 from greenfuzz.harness.reporting.reproduce import PlainReproduction, Reproduction
@@ -45,10 +51,18 @@ class Finding:
     reproduction: Optional[Reproduction] = None
     #: The same for the plain reproducer (``<id>.plain.py``), and on greenlet.
     plain_reproduction: Optional[PlainReproduction] = None
+    #: False when the run was interrupted before the program was shrunk.
+    shrunk: bool = True
 
     @property
     def kind(self) -> str:
         return self.verdict.kind
+
+    @property
+    def confirmed(self) -> bool:
+        """The standalone reproducer did the same in a fresh process; only a confirmed
+        finding fails a run.  (Not checked, ``--no-verify``: the run is trusted.)"""
+        return self.reproduction is None or self.reproduction.reproduced
 
     @property
     def id(self) -> str:
@@ -71,6 +85,8 @@ class Finding:
             "reproduction": self.reproduction.to_json() if self.reproduction else None,
             "plain_reproduction": (self.plain_reproduction.to_json()
                                    if self.plain_reproduction else None),
+            "shrunk": self.shrunk,
+            "confirmed": self.confirmed,
         }
 
     def python_info(self) -> Dict[str, str]:
@@ -83,10 +99,14 @@ class Finding:
     def report(self) -> str:
         """A few lines for the terminal."""
         where = f" under {self.python_version}" if self.python else ""
-        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip() + where,
+        mark = "" if self.confirmed else " (unconfirmed: not reproduced in a fresh process)"
+        lines = [f"[{self.kind}] {self.id} on {self.impl} {self.impl_version}".rstrip() + where
+                 + mark,
                  f"  program: {len(self.program.greenlets)} greenlets, "
                  f"{self.program.size()} operations"]
         lines += ["  " + line for line in self.verdict.summary.splitlines()]
+        if not self.shrunk:
+            lines.append("  not shrunk: the run was interrupted while shrinking it")
         if self.reproduction is not None:
             said = "reproduced" if self.reproduction.reproduced else "NOT reproduced"
             lines.append(f"  standalone reproducer: {said} ({self.reproduction.how})")
@@ -118,13 +138,14 @@ class Finding:
                                  title=f"{self.kind} found by greenfuzz", details=details)
 
     def save(self, directory: Path) -> List[Path]:
-        """Write ``<id>.json`` and ``<id>.py``; returns their paths."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write ``<id>.json`` and ``<id>.py`` (together or not at all); their paths."""
         json_path = directory / f"{self.id}.json"
         py_path = directory / f"{self.id}.py"
-        atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
-        atomic_write(py_path, self.reproducer())
-        return [json_path, py_path, *self.save_plain(directory)]
+        plain = self.plain()
+        extra = [] if plain is None else [(directory / f"{self.id}.plain.py", plain.source)]
+        write_together([*extra, (py_path, self.reproducer()),
+                        (json_path, json.dumps(self.to_json(), indent=1) + "\n")])
+        return [json_path, py_path, *(path for path, _ in extra)]
 
     # -- the plain reproducer (``greenfuzz.harness.reporting.plain``) ----------------------
 
@@ -167,35 +188,119 @@ class Finding:
                 f"reproducer {self.id}.py"] + [f"    not plain: {n}" for n in p.notes]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+#: Names of finding files: ``<kind>-<10 hex digits>`` (``Finding.id`` and the like).
+FINDING_NAME = re.compile(r"[a-z][a-z0-9_:.-]*-[0-9a-f]{10}")
+#: Temporary files: ``.<final name>.<writer's pid>.<random>.tmp``.
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[^.]+\.tmp")
+
+
+def _mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_temporary(path: Path, text: str) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=".tmp")
     try:
+        os.fchmod(fd, _mode())
         with os.fdopen(fd, "w") as f:
             f.write(text)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all."""
+    tmp = _write_temporary(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        finally:
-            raise
+        raise
+
+
+def write_pair(json_path: Path, json_text: str, py_path: Path, py_text: str) -> None:
+    """A finding's two files (see ``write_together``)."""
+    write_together([(py_path, py_text), (json_path, json_text)])
+
+
+def write_together(files: Sequence[Tuple[Path, str]]) -> None:
+    """A finding's files, all written before any is renamed into place, in order: the
+    ``.json`` comes last, so whoever sees it finds its reproducers."""
+    files[0][0].parent.mkdir(parents=True, exist_ok=True)
+    temporaries: List[Path] = []
+    try:
+        for path, text in files:
+            temporaries.append(_write_temporary(path, text))
+        for (path, _), tmp in zip(files, temporaries):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temporaries:
+            with suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+def clean_stale(directory: Path) -> List[str]:
+    """Remove what an earlier run killed while writing left in ``directory``: temporary
+    files of processes that no longer run, and reproducers whose ``.json`` never came.
+    Returns the names removed."""
+    removed: List[str] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        temporary = TEMPORARY_NAME.fullmatch(path.name)
+        if temporary is not None:
+            if _running(int(temporary["pid"])):
+                continue  # another greenfuzz is writing it now
+        elif not (path.suffix == ".py" and FINDING_NAME.fullmatch(_finding_stem(path))
+                  and not path.with_name(_finding_stem(path) + ".json").exists()):
+            continue
+        with suppress(OSError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+def _finding_stem(path: Path) -> str:
+    """``<id>`` of ``<id>.py`` and of ``<id>.plain.py``."""
+    stem = path.stem
+    return stem[:-len(".plain")] if stem.endswith(".plain") else stem
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def load_program(path: Path) -> Program:
-    """A program from a finding file or a bare program file; ``ProgramError`` otherwise."""
+    """A program from a finding file or a bare program file; ``ProgramError`` otherwise.
+
+    The file is data: its size, nesting and every field are checked
+    (``greenfuzz.harness.program.schema``) before a program is built from it, and the
+    program is rendered once (rendering refuses what is not an identifier) before anything
+    runs it."""
+    data = schema.read(path, "finding")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ProgramError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProgramError(f"cannot read {path}: {e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProgramError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        data = data.get("program")
-    try:
-        return Program.from_json(data)
+        program = Program.from_json(schema.program_data(data))
+        render.program_source(program)
+        return program
     except ProgramError as e:
         raise ProgramError(f"{path}: {e}") from None
 

@@ -12,12 +12,15 @@ real but a maintainer needs to know the script is not deterministic.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
+from greenfuzz.harness.execution import lifetime
 from greenfuzz.harness.execution.runner import CRASH, HANG
 from greenfuzz.harness.target.protocol import signal_name
 
@@ -25,6 +28,9 @@ from greenfuzz.harness.target.protocol import signal_name
 STARTUP_ALLOWANCE = 10.0
 #: Most bytes of the reproducer's output kept in the finding.
 OUTPUT_LIMIT = 4096
+#: The address-space limit of programs (``IsolatedExecutor``'s default), for the
+#: reproducer too: an implementation that allocates without bound fails the same way.
+DEFAULT_MEMORY_LIMIT = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -38,23 +44,23 @@ class Reproduction:
 
 
 def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
-                   timeout: float, signum: Optional[int] = None) -> Reproduction:
+                   timeout: float, signum: Optional[int] = None,
+                   memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> Reproduction:
     """Run ``script`` and say whether it reproduced a finding of ``kind``.
 
     ``signum`` is the signal the crash died of in the campaign, when it was one.
     ``timeout`` is the program's limit: a hang must outlast it (plus start-up time),
-    anything else must finish within it.
+    anything else must finish within it.  ``memory_limit`` is the programs' address-space
+    limit.  The script runs in a process group of its own, killed as a whole when the
+    check ends (however it ends), and dies with greenfuzz.
     """
     env = dict(os.environ, GREENFUZZ_IMPL=os.path.abspath(impl) if impl.endswith(".py")
                else impl, PYTHONFAULTHANDLER="1")
     limit = timeout + STARTUP_ALLOWANCE if kind != HANG else timeout + 2.0
     try:
-        done = subprocess.run([python or sys.executable, str(script)], env=env,
-                              capture_output=True, text=True, timeout=limit,
-                              start_new_session=True, check=False)
+        done = _run_contained([python or sys.executable, str(script)], env, limit,
+                              memory_limit)
     except subprocess.TimeoutExpired as e:
-        # subprocess.run killed the script itself; with start_new_session nothing it
-        # started is left in our process group either.
         out = _text(e.stdout) + _text(e.stderr)
         if kind == HANG:
             return Reproduction(True, f"hung: no exit within {limit:g} s", out[-OUTPUT_LIMIT:])
@@ -78,6 +84,34 @@ def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
         return Reproduction(False, f"finished (exit status {code}) instead of hanging", out)
     return Reproduction(code == 1, f"exit status {code}" + (
         " (diverges from the model)" if code == 1 else ""), out)
+
+
+def _run_contained(cmd: list, env: Dict[str, str], limit: float,
+                   memory_limit: Optional[int]) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a new session whose whole process group is killed when the
+    run ends, by its time limit, an interrupt or an error (``subprocess.run`` kills only
+    the script, not what it started)."""
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True,
+                          preexec_fn=lifetime.child_setup(memory_limit)) as proc:
+        try:
+            out, err = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            raise subprocess.TimeoutExpired(cmd, limit, out, err) from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        _kill_group(proc)  # whatever the script left behind in its group
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
 
 
 def _text(data: object) -> str:

@@ -7,31 +7,39 @@ Hypothesis's shrinking, and the minimal program it settles on becomes the findin
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
 from greenfuzz.harness import model
-from greenfuzz.harness.execution import runner
+from greenfuzz.harness.execution import at_exit, runner
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
-from greenfuzz.harness.reporting.findings import Finding, verify_plain
-from greenfuzz.harness.reporting.reproduce import run_reproducer
+from greenfuzz.harness.reporting.findings import Finding, clean_stale, verify_plain
+from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.strategies import programs
 
 #: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
 #: 150-200 small programs/s, one child for 100 programs 265-430/s.
 DEFAULT_PROGRAMS_PER_CHILD = 100
+#: Runs of a raw-memory finding's reproducer before it counts as not reproduced.
+RAW_ATTEMPTS = 3
+#: Seconds of budget the first raw-memory check needs left to start (it repeats a
+#: program in batches; about 2-6 s on 2 cores).
+FIRST_MEMORY_CHECK = 8.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ class CampaignConfig:
     parked_budget: float = memcheck.PARKED_BUDGET
     #: Documented differences of the implementation: matching divergences are ``known``.
     profile: Optional[Profile] = None
+    #: Most seconds each of the two passes that shrink a failure may take (Hypothesis's
+    #: shrinking, counted from the first failure, then ``simplify``); the finding is then
+    #: kept as small as it got.  Shrinking is what may run past the budget.
+    shrink_seconds: float = 60.0
 
 
 @dataclass
@@ -90,6 +102,72 @@ class CampaignResult:
     #: Raw-memory checks run, and the seconds they took.
     memory_checks: int = 0
     memory_seconds: float = 0.0
+    #: The signal that stopped the campaign (None: it ran to its end).
+    interrupted: Optional[int] = None
+    #: Seconds the campaign ran past its budget shrinking and verifying a finding (the
+    #: budget is otherwise kept to within one program's time limit).
+    overrun: float = 0.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop at once, keeping what was found.
+
+    A ``KeyboardInterrupt`` so that Hypothesis lets it through (it stops a run rather
+    than counting as a failure), with the signal that caused it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals received while ``stop_on_signals`` is in effect (the first one decides).
+_received: List[int] = []
+#: Set once a caller has begun to wind down: later signals are only recorded, so that
+#: saving what was found is not cut short.
+_winding_down: List[bool] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _received.append(signum)
+    if not _winding_down:
+        raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``Interrupted`` while in effect.
+
+    The handler raises wherever the main thread is, which interrupts blocking waits at
+    once; but an exception raised while a ``gc`` callback runs (Hypothesis installs one)
+    is printed and dropped by the interpreter.  So the signal is also recorded, and
+    ``check_signals`` (called between programs and between shrinking attempts) raises
+    it again: an interrupt can be delayed by at most one program, never lost."""
+    # A signal ignored when greenfuzz started (SIGINT in a background job) stays ignored.
+    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
+    _received.clear()
+    _winding_down.clear()
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def check_signals() -> None:
+    """Raise ``Interrupted`` if a signal arrived (and was perhaps swallowed)."""
+    if _received and not _winding_down:
+        raise Interrupted(_received[0])
+
+
+def wind_down() -> None:
+    """From now on signals are recorded, not raised: what follows saves findings."""
+    _winding_down.append(True)
+
+
+class _OutOfTime(BaseException):
+    """The budget ran out in the middle of a batch: ends it (Hypothesis lets a
+    BaseException through without shrinking anything)."""
 
 
 class _FindingRaised(Exception):
@@ -115,6 +193,9 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
     expected = model.predict(program)
     if executor is not None:
         observation = executor.run(program, timeout or config.timeout, fresh=fresh)
+    elif at_exit.at_exit(program):
+        # Ends with the interpreter's exit: never in this process (family shutdown).
+        observation = at_exit.run(program, config.impl.spec, timeout=timeout or config.timeout)
     else:
         observation = runner.run_inprocess(program, config.impl)
     verdict = checks.compare(program, expected, observation)
@@ -126,7 +207,8 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
         verdict = checks.compare(program, expected, observation)
     if not verdict.ok and config.profile is not None:
         difference = config.profile.known(program, verdict.kind, expected, observation.trace,
-                                          verdict.index)
+                                          verdict.index,
+                                          f"{verdict.summary}\n{observation.detail}")
         if difference is not None:
             verdict = checks.Verdict(KNOWN, f"known difference {difference.id}: "
                                      f"{difference.summary} ({difference.source})\n"
@@ -155,6 +237,10 @@ def run_campaign(config: CampaignConfig,
 def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
               progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
+    removed = clean_stale(config.out)
+    if removed:
+        result.notes.append(f"removed {len(removed)} file(s) an interrupted run left half "
+                            f"written in {config.out}: {', '.join(sorted(removed)[:5])}")
     families = drawable_families(config)
     for name in config.families:
         if name not in families:
@@ -166,8 +252,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
     batch_index = 0
     while result.examples < config.max_examples and time.monotonic() < deadline:
-        if seen and not config.keep_going:
-            break
+        if not config.keep_going and any(f.confirmed for f in result.findings):
+            break  # (an unconfirmed finding does not end the search)
         # Size the batch to what fits in the remaining budget at the rate seen so far,
         # so that the budget is kept to within about one batch's shrinking.
         elapsed = time.monotonic() - start
@@ -176,7 +262,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         n = max(5, min(config.batch, fits, config.max_examples - result.examples))
         failures: List[Finding] = []
         candidates: List[Tuple[int, Program]] = []
-        test = _make_test(config, executor, result, start, failures, progress, candidates)
+        test = _make_test(config, executor, result, start, failures, progress, candidates,
+                          deadline)
         seed_value = None if config.seed is None else config.seed + batch_index
         wrapped = given(programs(max_greenlets=config.max_greenlets,
                                  families=families))(test)
@@ -191,26 +278,88 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
             report_multiple_bugs=False,
             print_blob=False,
+            # The campaign reports for itself: no "Falsifying example" or "@seed(...)"
+            # lines from Hypothesis on the terminal (an interrupt or the end of the
+            # budget is not a failure to reproduce).
+            verbosity=Verbosity.quiet,
         )(wrapped)
         if seed_value is not None:
             wrapped = seed(seed_value)(wrapped)
         batch_index += 1
         try:
-            wrapped()
-        except _FindingRaised:
-            _record(failures[-1], result, seen, config, executor)
-        except Flaky:
-            # The minimal example did not fail again (typical of crashes and hangs
-            # that depend on timing): keep the smallest one that did fail.
-            smallest = min(failures, key=lambda f: f.program.size())
-            result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
-            _record(smallest, result, seen, config, executor)
-        if config.memory and candidates and (config.keep_going or not seen):
-            _memory_checks(config, executor, result, candidates[0][1], seen, start, deadline)
+            check_signals()
+            try:
+                with _budget_alarm(deadline, failures):
+                    wrapped()
+            except _OutOfTime:
+                if not failures:
+                    break
+                # Shrinking reached its time limit: the smallest failure so far counts.
+                smallest = min(failures, key=lambda f: f.program.size())
+                result.notes.append(f"shrinking stopped after {config.shrink_seconds:g} s "
+                                    f"(a {smallest.program.size()}-op program)")
+                _record(smallest, result, seen, config, executor)
+            except _FindingRaised:
+                _record(failures[-1], result, seen, config, executor)
+            except Flaky:
+                # The minimal example did not fail again (typical of crashes and hangs
+                # that depend on timing): keep the smallest one that did fail.
+                smallest = min(failures, key=lambda f: f.program.size())
+                result.notes.append(f"{smallest.id}: did not fail on every replay (flaky)")
+                _record(smallest, result, seen, config, executor)
+            if config.memory and candidates and (config.keep_going or not seen):
+                _memory_checks(config, executor, result, candidates[0][1], seen, start,
+                               deadline)
+        except Interrupted as e:
+            wind_down()
+            result.interrupted = e.signum
+            if failures and not any(f.verdict.signature in seen for f in failures):
+                # Hypothesis was shrinking this one: kept as it stands.
+                smallest = min(failures, key=lambda f: f.program.size())
+                _save_unshrunk(smallest, result, seen, config)
+            break
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
+    result.overrun = max(0.0, result.elapsed - config.budget)
     return result
+
+
+@contextmanager
+def _budget_alarm(deadline: float, failures: List[Finding]) -> Iterator[None]:
+    """Raise ``_OutOfTime`` at ``deadline`` wherever the batch is, unless a failure is
+    being shrunk: drawing a program of hundreds of greenlets, or predicting it, takes
+    seconds that no time limit of the runner covers.  (Main thread only; elsewhere the
+    budget is checked between programs.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        if not failures and not _received:
+            raise _OutOfTime
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+                   config: CampaignConfig) -> None:
+    """Save a finding an interrupt caught before it was shrunk (or verified)."""
+    finding = replace(finding, shrunk=False)
+    seen[finding.verdict.signature] = finding
+    result.findings.append(finding)
+    result.notes.append(f"{finding.id}: saved as it stood when interrupted (not shrunk, "
+                        "not verified)")
+    try:
+        result.saved += finding.save(config.out)
+    except OSError as e:
+        result.unsaved.append((finding, _why(e, config.out)))
 
 
 def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
@@ -229,13 +378,20 @@ def hang_timeout(config: CampaignConfig, result: CampaignResult) -> float:
 def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                result: CampaignResult, start: float,
                failures: List[Finding], progress: Callable[[CampaignResult], None],
-               candidates: Optional[List[Tuple[int, Program]]] = None
-               ) -> Callable[[Program], None]:
+               candidates: Optional[List[Tuple[int, Program]]] = None,
+               deadline: Optional[float] = None) -> Callable[[Program], None]:
     """The body Hypothesis runs for each program of one batch; ``candidates`` gets the
     passing program that started the most greenlets (for the raw-memory check)."""
     shrink_timeout: List[float] = []
+    shrink_until: List[float] = []
 
     def test(program: Program) -> None:
+        check_signals()
+        now = time.monotonic()
+        if deadline is not None and not failures and now > deadline:
+            raise _OutOfTime  # a failure being shrunk is finished first
+        if shrink_until and now > shrink_until[0]:
+            raise _OutOfTime
         result.examples += 1
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
@@ -271,6 +427,8 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 # keep it short (but far above what programs take); a genuine hang
                 # still exceeds it.
                 shrink_timeout.append(hang_timeout(config, result))
+            if not failures:
+                shrink_until.append(time.monotonic() + config.shrink_seconds)
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
         if candidates is not None and _frees_everything(finding.expected):
@@ -288,15 +446,30 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         return
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
-    smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
-        finding.program,
-        lambda p: judge(p, config, executor, timeout, fresh=True).verdict.signature
-        == signature,
-        max_attempts=60 if timeout else 300)
-    if smaller != finding.program:
-        again = judge(smaller, config, executor, timeout, fresh=True)
+    best = [finding]
+    until = time.monotonic() + config.shrink_seconds
+
+    def still_fails(p: Program) -> bool:
+        check_signals()
+        if time.monotonic() > until:
+            return False
+        again = judge(p, config, executor, timeout, fresh=True)
         if again.verdict.signature == signature:
-            finding = again
+            best[0] = again
+            return True
+        return False
+
+    try:
+        smaller = finding.program if memcheck.is_raw(finding.verdict) else simplify(
+            finding.program, still_fails, max_attempts=60 if timeout else 300)
+        if smaller != finding.program:
+            again = judge(smaller, config, executor, timeout, fresh=True)
+            if again.verdict.signature == signature:
+                finding = again
+    except Interrupted:
+        wind_down()
+        _save_unshrunk(best[0], result, seen, config)
+        raise
     if finding.kind == checks.LEAK:
         finding = replace(finding, verdict=leaks.explain(
             finding.program, finding.verdict, finding.expected, finding.observation.trace,
@@ -311,7 +484,14 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         return
     result.saved += paths
     if config.verify:
-        finding = verify(finding, paths[1], config)
+        try:
+            finding = verify(finding, paths[1], config,
+                             executor.memory_limit if executor is not None else None)
+        except Interrupted:
+            wind_down()
+            result.notes.append(f"{finding.id}: saved before its reproducer was checked "
+                                "(interrupted)")
+            raise
         result.findings[-1] = finding
         try:
             finding.save(config.out)  # again, now with the reproduction recorded
@@ -342,11 +522,14 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         if result.memory_seconds > config.memory_share * (now - start) \
                 or deadline - now < 2 * typical:
             return
+    elif deadline - now < FIRST_MEMORY_CHECK:
+        return
     first = result.memory_checks == 0
     t0 = time.monotonic()
     try:
         finding = memory_finding(program, config, executor, notes=result.notes,
-                                 deadline=deadline)
+                                 deadline=deadline,
+                                 timeout=min(memcheck.PROBE_TIMEOUT, deadline - now))
         if finding is not None:
             _record(finding, result, seen, config, executor)
         elif first and config.parked_budget:
@@ -361,7 +544,8 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
 def memory_finding(program: Program, config: CampaignConfig,
                    executor: Optional[IsolatedExecutor], shrink: int = 12,
                    notes: Optional[List[str]] = None,
-                   deadline: Optional[float] = None) -> Optional[Finding]:
+                   deadline: Optional[float] = None,
+                   timeout: float = memcheck.PROBE_TIMEOUT) -> Optional[Finding]:
     """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
     most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
     fails or cannot decide (the program passed once, so that is worth knowing) is
@@ -369,11 +553,11 @@ def memory_finding(program: Program, config: CampaignConfig,
 
     def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
         found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
-                                                        config.impl, executor)
+                                                        config.impl, executor, timeout)
         return (found, observation) if found is not None and found.get("leaked") else None
 
     found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
-                                                    config.impl, executor)
+                                                    config.impl, executor, timeout)
     if notes is not None and (found is None or not found.get("reliable", True)):
         why = (found or {}).get("reason") or observation.outcome + (
             f": {observation.detail.splitlines()[0]}" if observation.detail else
@@ -425,13 +609,20 @@ def _why(error: OSError, where: Path) -> str:
     return f"{error.strerror or error} ({error.filename or where})"
 
 
-def verify(finding: Finding, script: Path, config: CampaignConfig) -> Finding:
+def verify(finding: Finding, script: Path, config: CampaignConfig,
+           memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> Finding:
     """The finding with the result of its reproducer run standalone
-    (``greenfuzz.harness.reporting.reproduce``)."""
+    (``greenfuzz.harness.reporting.reproduce``), under the programs' memory limit."""
     signum = finding.observation.extra.get("signum")
-    outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
-                             python=config.python, timeout=config.timeout,
-                             signum=signum if isinstance(signum, int) else None)
+    # A memory measurement is noisy where a trace is not: it is repeated (each run
+    # applies the leak rule afresh) before the finding counts as not reproduced.
+    for _ in range(RAW_ATTEMPTS if memcheck.is_raw(finding.verdict) else 1):
+        outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
+                                 python=config.python, timeout=config.timeout,
+                                 signum=signum if isinstance(signum, int) else None,
+                                 memory_limit=memory_limit)
+        if outcome.reproduced:
+            break
     finding = replace(finding, reproduction=outcome)
     return verify_plain(finding, script.with_name(f"{finding.id}.plain.py"),
                         python=config.python, timeout=config.timeout)

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis.errors import Flaky
 
 from greenfuzz.harness import model
@@ -29,8 +29,14 @@ from greenfuzz.harness.execution.runner import COMPLETED, Observation
 from greenfuzz.harness.judging.checks import OK
 from greenfuzz.harness.judging.differences import KNOWN
 from greenfuzz.harness.program.ir import FAMILIES, Program
-from greenfuzz.harness.reporting.findings import Finding, atomic_write
-from greenfuzz.harness.search.campaign import CampaignConfig, judge
+from greenfuzz.harness.reporting.findings import Finding, clean_stale, write_pair
+from greenfuzz.harness.search.campaign import (
+    CampaignConfig,
+    Interrupted,
+    check_signals,
+    judge,
+    wind_down,
+)
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.harness.target import runtime
 from greenfuzz.strategies import programs
@@ -97,15 +103,14 @@ class Disagreement:
         }
 
     def save(self, directory: Path) -> List[Path]:
-        directory.mkdir(parents=True, exist_ok=True)
         json_path, py_path = directory / f"{self.id}.json", directory / f"{self.id}.py"
-        atomic_write(json_path, json.dumps(self.to_json(), indent=1) + "\n")
         wrong = next((f for f in self.findings if not f.verdict.ok), self.findings[0])
         details = [self.report(), "", "Run it against either side: set GREENFUZZ_IMPL and "
                    "use that side's interpreter."]
-        atomic_write(py_path, render.reproducer(
-            self.program, wrong.expected, impl=wrong.impl,
-            title=f"{self.labels[0]} and {self.labels[1]} disagree", details=details))
+        write_pair(json_path, json.dumps(self.to_json(), indent=1) + "\n", py_path,
+                   render.reproducer(self.program, wrong.expected, impl=wrong.impl,
+                                     title=f"{self.labels[0]} and {self.labels[1]} disagree",
+                                     details=details))
         return [json_path, py_path]
 
 
@@ -140,10 +145,16 @@ class DiffResult:
     model_errors: int = 0
     #: Disagreements explained by a side's profile, by difference id.
     known: Dict[str, int] = field(default_factory=dict)
+    #: The signal that stopped the run (None: it ran to its end).
+    interrupted: Optional[int] = None
 
 
 class _Disagree(Exception):
     pass
+
+
+class _OutOfTime(BaseException):
+    """The budget ran out within a batch (Hypothesis lets a BaseException through)."""
 
 
 def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: int,
@@ -152,12 +163,16 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
              progress: Callable[[DiffResult], None] = lambda r: None) -> DiffResult:
     """Run the same programs on both sides until the budget or a disagreement."""
     result = DiffResult()
+    clean_stale(out)
     start = time.monotonic()
     seen: Dict[str, Disagreement] = {}
     batch = 0
     found: List[Disagreement] = []
 
     def test(program: Program) -> None:
+        check_signals()
+        if not found and time.monotonic() - start > budget:
+            raise _OutOfTime
         result.examples += 1
         result.elapsed = time.monotonic() - start
         progress(result)
@@ -179,13 +194,25 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
         fits = max(5, min(200, max_examples - result.examples))
         wrapped = settings(max_examples=fits, deadline=None, database=None,
                            suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-                           phases=[Phase.generate, Phase.shrink], print_blob=False)(
+                           phases=[Phase.generate, Phase.shrink], print_blob=False,
+                           verbosity=Verbosity.quiet)(
             given(programs(max_greenlets=max_greenlets, families=tuple(families)))(test))
         if seed_value is not None:
             wrapped = seed(seed_value + batch)(wrapped)
         batch += 1
         try:
             wrapped()
+        except _OutOfTime:
+            break
+        except Interrupted as e:
+            wind_down()
+            result.interrupted = e.signum
+            if found and found[-1].signature not in seen:  # kept as it stands
+                smallest = min(found, key=lambda d: d.program.size())
+                seen[smallest.signature] = smallest
+                result.disagreements.append(smallest)
+                result.saved += smallest.save(out)
+            break
         except _Disagree:
             smallest = found[-1]
             signature = smallest.signature

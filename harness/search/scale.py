@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from greenfuzz.harness.program.recipes import Recipe
-from greenfuzz.harness.reporting.findings import atomic_write
+from greenfuzz.harness.reporting.findings import write_pair
 from greenfuzz.harness.target import SCALE, paste, source_path
 from greenfuzz.harness.target.protocol import TextEnum, signal_name
 
@@ -184,8 +184,7 @@ def save(result: ScaleResult, impl: str, directory: Path) -> List[Path]:
             "recipe": result.recipe.to_json(), "finding": result.finding,
             "detail": result.detail, "phases": result.phases}
     json_path, py_path = directory / f"{ident}.json", directory / f"{ident}.py"
-    atomic_write(json_path, json.dumps(data, indent=1) + "\n")
-    atomic_write(py_path, reproducer(result, impl))
+    write_pair(json_path, json.dumps(data, indent=1) + "\n", py_path, reproducer(result, impl))
     return [json_path, py_path]
 
 

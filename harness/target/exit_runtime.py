@@ -244,7 +244,10 @@ def child(program, impl, trace_path):
             try:
                 fn()
             except BaseException as e:
-                T.rec("main", -1, "escaped", e)
+                # What atexit does with an exception leaving a callback: it goes to
+                # sys.unraisablehook ("Exception ignored in atexit callback") and the
+                # next callback runs.
+                T.rec("main", -1, "unraisable", e)
         T.rec("main", -1, "atexit_end", None)
         T.check_alive()
         T.closed = True

@@ -230,8 +230,11 @@ class Worker:
             request_r, request_w = os.pipe()
         result_r, result_w = os.pipe()
         flush_std()
+        parent = os.getpid()
+        find_prctl()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
+            die_with_parent(parent)
             close_quietly(result_r)
             if request_w is not None:
                 close_quietly(request_w)
@@ -506,6 +509,35 @@ class Worker:
 def code_object(entry):
     """The code object of a ``[code or None, marshalled code or None]`` entry."""
     return entry[0] if entry[0] is not None else marshal.loads(entry[1])
+
+
+_PRCTL = []
+
+
+def die_with_parent(parent):
+    """In a forked child: be killed when the process that forked it ends, however it
+    ends (Linux ``PR_SET_PDEATHSIG``), so that no program outlives the worker, even one
+    that the worker's own SIGKILL left behind.  (libc's prctl is looked up once, in the
+    worker: see ``fork_child``.)"""
+    if _PRCTL and _PRCTL[0] is not None:
+        _PRCTL[0](1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before the request took effect
+            os._exit(1)
+
+
+def find_prctl():
+    """libc's prctl (None off Linux), once per process."""
+    if not _PRCTL:
+        prctl = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError, ImportError):
+                prctl = None
+        _PRCTL.append(prctl)
+    return _PRCTL[0]
 
 
 def close_quietly(fd):

@@ -1,0 +1,79 @@
+"""Only confirmed findings fail a run, and documented changes between greenlet releases
+are known, not findings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from greenfuzz.harness.cli import fuzz
+from greenfuzz.harness.execution.implementations import Implementation
+from greenfuzz.harness.execution.runner import Observation
+from greenfuzz.harness.judging import differences
+from greenfuzz.harness.judging.checks import Verdict
+from greenfuzz.harness.program.ir import InThread, Program
+from greenfuzz.harness.reporting.findings import Finding
+from greenfuzz.harness.reporting.reproduce import Reproduction
+from greenfuzz.harness.search.campaign import CampaignResult
+
+
+def _finding(reproduced: bool) -> Finding:
+    return Finding(Program(), [], Observation([]), Verdict("leak", "grew", None, "leak:raw"),
+                   "greenlet", reproduction=Reproduction(reproduced, "exit status 0"))
+
+
+@pytest.mark.parametrize(("reproduced", "strict", "status"),
+                         [(True, False, 1), (False, False, 0), (False, True, 1)])
+def test_only_confirmed_findings_fail_the_run(monkeypatch, reproduced: bool, strict: bool,
+                                              status: int) -> None:
+    finding = _finding(reproduced)
+    assert finding.confirmed is reproduced
+    assert finding.to_json()["confirmed"] is reproduced
+    monkeypatch.setattr(fuzz, "run_campaign",
+                        lambda config, progress, executor: CampaignResult(
+                            examples=1, findings=[finding], elapsed=1.0))
+
+    class Config:
+        impl = Implementation("greenlet", object(), version="3.0.3")
+
+    console = Console(record=True, width=120)
+    args = argparse.Namespace(programs_per_child=1, in_process=True, budget=1.0,
+                              quiet=True, strict=strict)
+    assert fuzz._fuzz(args, console, Config(), None) == status
+    text = console.export_text()
+    assert ("unconfirmed" in text) is (not reproduced)
+
+
+def test_release_profiles_apply_by_range() -> None:
+    old = differences.for_greenlet("1.1.2")
+    assert old is not None and "thread-main-not-dead" in [d.id for d in old.differences]
+    assert all("2.0.0a1" in d.source for d in old.differences)
+    assert differences.for_greenlet("1.1.3.post0") is not None
+    assert differences.for_greenlet("2.0.0a1") is None
+    assert differences.for_greenlet("3.0.3") is None
+    assert differences.release_key("2.0.0a1") < differences.release_key("2.0.0") \
+        < differences.release_key("2.0.0.post1") < differences.release_key("2.0.1")
+
+
+def test_dead_thread_main_is_known_before_2_0() -> None:
+    """greenlet 1.x: the thread event says the ended thread's main greenlet is alive."""
+    program = Program(main=(InThread(()),))
+    expected = [("main", -1, "start", ((), {})), ("main", 0, "thread", True)]
+    observed = [("main", -1, "start", ((), {})), ("main", 0, "thread", False)]
+    old = differences.for_greenlet("1.1.2")
+    assert old is not None
+    found = old.known(program, "mismatch", expected, observed, 1)
+    assert found is not None and found.id == "thread-main-not-dead"
+    assert old.known(program, "mismatch", expected, [*expected[:1], ("main", 0, "x", 1)],
+                     1) is None
+
+
+def test_release_range_must_be_release_numbers(tmp_path: Path) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_text('{"format": "greenfuzz-profile/1", "greenlet": {"before": "x y"}, '
+                   '"differences": []}')
+    with pytest.raises(differences.ProfileError, match="release number"):
+        differences.load(str(bad))

@@ -1,0 +1,97 @@
+"""Crashes of greenlet reached through its public API are findings, and the ones written
+up in docs/upstream/ are bundled data (``harness/judging/documented/greenlet-*.json``):
+reported as ``known`` with the write-up, never left out of the programs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import greenlet
+import pytest
+
+from greenfuzz.harness import model
+from greenfuzz.harness.judging import differences
+from greenfuzz.harness.program.ir import (
+    InThread,
+    Program,
+    SetParent,
+    Spawn,
+    Switch,
+    ThreadParent,
+)
+from tests.test_crash_scripts import ABORTS_IN, release
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def chain_into_ended_thread() -> Program:
+    """g1 (suspended) gets the unstarted g2 as parent; g2 gets another thread's main
+    greenlet as parent there; the thread ends; g1 finishes into g2."""
+    program = Program(
+        main=(Spawn("g1"), Switch("g1"), Spawn("g2"), SetParent("g1", "g2"),
+              InThread((ThreadParent("g2"),)), Switch("g1")),
+        greenlets=(("g1", (Switch("main"),)), ("g2", ())))
+    program.validate()
+    return program
+
+
+def replay(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "program.json"
+    path.write_text(json.dumps(chain_into_ended_thread().to_json()))
+    return subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(path), *extra],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+def test_the_model_predicts_up_to_the_state_greenlet_leaves_open() -> None:
+    """Not ``Unsupported`` (which strategies leave out): an ``undecided`` event ends the
+    prediction."""
+    events = model.predict(chain_into_ended_thread())
+    assert events[-1][2] == "undecided"
+    assert ("g1", 1, "return", None) in events
+
+
+def test_the_abort_is_a_known_crash_on_greenlet(tmp_path: Path) -> None:
+    if not ABORTS_IN[0] <= release(greenlet.__version__) <= ABORTS_IN[1]:
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    done = replay(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "KNOWN" in done.stdout and "parent-chain-into-ended-thread" in done.stdout
+    assert "SIGABRT" in done.stdout
+
+
+def test_without_the_bundled_data_the_abort_is_a_finding(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """The data is what makes it known: an implementation that is not greenlet gets no
+    such entry, and a crash there is a finding (here: a wrapper around greenlet)."""
+    if not ABORTS_IN[0] <= release(greenlet.__version__) <= ABORTS_IN[1]:
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    wrapper = tmp_path / "wrapped.py"
+    wrapper.write_text("from greenlet import *  # noqa\nfrom greenlet import "
+                       "greenlet, getcurrent, GreenletExit, error, settrace, gettrace\n")
+    done = replay(tmp_path, "--impl", str(wrapper))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "crash" in done.stdout and "KNOWN" not in done.stdout
+
+
+def test_an_implementation_that_raises_instead_agrees(tmp_path: Path) -> None:
+    """After ``undecided`` any completed run agrees: the thread-based reference raises
+    greenlet.error and carries on."""
+    done = replay(tmp_path, "--impl", str(ROOT / "harness" / "envs" / "threaded_greenlet.py"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
+
+
+def test_bundled_release_data_applies_by_release_and_interpreter() -> None:
+    on_311 = differences.for_greenlet("3.5.6", "3.11.7")
+    on_312 = differences.for_greenlet("3.5.6", "3.12.1")
+    assert on_311 is not None and on_312 is not None
+    ids_311 = {d.id for d in on_311.differences}
+    ids_312 = {d.id for d in on_312.differences}
+    assert {"parent-chain-into-ended-thread", "daemon-greenlets-abort-at-exit"} <= ids_311
+    assert "daemon-greenlets-abort-at-exit" not in ids_312
+    assert differences.for_greenlet("1.1.2", "3.10.13").differences[0].id == \
+        "thread-main-not-dead"
