@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
+from typing import List
+
+import pytest
 
 from greenfuzz.harness import families as registry
+from greenfuzz.harness.cli.main import main
+from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.families.base import Exc
 from greenfuzz.harness.model import CORE_RULES, predict, rules
 from greenfuzz.harness.program.ir import Drop, Program, Raise, Spawn, Switch
+from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
+
+MUTANTS = Path(__file__).parent / "mutants"
 
 
 def _fired(program: Program) -> Counter:
@@ -62,3 +72,33 @@ def test_counts_add_up_over_programs() -> None:
     predict(program, fired)
     assert fired["core:enter.start"] == 2
     assert fired["core:finish.return"] == 4  # g1 and main, each time
+
+
+def test_fuzz_reports_rule_coverage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    stats = tmp_path / "stats.json"
+    status = main(["fuzz", "--in-process", "--max-examples", "40", "--seed", "1",
+                   "--families", "core,stack", "--no-memory", "--quiet",
+                   "--out", str(tmp_path / "out"), "--stats", str(stats)])
+    assert status == 0
+    data = json.loads(stats.read_text())
+    assert data["programs"] >= 40
+    assert set(data["rules"]) == set(rules())
+    assert data["rules"]["core:enter.start"] > 0 and data["rules"]["op:Recurse"] > 0
+    assert data["rules"]["op:Trace"] == 0  # tracing was not drawn
+    assert "op:Trace" in data["never_fired"]
+    assert data["op_pairs_seen"] > 0
+    assert "model rules fired" in capsys.readouterr().out
+
+
+def _findings(tmp: Path, mutant: str) -> List[str]:
+    config = CampaignConfig(impl=implementations.load(str(MUTANTS / mutant)), out=tmp,
+                            budget=120, max_examples=150, seed=11, isolate=False,
+                            memory=False, verify=False, families=("core",))
+    return sorted(f.program.dumps() for f in run_campaign(config).findings)
+
+
+@pytest.mark.slow
+def test_same_seed_same_findings(tmp_path: Path) -> None:
+    first = _findings(tmp_path / "a", "kwargs_dropped.py")
+    assert first  # the mutant is found
+    assert _findings(tmp_path / "b", "kwargs_dropped.py") == first
