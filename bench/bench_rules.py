@@ -27,12 +27,16 @@ from typing import List, Optional, Tuple
 from hypothesis.errors import UnsatisfiedAssumption
 
 from greenfuzz.harness import families as registry
-from greenfuzz.harness.model import predict, rules
+from greenfuzz.harness.model import ModelError, predict, rules
 from greenfuzz.strategies.switch_graphs import GENOME_BYTES, decode
+
+#: Programs the model failed on (``ModelError``: a greenfuzz bug), as JSON.
+MODEL_ERRORS: List[str] = []
 
 
 def coverage(families: Tuple[str, ...], count: int, rng: random.Random) -> Tuple[Counter, int]:
-    """Rule counts over ``count`` programs of ``families`` (and how many were refused)."""
+    """Rule counts over ``count`` programs of ``families`` (and how many were refused);
+    programs the model fails on go to ``MODEL_ERRORS``."""
     fired: Counter = Counter()
     refused = done = 0
     while done < count:
@@ -42,7 +46,10 @@ def coverage(families: Tuple[str, ...], count: int, rng: random.Random) -> Tuple
         except UnsatisfiedAssumption:
             refused += 1
             continue
-        predict(program, fired)
+        try:
+            predict(program, fired)
+        except ModelError as e:
+            MODEL_ERRORS.append(f"{e}: {program.dumps()}")
         done += 1
     return fired, refused
 
@@ -69,6 +76,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"never: {', '.join(never) or '-'}")
     never = [r for r in every if not total[r]]
     print(f"\nover all runs, never fired: {', '.join(never) or '-'}")
+    print(f"model errors (greenfuzz bugs): {len(MODEL_ERRORS)}")
+    for text in MODEL_ERRORS[:3]:
+        print(f"  {text}")
     if args.table:
         for rule in every:
             print(f"  {rule:40} {total[rule]:>10}")
