@@ -14,13 +14,14 @@ module (``greenfuzz.harness.families``); this module places spawns and kick-offs
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from functools import cache, lru_cache
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import reject
-from hypothesis import strategies as st
+from hypothesis import strategies as hst
 
 from greenfuzz.harness import families as registry
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import Drawing
 from greenfuzz.harness.families.core import Spawn, Switch
 from greenfuzz.harness.families.stack import Recurse
@@ -60,6 +61,31 @@ def _parents(targets: Tuple[str, ...]) -> st.SearchStrategy:
     return st.one_of(st.none(), st.sampled_from(targets))
 
 
+@cache
+def _spawners(earlier: Tuple[str, ...]) -> st.SearchStrategy[str]:
+    return st.sampled_from([MAIN, *earlier])
+
+
+@cache
+def _places(limit: int) -> st.SearchStrategy[int]:
+    return st.one_of(st.just(0), st.integers(min_value=0, max_value=limit))
+
+
+@cache
+def _range(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(min_value=low, max_value=high)
+
+
+@cache
+def _shapes(shapes: Tuple[str, ...]) -> st.SearchStrategy[str]:
+    return st.sampled_from(shapes)
+
+
+@cache
+def _counts(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(min_value=low, max_value=high)
+
+
 _subclass = st.integers(min_value=0, max_value=4).map(lambda n: n == 4)
 _kick_off = st.integers(min_value=0, max_value=3).map(bool)
 
@@ -89,7 +115,7 @@ def _neighbours(shape: str, names: List[str], i: int) -> Tuple[str, ...]:
 
 def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
              shapes: Tuple[str, ...] = GRAPH_SHAPES,
-             families: Sequence[str] = ()) -> st.SearchStrategy[Program]:
+             families: Sequence[str] = ()) -> hst.SearchStrategy[Program]:
     """A switch graph of ``min_greenlets`` to ``max_greenlets`` greenlets, in one of
     ``shapes`` (see ``GRAPH_SHAPES``; shrinks towards ``random``), drawing the ops of
     ``families`` (the registered ones, ``greenfuzz.harness.families``, all by default;
@@ -105,24 +131,116 @@ def programs(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(known)}")
     fams = tuple(f for f in known if f in families or f == "core")
+    return _decoded((min_greenlets, max_greenlets, max_ops, shapes, fams))
+
+
+def programs_per_draw(min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
+                      shapes: Tuple[str, ...] = GRAPH_SHAPES,
+                      families: Sequence[str] = ()) -> hst.SearchStrategy[Program]:
+    """The same programs as ``programs`` drawn choice by choice through Hypothesis
+    strategies (``Gene.hyp``): how programs were drawn before genomes, kept for the
+    generation bench (``bench/bench_generation.py``)."""
+    known = registry.names()
+    families = families or known
+    fams = tuple(f for f in known if f in families or f == "core")
     return _programs(min_greenlets, max_greenlets, max_ops, shapes, fams)
+
+
+#: The genome is drawn in chunks of ``GENOME_CHUNK`` bytes, as the decoder reads them,
+#: in streams: one for each script (main's, each greenlet's) and one for the rest (the
+#: skeleton: shape, greenlets, spawns, kick-offs, decorations), at most
+#: ``GENOME_CHUNKS`` chunks each; past that every byte reads as 0, the simplest choice.
+#: Fixed-size chunks: Hypothesis draws a byte string of variable length byte by byte,
+#: several times slower than a whole program's decoding; drawn only when read, so
+#: that Hypothesis never shrinks bytes no choice reads; streams, so that a script
+#: shrunk or dropped does not shift the bytes every other script is decoded from.
+GENOME_CHUNK, GENOME_CHUNKS = 32, 16
+#: Bytes enough for ``decode`` to give nearly any program all the bytes it reads (the
+#: bench prints how many programs read).
+GENOME_BYTES = 2048
+
+
+@cache
+def _chunk() -> hst.SearchStrategy[bytes]:
+    return hst.binary(min_size=GENOME_CHUNK, max_size=GENOME_CHUNK)
+
+
+def _from_chunks(next_chunk: Callable[[], bytes], params: Tuple[Any, ...]) -> Program:
+    """The program decoded from chunks that ``next_chunk`` gives, in the order the
+    streams ask for them."""
+
+    def stream() -> st.Genome:
+        left = [GENOME_CHUNKS]
+
+        def fetch() -> bytes:
+            if not left[0]:
+                return b""
+            left[0] -= 1
+            return next_chunk()
+        return st.Genome(b"", fetch)
+
+    streams: Dict[int, st.Genome] = {}
+
+    def script_draw(index: int) -> st.DrawFn:
+        if index not in streams:
+            streams[index] = stream()
+        return streams[index].draw
+
+    return _build(stream().draw, *params, script_draw=script_draw)
+
+
+@hst.composite
+def _decoded(draw: hst.DrawFn, params: Tuple[Any, ...]) -> Program:
+    """The program a genome encodes (``params``: those of ``programs``), its chunks drawn
+    by Hypothesis as the decoder needs them: Hypothesis stores, replays and shrinks
+    them (towards fewer chunks and zero bytes: a simpler program)."""
+    return _from_chunks(lambda: draw(_chunk()), params)
+
+
+def decode(genome: bytes, min_greenlets: int = 1, max_greenlets: int = 6, max_ops: int = 6,
+           shapes: Tuple[str, ...] = GRAPH_SHAPES, families: Sequence[str] = ()) -> Program:
+    """The program ``genome`` encodes, as ``programs(...)`` draws it from the chunks of
+    ``genome`` in turn (``reject`` raises Hypothesis's ``UnsatisfiedAssumption`` for a
+    program the model cannot predict)."""
+    known = registry.names()
+    fams = tuple(f for f in known if f in (families or known) or f == "core")
+    at = [0]
+
+    def next_chunk() -> bytes:
+        chunk = genome[at[0]:at[0] + GENOME_CHUNK]
+        at[0] += GENOME_CHUNK
+        return chunk.ljust(GENOME_CHUNK, b"\0")
+    return _from_chunks(next_chunk, (min_greenlets, max_greenlets, max_ops, shapes, fams))
 
 
 def _ends(op: Op) -> bool:
     return registry.spec(op).ends_script
 
 
-@st.composite
-def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
+@hst.composite
+def _programs(draw: hst.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
               shapes: Tuple[str, ...], fams: Tuple[str, ...]) -> Program:
-    shape = draw(st.sampled_from(shapes))
-    n = draw(st.integers(min_value=min_greenlets, max_value=max_greenlets))
+    return _build(lambda gene: draw(gene.hyp()), min_greenlets, max_greenlets, max_ops,
+                  shapes, fams)
+
+
+def _build(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: int,
+           shapes: Tuple[str, ...], fams: Tuple[str, ...],
+           script_draw: Optional[Callable[[int], st.DrawFn]] = None) -> Program:
+    """A program, each choice made by ``draw`` (from a genome, or through Hypothesis),
+    the scripts' by ``script_draw(i)`` (main's: 0; default: ``draw``)."""
+    if script_draw is None:
+        def script_draw(index: int) -> st.DrawFn:
+            return draw
+    shape = draw(_shapes(shapes))
+    n = draw(_counts(min_greenlets, max_greenlets))
     names = [f"g{i}" for i in range(1, n + 1)]
     targets = (MAIN, *names)
-    main_script = draw(scripts(targets, max_ops=2 * max_ops, terminal=False, families=fams))
+    main_script = script_draw(0)(scripts(targets, max_ops=2 * max_ops, terminal=False,
+                                         families=fams))
     bodies: Dict[str, List[Op]] = {MAIN: main_script}
     for i, name in enumerate(names):
-        bodies[name] = draw(scripts(_neighbours(shape, names, i), max_ops=max_ops,
+        bodies[name] = script_draw(i + 1)(scripts(_neighbours(shape, names, i), max_ops=max_ops,
                                     families=fams))
     d = Drawing(draw, targets, fams, ops)
     decorations = [f.decorate for f in registry.registered() if f.name in fams]
@@ -133,13 +251,13 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
         elif shape == "fanout":
             spawner = MAIN
         else:
-            spawner = draw(st.sampled_from([MAIN, *names[:i]]))
+            spawner = draw(_spawners(tuple(names[:i])))
         body = bodies[spawner]
         limit = len(body)
         while limit and _ends(body[limit - 1]):
             limit -= 1  # a spawn after return/raise would never run
         # Mostly spawn up front, so that later ops find the name bound.
-        at = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=limit)))
+        at = draw(_places(limit))
         parent = None if shape == "chain" else draw(_parents(targets))
         spawn: Op = Spawn(name, parent, draw(_subclass))
         for dec in decorations:
@@ -156,7 +274,7 @@ def _programs(draw: st.DrawFn, min_greenlets: int, max_greenlets: int, max_ops: 
             for dec in last_first:
                 if dec.kick is not None:
                     kick = dec.kick(d, kick)
-            at_kick = draw(st.integers(min_value=first, max_value=len(main_script)))
+            at_kick = draw(_range(first, len(main_script)))
             main_script.insert(at_kick, kick)
             for dec in last_first:
                 if dec.after_kick is not None:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Callable, Iterator, List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, find, settings
-from hypothesis import strategies as st
 
 from greenfuzz.harness import families
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.families import Family, OpSpec, ProgramError
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import Drawing, nested, positions, ref
 from greenfuzz.harness.program.ir import (
     MAIN,

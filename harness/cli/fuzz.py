@@ -25,12 +25,14 @@ from greenfuzz.harness.cli.progress import campaign_progress
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.judging import memcheck
+from greenfuzz.harness.model import rules
 from greenfuzz.harness.program.ir import FAMILIES
 from greenfuzz.harness.reporting import ci
 from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
     CampaignConfig,
     CampaignResult,
+    rule_stats,
     run_campaign,
 )
 
@@ -78,6 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "on disk and listed, and exit 0)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
     ci.add_ci_options(fuzz)
+    fuzz.add_argument("--stats", type=Path, default=None, metavar="PATH",
+                      help="write rule coverage as JSON: how often each rule of the model "
+                           "fired, which never did, the rarest pairs of ops")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -122,6 +127,12 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
         result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
     ci.write_ci_outputs(args, config, result)
+    if args.stats is not None:
+        try:
+            args.stats.write_text(json.dumps(rule_stats(result), indent=1) + "\n")
+        except OSError as e:
+            console.print(f"greenfuzz: could not write --stats {args.stats}: {e.strerror}",
+                          markup=False)
     if result.interrupted is not None:
         return 128 + result.interrupted
     failing = [f for f in result.findings if f.confirmed or args.strict]
@@ -152,6 +163,10 @@ def _summary(console: Console, impl: implementations.Implementation,
     if result.family_counts:
         table.add_row("families (programs)", ", ".join(
             f"{name} {count}" for name, count in result.family_counts.items()))
+    if result.rules:
+        never = [r for r in rules() if not result.rules[r]]
+        table.add_row("model rules fired", f"{len(rules()) - len(never)} of {len(rules())}"
+                      + (f"; never: {', '.join(never)}" if never else ""))
     if result.state_dependent:
         table.add_row("failed only after other programs", f"{result.state_dependent} (passed "
                       "in a fresh child; see the note)")

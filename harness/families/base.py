@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from hypothesis.strategies import SearchStrategy
+from greenfuzz.harness.families.genes import SearchStrategy
 
 if TYPE_CHECKING:  # type-only: the model sits above the families
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
-from hypothesis import strategies as st
-
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import (
     MAIN,
     Emitter,
@@ -277,11 +276,11 @@ def _done(m: Model, g: MG, op: Op) -> None:
 
 @lru_cache(maxsize=256)
 def concurrents(targets: Tuple[str, ...]) -> st.SearchStrategy[Concurrent]:
+    """Thread programs rooted at some of ``targets`` (never main), switches to oneself
+    kept (``Concurrent.self_switches``)."""
     roots = [t for t in targets if t != MAIN]
-    if not roots:
-        return st.nothing()
     return st.builds(Concurrent, st.lists(st.sampled_from(roots), min_size=1,
-                                          max_size=MAX_THREADS).map(tuple), st.just(False))
+                                          max_size=MAX_THREADS).map(tuple))
 
 
 @lru_cache(maxsize=1)
@@ -297,6 +296,8 @@ def in_threads() -> st.SearchStrategy[Op]:
 
 def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
+    if not any(t != MAIN for t in targets):
+        return [in_threads(), in_threads()]
     return [in_threads(), in_threads(), concurrents(targets), concurrents(targets)]
 
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
-from hypothesis import strategies as st
-
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import (
     MAIN,
     Bogus,

@@ -8,8 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
-from hypothesis import strategies as st
-
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import (
     MAIN,
     Decorations,

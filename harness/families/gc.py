@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
-from hypothesis import strategies as st
-
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import (
     MAIN,
     Family,

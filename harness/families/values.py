@@ -10,8 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Tuple
 
-from hypothesis import strategies as st
-
+from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import Exc, Value
 
 #: Keyword names for ``switch(**kwargs)``: valid identifiers, none shadowing anything.

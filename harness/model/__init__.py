@@ -14,9 +14,9 @@ differential test (``tests/test_model_vs_greenlet.py``) keeps it honest.
 """
 
 from greenfuzz.harness.families.deliveries import ModelError, State, Unsupported
-from greenfuzz.harness.model.core import Model, predict
+from greenfuzz.harness.model.core import CORE_RULES, Model, predict, rules
 from greenfuzz.harness.model.liveness import explain_alive, holders
 from greenfuzz.harness.model.state import MG
 
-__all__ = ["MG", "Model", "ModelError", "State", "Unsupported", "explain_alive", "holders",
-           "predict"]
+__all__ = ["CORE_RULES", "MG", "Model", "ModelError", "State", "Unsupported", "explain_alive",
+           "holders", "predict", "rules"]

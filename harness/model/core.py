@@ -13,6 +13,7 @@ collector off so that only reference counting frees greenlets, as here.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from greenfuzz.harness.families import (
@@ -21,6 +22,7 @@ from greenfuzz.harness.families import (
     flatten,
     greenlet_names,
     hooks,
+    op_types,
     registered,
     span,
     spec,
@@ -52,6 +54,28 @@ from greenfuzz.harness.target.runtime import ExcValue
 #: A model that takes more steps than this has a bug (programs are finite by construction).
 STEP_LIMIT = 1_000_000
 
+#: The core's rules: every branch here that decides what happens next, by name
+#: (``Model.fire``).  With the ops' rules (``op:<type>``, ``rules()``) they are what
+#: rule coverage counts: a rule that never fires is a part of the model no program
+#: checked.
+CORE_RULES = (
+    "collect", "collect.taken", "collect.kill", "collect.keep_parent", "kill",
+    "kill.dying_taken", "current.collect_old", "switch.self", "switch.dead", "enter.traced",
+    "enter.taken", "enter.start", "enter.start_exit_value", "enter.throw_unstarted",
+    "enter.resume", "receive.taken", "receive.value", "receive.raise", "finish.died",
+    "finish.exit", "finish.raise", "finish.return", "finish.main", "finish.killing",
+    "finish.foreign_root", "step.taken", "step.block_before", "step.block_ended",
+    "step.block_end", "step.script_end", "step.block_enter", "step.unbound", "fail.caught",
+    "fail.uncaught_taken", "fail.unwind", "unwind.intercepted", "unwind.out",
+    "advance.foreign_at_teardown", "teardown.drop",
+)
+
+
+def rules() -> Tuple[str, ...]:
+    """Every rule of the model: the core's (``core:``) and, for each registered op type,
+    its rule (``op:<type>``: its ``perform``, or the block being entered)."""
+    return (*(f"core:{r}" for r in CORE_RULES), *(f"op:{name}" for name in op_types()))
+
 
 class Model:
     """Executes a program on model greenlets and records the trace it predicts."""
@@ -78,6 +102,8 @@ class Model:
         self.deferred: List[Callable[[], None]] = []
         #: What remains of each greenlet's interrupted op, to do once that code ran.
         self.work: Dict[MG, List[Callable[[], None]]] = {}
+        #: How often each rule fired (``rules()``), for rule coverage.
+        self.fired: Counter = Counter()
         #: Each family's state, by name (``Family.state``).
         self.ext: Dict[str, Any] = {f.name: f.state() for f in registered() if f.state}
 
@@ -101,6 +127,10 @@ class Model:
         return MG(name, script, parent, **fields)
 
     # -- recording and naming ----------------------------------------------------------
+
+    def fire(self, rule: str) -> None:
+        """Count one firing of core rule ``rule`` (one of ``CORE_RULES``)."""
+        self.fired["core:" + rule] += 1
 
     def rec(self, who: str, pc: int, kind: str, payload: object = None) -> None:
         if pc >= 0 and who in self.speaking:
@@ -139,13 +169,17 @@ class Model:
         generated into the greenlet."  Unstarted and dead greenlets run nothing; freeing
         any greenlet releases its parent.  A family may take the freeing over
         (``collecting``) or keep the parent link for later (``freeing``)."""
+        self.fire("collect")
         if any(hook(self, g) for hook in hooks("collecting")):
+            self.fire("collect.taken")
             return
         g.gone = True
         if g.state == SUSPENDED:
+            self.fire("collect.kill")
             self.kill(g)
         parent, g.parent = g.parent, None
         if any(hook(self, g, parent) for hook in hooks("freeing")):
+            self.fire("collect.keep_parent")
             return
         self.release(parent)
 
@@ -158,6 +192,7 @@ class Model:
         Scripts never catch GreenletExit, so it unwinds and the greenlet dies; its
         pending call releases the greenlet it was switching to as it unwinds.
         """
+        self.fire("kill")
         for hook in hooks("killing"):
             hook(self, g)
         safe, self.safe = self.safe, None  # code freed inside a kill: not modelled
@@ -174,6 +209,8 @@ class Model:
         # references have vanished.") that other implementations need not copy.
         if not any(hook(self, g) for hook in hooks("dying")):
             self.rec(g.name, -1, "died", harness_error("GreenletExit"))
+        else:
+            self.fire("kill.dying_taken")
         g.state = DEAD
         self.trace("switch", g, dropper)  # the GreenletExit comes back as a value
         self.current = dropper
@@ -193,6 +230,7 @@ class Model:
         self.current = g
         old.rc -= 1
         if old.rc == 0:
+            self.fire("current.collect_old")
             self.collect(old)
         return old
 
@@ -236,6 +274,7 @@ class Model:
         the "main" greenlet, which is never dead.)" """
         while g.state == DEAD:
             assert g.parent is not None, "a dead greenlet always has a parent"
+            self.fire("switch.dead")
             g = g.parent
         return g
 
@@ -270,6 +309,7 @@ class Model:
         me = self.current
         dest = self.resolve(target)
         if dest is me:
+            self.fire("switch.self")
             # Not a switch at all, but greenlet still calls the tracer (origin is target).
             raised = self.trace("throw" if isinstance(delivery, Throwing) else "switch", me, me)
             self.receive(me, raised or delivery)
@@ -289,20 +329,26 @@ class Model:
         exception goes on to its parent.
         """
         raised = self.trace("throw" if isinstance(delivery, Throwing) else "switch", origin, dest)
+        if raised is not None:
+            self.fire("enter.traced")
         delivery = raised or delivery
         if raised is None and any(h(self, dest, delivery, origin) for h in hooks("entering")):
+            self.fire("enter.taken")
             return
         self.set_current(dest)
         if dest.state == UNSTARTED:
             dest.state = RUNNING
             if isinstance(delivery, Args):
+                self.fire("enter.start_exit_value" if delivery.exit_value else "enter.start")
                 dest.pc = 0
                 start = ((), {}) if delivery.exit_value else (delivery.args, delivery.kwargs)
                 self.rec(dest.name, -1, "start", (tuple(start[0]), dict(start[1])))
             else:
+                self.fire("enter.throw_unstarted")
                 self.finish(dest, delivery.exc, record=False, obj=delivery.obj)
             return
         assert dest.state == SUSPENDED, dest
+        self.fire("enter.resume")
         dest.state = RUNNING
         for hook in hooks("resuming"):
             delivery = hook(self, dest, delivery)
@@ -320,11 +366,14 @@ class Model:
     def receive(self, g: MG, delivery: Delivery) -> None:
         """The running greenlet's pending ``switch()``/``throw()`` call completes."""
         if any(hook(self, g, delivery) for hook in hooks("receiving")):
+            self.fire("receive.taken")
             return
         if isinstance(delivery, Args):
+            self.fire("receive.value")
             self.rec(g.name, g.pc, "value", pack(delivery.args, delivery.kwargs))
             g.pc += 1
         else:
+            self.fire("receive.raise")
             self.fail(g, g.script[g.pc], delivery.exc, delivery.obj)
 
     def finish(self, g: MG, outcome: Union[ExcValue, Op, None], record: bool = True,
@@ -339,26 +388,33 @@ class Model:
         """
         if isinstance(outcome, ExcValue):
             if record:
+                self.fire("finish.died")
                 self.rec(g.name, -1, "died", outcome)
             if outcome.type == "GreenletExit":
+                self.fire("finish.exit")
                 delivery: Delivery = Args((outcome,), {}, exit_value=True)
             else:
+                self.fire("finish.raise")
                 delivery = Throwing(outcome, obj)
         else:
+            self.fire("finish.return")
             value = getattr(outcome, "value", None)
             self.rec(g.name, g.pc, "return", value)
             delivery = Args((value,), {})
         if g.is_main:
+            self.fire("finish.main")
             self.finished = True
             for hook in hooks("main_finished"):
                 hook(self)
             return
         g.state = DEAD
         if g.killing:
+            self.fire("finish.killing")
             return  # the kill switches back to whoever dropped it (``kill``)
         assert g.parent is not None
         dest = self.resolve(g.parent)
         if self.foreign_root(dest):
+            self.fire("finish.foreign_root")
             # greenlet aborts the process: "ran out of parent greenlets while
             # propagating exception" (the parent cannot be switched to from here).
             raise Undecided(f"{g.name} ends into {dest.name}, whose parent's thread has "
@@ -381,6 +437,7 @@ class Model:
         pending, self.pending = self.pending, None
         if at_teardown and pending.dest.state not in (UNSTARTED, SUSPENDED):
             # Another thread's main greenlet (family threads), reached at teardown.
+            self.fire("advance.foreign_at_teardown")
             raise Undecided(f"{pending.origin.name} ends into {pending.dest.name} at "
                             "teardown")
         self.enter(pending.dest, pending.delivery, pending.origin)
@@ -391,25 +448,32 @@ class Model:
         op naming a greenlet the registry lacks records ``unbound``, any other op is
         performed by its family's rule."""
         if any(hook(self, g) for hook in hooks("stepping")):
+            self.fire("step.taken")
             return
         if g.levels:
             level = g.levels[-1]
             op = g.script[level.start]
             block = spec(op)
             if block.before is not None and block.before(self, g, level.start, op):
+                self.fire("step.block_before")
                 return
             if g.pc == level.end:
                 if block.ended is not None and block.ended(self, g, level.start, op):
+                    self.fire("step.block_ended")
                     return
+                self.fire("step.block_end")
                 self.pop_level(g)
                 self.rec(g.name, level.start, "done", None)
                 return
         if g.pc >= len(g.script):
+            self.fire("step.script_end")
             self.finish(g, None)
             return
         op = g.script[g.pc]
         rule = spec(op)
         if rule.perform is None:
+            self.fire("step.block_enter")
+            self.fired["op:" + type(op).__name__] += 1
             if rule.enter is not None:
                 rule.enter(self, g, op)
             g.levels.append(Level(g.pc, g.pc + span(op)))
@@ -417,9 +481,11 @@ class Model:
             return
         missing = self.unbound_name(op)
         if missing is not None:
+            self.fire("step.unbound")
             self.rec(g.name, g.pc, "unbound", missing)
             g.pc += span(op)
             return
+        self.fired["op:" + type(op).__name__] += 1
         rule.perform(self, g, op)
 
     def unbound_name(self, op: Op) -> Optional[str]:
@@ -438,10 +504,14 @@ class Model:
         obj = obj or Flying(exc)
         self.raised(g, obj)
         if getattr(op, "catch", False) and exc.type in CATCHABLE:
+            self.fire("fail.caught")
             self.rec(g.name, g.pc, "caught", exc)
             g.pc += 1
         elif not any(hook(self, g, exc) for hook in hooks("uncaught")):
+            self.fire("fail.unwind")
             self.unwind(g, obj)
+        else:
+            self.fire("fail.uncaught_taken")
 
     # -- exceptions in flight ------------------------------------------------------------
 
@@ -471,10 +541,12 @@ class Model:
             op = g.script[start]
             block = spec(op)
             if block.unwinding is not None and block.unwinding(self, g, start, op, obj):
+                self.fire("unwind.intercepted")
                 return
             self.pop_level(g)
             if block.frame and self.at_run(g):
                 obj.tb.insert(0, f"run_{g.name}")
+        self.fire("unwind.out")
         self.finish(g, obj.exc, obj=obj)
 
     # -- liveness ----------------------------------------------------------------------
@@ -501,12 +573,18 @@ class Model:
                 victim = self.registry.pop(name, None)
                 if victim is None:
                     continue
+                self.fire("teardown.drop")
                 self.safely(self.main, lambda v=victim: self.release(v))
                 self.after(self.main, lambda n=name: self.rec(MAIN, -1, "teardown", n))
                 self.settle(self.main)
         self.check_alive()
 
 
-def predict(program: Program) -> List[Event]:
-    """The trace a correct implementation produces for ``program``."""
-    return Model(program).run()
+def predict(program: Program, fired: Optional[Counter] = None) -> List[Event]:
+    """The trace a correct implementation produces for ``program``; ``fired``, when
+    given, adds how often each rule fired (``rules()``)."""
+    model = Model(program)
+    events = model.run()
+    if fired is not None:
+        fired.update(model.fired)
+    return events

@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""End-to-end ``greenfuzz fuzz`` programs per second against the executor's own limit,
+measured in the same run.
+
+Run on demand::
+
+    .venv/bin/python bench/bench_fuzz.py                   # 2 rounds of 15 s
+    .venv/bin/python bench/bench_fuzz.py --families=-shutdown
+
+Each round first runs the campaign (``run_campaign``, the CLI's defaults: all families,
+isolated, memory checks and verification on) for ``--seconds``, then runs programs drawn
+the same way (``programs()``, same families) through an ``IsolatedExecutor`` alone, as
+many as the campaign ran, capped at ``--limit-count``: what execution by itself allows.
+The ratio of the two is what generation, the model and the judging cost on top.
+``--before`` also runs the campaign drawing programs choice by choice
+(``programs_per_draw``, as before genomes), in the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.execution.implementations import Implementation
+from greenfuzz.harness.families import names
+from greenfuzz.harness.program.ir import Program
+from greenfuzz.harness.search import campaign
+from greenfuzz.harness.search.campaign import DEFAULT_PROGRAMS_PER_CHILD, CampaignConfig
+from greenfuzz.strategies import programs, switch_graphs
+
+
+def draw(count: int, seed_value: int, families: tuple) -> List[Program]:
+    drawn: List[Program] = []
+
+    @seed(seed_value)
+    @settings(max_examples=count, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs(families=families))
+    def collect(program: Program) -> None:
+        drawn.append(program)
+
+    collect()
+    return drawn
+
+
+def fuzz(args: argparse.Namespace, families: tuple, r: int) -> Tuple[float, int]:
+    """Programs per second of one campaign (CLI defaults), and how many it ran."""
+    with tempfile.TemporaryDirectory() as out:
+        config = CampaignConfig(impl=Implementation(args.impl), out=Path(out),
+                                budget=args.seconds, seed=r, families=families)
+        start = time.perf_counter()
+        result = campaign.run_campaign(config)
+        return result.examples / (time.perf_counter() - start), result.examples
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--impl", default="greenlet")
+    parser.add_argument("--families", default="", help="as greenfuzz fuzz --families "
+                        "(default all; -name,... for all but those)")
+    parser.add_argument("--limit-count", type=int, default=1000)
+    parser.add_argument("--before", action="store_true")
+    args = parser.parse_args(argv)
+    every = names()
+    if args.families.startswith("-"):
+        families = tuple(f for f in every if f not in args.families[1:].split(","))
+    else:
+        families = tuple(args.families.split(",")) if args.families else every
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores; families "
+          f"{','.join(families)}")
+    print(f"{'round':>5} {'fuzz programs':>14} {'fuzz /s':>8} {'executor /s':>12} {'ratio':>6}"
+          + (f" {'before /s':>10}" if args.before else ""))
+    for r in range(args.rounds):
+        before = ""
+        if args.before:
+            real = campaign.programs
+            campaign.programs = switch_graphs.programs_per_draw
+            try:
+                rate, _ = fuzz(args, families, r)
+            finally:
+                campaign.programs = real
+            before = f" {rate:>10.1f}"
+        fuzz_rate, examples = fuzz(args, families, r)
+        progs = draw(min(max(examples, 50), args.limit_count), 100 + r, families)
+        executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
+        executor.start()
+        try:
+            executor.run(progs[0])  # warm-up
+            start = time.perf_counter()
+            for p in progs:
+                executor.run(p)
+            exec_rate = len(progs) / (time.perf_counter() - start)
+        finally:
+            executor.close()
+        print(f"{r + 1:>5} {examples:>14} {fuzz_rate:>8.1f} {exec_rate:>12.1f} "
+              f"{fuzz_rate / exec_rate:>6.2f}{before}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
