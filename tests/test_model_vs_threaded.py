@@ -19,7 +19,10 @@ THREADED = implementations.load("greenfuzz.harness.envs.threaded_greenlet")
 #: CPython calls at most once per object (PEP 442), so a greenlet that resurrected is
 #: never killed again; and CPython frees a Python object's slots (its parent) before its
 #: ``__dict__`` (the objects it holds), the reverse of greenlet's order.
-FAMILIES_CHECKED = tuple(f for f in FAMILIES if f != "finalizers")
+#: Nor the families added this session (shutdown, concurrent, gc): their runs need a
+#: fresh interpreter or real threads side by side, not yet tried with this reference.
+FAMILIES_CHECKED = tuple(f for f in FAMILIES
+                         if f not in ("finalizers", "shutdown", "concurrent", "gc"))
 
 
 @settings(max_examples=max(20, settings.default.max_examples // 2))

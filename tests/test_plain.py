@@ -36,6 +36,7 @@ from greenfuzz.harness.program.ir import (
     Spawn,
     Switch,
     Throw,
+    flatten,
     program_families,
 )
 from greenfuzz.harness.reporting import plain
@@ -70,8 +71,15 @@ def mutant(name: str) -> str:
 # -- shape -------------------------------------------------------------------------------
 
 
+#: Op types of the families added after plain.py (programs at exit, threads side by side,
+#: the collector on): their files stop before them and say so.
+NOT_PLAIN = {"AtExit", "Leave", "Exit", "Concurrent", "Yield", "Cross", "CrossDrop",
+             "Garbage"}
+
+
 def test_every_op_type_has_a_plain_rendering() -> None:
-    assert set(plain._OPS) == set(OP_TYPES.values())
+    rendered_types = {cls.__name__ for cls in plain._OPS}
+    assert rendered_types == set(OP_TYPES) - NOT_PLAIN
 
 
 @pytest.mark.usefixtures("lineage")
@@ -136,6 +144,9 @@ def test_teardown_left_out_when_the_finding_shows_before_it(tmp_path: Path) -> N
 def test_plain_files_pass_on_greenlet(program: Program) -> None:
     """Any program greenlet agrees with the model on: its plain file exits 0 there (a
     file that failed on greenlet would blame every implementation)."""
+    if any(type(op).__name__ in NOT_PLAIN for _, script in program.scripts()
+           for op in flatten(script)):
+        return  # their files stop before those ops (test_every_op_type_has_a_plain_...)
     expected = model.predict(program)
     if not checks.compare(program, expected, runner.run_inprocess(program, GREENLET)).ok:
         return  # documented where the model and greenlet part (test_model_vs_greenlet)

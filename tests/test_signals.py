@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,10 +87,12 @@ def interrupt_once(delay: float, signum: int, out: Path, seed: int) -> Try:
     for pid in leftovers:  # the test must not leave them either
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    jsons = {p.stem for p in out.glob("*.json")}
-    pys = {p.stem for p in out.glob("*.py")}
+    # Findings are <id>.json with <id>.py (and <id>.plain.py); summary.json is the run's.
+    jsons = {p.stem for p in out.glob("*-*.json")}
+    pys = {p.stem for p in out.glob("*-*.py") if not p.name.endswith(".plain.py")}
     return Try(delay, signum, proc.returncode, seconds, "programs run" in output, leftovers,
-               output.count("  wrote ") // 2, len(jsons & pys), sorted(jsons ^ pys))
+               len(re.findall(r"  wrote \S+\.json", output)), len(jsons & pys),
+               sorted(jsons ^ pys))
 
 
 def test_signals_stop_the_run_at_any_moment(tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
     mode = ("in-process" if args.in_process else "isolated (a fresh child per program)"
             if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
             "run again in a fresh one)")
-    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, seed {args.seed}, "
+    seed_value = getattr(args, "seed", None)
+    console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, seed {seed_value}, "
                   f"{mode}")
 
     with campaign_progress(console, args.quiet) as progress:

@@ -26,6 +26,10 @@ from typing import Any, Dict, Set, Tuple
 from greenfuzz.harness.families.base import op_types, spec_of
 from greenfuzz.harness.program import ir
 
+#: Fields that name a greenlet besides the registry's references: ``Spawn.name``
+#: declares one, which must be a greenlet of the program too.
+DECLARING = ("name",)
+
 #: Greenlet names and keyword-argument keys: they become code (``def run_<name>``).
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 #: Every other string an op field holds (an attribute, a style, an exception type...):
@@ -230,7 +234,7 @@ class _Walk:
                 self.block(value, f"{where}.{key}", depth)
             else:
                 self.field(value, hints[key], f"{where}.{key}", depth,
-                           is_name=key in spec_of(cls).names)
+                           is_name=key in spec_of(cls).names or key in DECLARING)
 
     def field(self, data: Any, hint: Any, where: str, depth: int, is_name: bool) -> None:
         """``data`` against the type annotation ``hint`` of a dataclass field."""

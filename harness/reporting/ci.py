@@ -209,7 +209,8 @@ def write_ci_outputs(args: argparse.Namespace, config: Any, result: Any,
     GitHub Actions output."""
     impl = config.impl
     summary = RunSummary(command, impl.spec, impl.version,
-                         interpreter(config.python, impl.python), config.seed,
+                         interpreter(getattr(config, "python", None), impl.python),
+                         getattr(config, "seed", None),
                          result.examples, round(result.elapsed, 3),
                          dict(result.family_counts), dict(result.known))
     for finding in result.findings:

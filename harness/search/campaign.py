@@ -309,7 +309,12 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 _record(smallest, result, seen, config, executor)
             except _FindingRaised:
                 _record(failures[-1], result, seen, config, executor)
-            except Flaky:
+            except Flaky as e:
+                if not failures:
+                    # Nothing failed: Hypothesis found the drawing itself unstable.
+                    result.notes.append(f"Hypothesis: {type(e).__name__} with no failing "
+                                        "program; the batch is skipped")
+                    continue
                 # The minimal example did not fail again (typical of crashes and hangs
                 # that depend on timing): keep the smallest one that did fail.
                 smallest = min(failures, key=lambda f: f.program.size())
