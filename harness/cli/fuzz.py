@@ -128,7 +128,7 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
         result = run_campaign(config, progress, executor)
     _summary(console, impl, result)
     ci.write_ci_outputs(args, config, result)
-    if args.stats is not None:
+    if getattr(args, "stats", None) is not None:
         try:
             args.stats.write_text(json.dumps(rule_stats(result), indent=1) + "\n")
         except OSError as e:
