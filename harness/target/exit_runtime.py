@@ -50,8 +50,10 @@ def probe_current(getcurrent, greenlet_type, late, kind="getcurrent"):
         return None
     if g is None:
         late(kind, "none", "")
-    elif isinstance(g, greenlet_type):
-        late(kind, "greenlet", "main" if g.parent is None else "other")
+    elif isinstance(g, greenlet_type) or callable(getattr(g, "switch", None)):
+        # A wrapper implementation may hand out the greenlets of the module it wraps,
+        # of another class than its own ``greenlet``: a greenlet is what switches.
+        late(kind, "greenlet", "main" if getattr(g, "parent", None) is None else "other")
     else:
         late(kind, "other", type(g).__name__)
     return g
