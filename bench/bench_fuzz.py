@@ -26,29 +26,16 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+# The executor bench draws programs the same way; it sits beside this script
+# (bench/ is sys.path[0] when run as python bench/bench_fuzz.py).
+from bench_executor import draw_programs
 
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.families import names
-from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.search import campaign
 from greenfuzz.harness.search.campaign import DEFAULT_PROGRAMS_PER_CHILD, CampaignConfig
-from greenfuzz.strategies import programs, switch_graphs
-
-
-def draw(count: int, seed_value: int, families: tuple) -> List[Program]:
-    drawn: List[Program] = []
-
-    @seed(seed_value)
-    @settings(max_examples=count, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(programs(families=families))
-    def collect(program: Program) -> None:
-        drawn.append(program)
-
-    collect()
-    return drawn
+from greenfuzz.strategies import switch_graphs
 
 
 def fuzz(args: argparse.Namespace, families: tuple, r: int) -> Tuple[float, int]:
@@ -91,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 campaign.programs = real
             before = f" {rate:>10.1f}"
         fuzz_rate, examples = fuzz(args, families, r)
-        progs = draw(min(max(examples, 50), args.limit_count), 100 + r, families)
+        progs = draw_programs(min(max(examples, 50), args.limit_count), 100 + r, families)
         executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
         executor.start()
         try:

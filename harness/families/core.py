@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families.base import (
@@ -17,6 +17,7 @@ from greenfuzz.harness.families.base import (
     Emitter,
     Exc,
     Family,
+    Op,
     OpSpec,
     ProgramError,
     Value,
@@ -426,6 +427,20 @@ def set_parents(targets: Tuple[str, ...]) -> st.SearchStrategy[SetParent]:
     parent = st.one_of(st.sampled_from(targets), st.builds(Bogus, st.one_of(st.none(), scalars())))
     children = [t for t in targets if t != MAIN] or [MAIN]
     return st.builds(SetParent, st.sampled_from([*children, MAIN]), parent, st.just(True))
+
+
+def validate_callback(owner: str, ops: Sequence[Op], allowed: Tuple[type, ...],
+                      where: str) -> None:
+    """The ops of code that runs on its own (a finalizer, an atexit callback: ``where``):
+    only ``allowed`` types, switches and throws that catch, no ``throw(*sys.exc_info())``
+    (no exception is being handled there)."""
+    for o in ops:
+        if not isinstance(o, allowed):
+            raise ProgramError(f"{owner}: {type(o).__name__} cannot run in {where}")
+        if isinstance(o, (Switch, Throw)) and not o.catch:
+            raise ProgramError(f"{owner}: switches in {where} must catch")
+        if isinstance(o, Throw) and o.style == "exc_info":
+            raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in {where}")
 
 
 def inspects(targets: Tuple[str, ...], attrs: Tuple[str, ...] = INSPECT_ATTRS

@@ -38,6 +38,7 @@ from greenfuzz.harness.families.core import (
     inspects,
     switches,
     throws,
+    validate_callback,
 )
 from greenfuzz.harness.families.deliveries import (
     CATCHABLE,
@@ -100,13 +101,7 @@ def _validate_finalize(owner: str, op: Finalize) -> None:
     if op.target == MAIN:
         # The main greenlet outlives the program: its finalizer would run in a later one.
         raise ProgramError(f"{owner}: no finalizer on main")
-    for o in op.then:
-        if not isinstance(o, (Switch, Throw, Inspect, Current)):
-            raise ProgramError(f"{owner}: {type(o).__name__} cannot run in a finalizer")
-        if isinstance(o, (Switch, Throw)) and not o.catch:
-            raise ProgramError(f"{owner}: switches in a finalizer must catch")
-        if isinstance(o, Throw) and o.style == "exc_info":
-            raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in a finalizer")
+    validate_callback(owner, op.then, (Switch, Throw, Inspect, Current), "a finalizer")
 
 
 def _validate_resurrect(owner: str, op: Resurrect) -> None:

@@ -48,6 +48,7 @@ from greenfuzz.harness.families.core import (
     inspects,
     switches,
     throws,
+    validate_callback,
 )
 
 if TYPE_CHECKING:
@@ -127,13 +128,7 @@ def expected_status(program: Any, expected: Sequence[tuple]) -> int:
 # -- validation ------------------------------------------------------------------------
 
 def _validate_at_exit(owner: str, op: AtExit) -> None:
-    for o in op.then:
-        if not isinstance(o, _NESTED):
-            raise ProgramError(f"{owner}: {type(o).__name__} cannot run in an atexit callback")
-        if isinstance(o, (Switch, Throw)) and not o.catch:
-            raise ProgramError(f"{owner}: switches in an atexit callback must catch")
-        if isinstance(o, Throw) and o.style == "exc_info":
-            raise ProgramError(f"{owner}: no throw(*sys.exc_info()) in an atexit callback")
+    validate_callback(owner, op.then, _NESTED, "an atexit callback")
 
 
 def _validate_leave(owner: str, op: Leave) -> None:
