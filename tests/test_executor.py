@@ -278,14 +278,17 @@ made = [0]
 
 
 class greenlet(_real.greenlet):
-    def __init__(self, *args, **kwargs):
+    # Wears out through ``run`` rather than a Python ``switch``: a Python frame holding
+    # ``self`` would sit in the traceback of every exception passing through it, and
+    # the cycle would delay collection, which is a finding of its own.
+    def __init__(self, run=None, *args, **kwargs):
         made[0] += 1
-        super().__init__(*args, **kwargs)
+        if run is not None and made[0] > 40:
+            body = run
 
-    def switch(self, *args, **kwargs):
-        if args and made[0] > 40:
-            args += ("worn",)
-        return super().switch(*args, **kwargs)
+            def run(*a, **k):
+                return (body(*a, **k), "worn")
+        super().__init__(run, *args, **kwargs)
 """
 
 
