@@ -2,6 +2,6 @@
 
 import sys
 
-from greenfuzz.harness.cli import main
+from greenfuzz.console import main
 
 sys.exit(main())

@@ -191,3 +191,28 @@ def test_nothing_outlives_a_killed_greenfuzz(tmp_path: Path, what: str) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     assert not left, f"still running after greenfuzz was killed: {left}"
+
+
+EARLY = """
+import builtins, os, signal, sys
+real_import = builtins.__import__
+
+def import_and_signal(name, *args, **kwargs):
+    if name == "hypothesis" and not os.environ.get("SENT"):
+        os.environ["SENT"] = "1"
+        os.kill(os.getpid(), signal.{sig})  # while the engine is still being imported
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = import_and_signal
+from greenfuzz.console import main
+sys.exit(main(["fuzz", "--budget", "5", "--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_engine_is_imported_ends_the_command_in_one_line(
+        tmp_path: Path, sig: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", EARLY.format(sig=sig), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig), proc.stderr
+    assert proc.stderr == f"greenfuzz: interrupted by {sig}\n"
