@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Highest first; names on one line are siblings that must not import each other.
 LAYERS: List[Tuple[str, ...]] = [
     ("greenfuzz.__main__",),
+    ("greenfuzz.console",),
     ("greenfuzz.harness.cli", "greenfuzz.harness.extra"),
     ("greenfuzz.harness.search",),
     ("greenfuzz.harness.reporting", "greenfuzz.strategies"),
