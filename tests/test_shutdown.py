@@ -15,7 +15,10 @@ from greenfuzz.harness.execution import at_exit, implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.runner import COMPLETED, CRASH, Observation
 from greenfuzz.harness.families.core import Current, Drop, Inspect, Return, Spawn, Switch, Throw
+from greenfuzz.harness.families.finalizers import Finalize
+from greenfuzz.harness.families.frames import Frames
 from greenfuzz.harness.families.shutdown import AtExit, Exit, Leave, expected_status
+from greenfuzz.harness.families.stack import Recurse
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Exc, Program, ProgramError
 from greenfuzz.harness.reporting.findings import Finding
@@ -56,6 +59,17 @@ PROGRAMS = {
               Leave("del_cycle"), Leave("del_global"), AtExit(True, (Current(),)),
               Exit(3)),
         greenlets=PARKED),
+    # Found by a 30-minute campaign (seed 2026): a finalizer run by a callback's drop is
+    # the finalizer's ops, not the end of the callback ...
+    "callback_frees_a_finalized_greenlet": Program(
+        main=(AtExit(False, (Drop("g2"),)), Spawn("g1", kind="method"), Switch("g1")),
+        greenlets=(("g1", (Spawn("g2"), Finalize("g2", "held", (Throw("g2", None, "none"),)))),
+                   ("g2", ()))),
+    # ... and main's stack in a callback has no run_main (it returned before the exit).
+    "frames_of_main_in_a_callback": Program(
+        main=(AtExit(True, (Switch("g1", (), (("a", "y"), ("key", None))),)),
+              Spawn("g1", kind="method"), Recurse(17, "sorted", 505, (Switch("g1"),))),
+        greenlets=(("g1", (Switch("main"), Frames("main"))),)),
 }
 
 

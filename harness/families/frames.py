@@ -42,7 +42,7 @@ class Frames:
 
 def stack_of(g: MG) -> Tuple[str, ...]:
     """The program functions on a suspended greenlet's stack, innermost first."""
-    names = [f"run_{identifier(g.name)}"]
+    names = [f"run_{identifier(g.name)}"] if g.run_frame else []
     for level in g.levels:
         op = g.script[level.start]
         if not isinstance(op, Recurse):

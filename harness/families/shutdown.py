@@ -213,6 +213,7 @@ def _main_finished(m: Model) -> None:
     if state.started or not at_exit(m.program):
         return
     state.started = True
+    m.main.run_frame = False  # callbacks are called by the exit, after run_main returned
     state.queue = [*reversed(state.late), *reversed(state.early)]
     m.finished = False
     _next(m)
@@ -237,7 +238,9 @@ def _next(m: Model) -> None:
 
 def _stepping(m: Model, g: MG) -> bool:
     state = _state(m)
-    if state.running is None or not g.is_main or g.pc != state.running[1] or g.levels:
+    if state.running is None or not g.is_main or g.name in m.speaking:
+        return False  # (speaking: main performs a finalizer's ops, in another script)
+    if g.pc != state.running[1] or g.levels:
         return False
     m.rec(MAIN, state.running[0], "atexit_done", None)
     _next(m)
@@ -250,7 +253,7 @@ def _uncaught(m: Model, g: MG, exc: object) -> bool:
     ``sys.unraisablehook`` ("Exception ignored in atexit callback", CPython 3.10+) and
     calls the next callback."""
     state = _state(m)
-    if state.running is None or not g.is_main:
+    if state.running is None or not g.is_main or g.name in m.speaking:
         return False
     m.rec(MAIN, -1, "unraisable", exc)
     _next(m)

@@ -53,6 +53,9 @@ class MG:
     killing: bool = False
     #: Performing an ``InThread`` block: its ops run in another thread.
     in_thread: bool = False
+    #: Its ``run`` function is at the bottom of its stack (not main's while ``atexit``
+    #: callbacks run: the interpreter's exit calls them after ``run_main`` returned).
+    run_frame: bool = True
     #: How ``Spawn`` made it (``Spawn.kind``, ``Spawn.subclass``).
     kind: str = "plain"
     subclass: bool = False
