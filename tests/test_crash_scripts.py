@@ -267,3 +267,19 @@ def test_daemon_threads_switching_greenlets_on_3_0_3_do_not_segfault() -> None:
         assert done.returncode == 0 or (done.returncode == -signal.SIGABRT and
                                         "remaining subinterpreters" in done.stderr), \
             (done.returncode, done.stderr[-2000:])
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_what_the_upstream_reports_say_of_1_1_3() -> None:
+    """greenlet 1.1.3 under CPython 3.10: the self-switch works (``(1, 2)``), a thread's
+    main greenlet never reports dead (so the use-after-free script stops at its check),
+    and the parent chain aborts, worded "greenlets cannot continue"."""
+    python = release_python("1.1.3", "3.10")
+    switch = run_script("self_switch_after_foreign_drop", python=python)
+    assert switch.returncode == 0 and "('returned', (1, 2))" in switch.stdout, switch.stdout
+    held = run_script("thread_main_held_by_local", "local", python=python)
+    assert held.returncode == 1 and "main greenlet reports dead" in held.stderr, held.stderr
+    chain = run_script("parent_chain_into_ended_thread", python=python)
+    assert chain.returncode == -signal.SIGABRT
+    assert "g_initialstub: greenlets cannot continue" in chain.stderr, chain.stderr[-2000:]
