@@ -3,6 +3,8 @@ broken observations, and the family's own mutants (``tests/shutdown_mutants``)."
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -296,3 +298,57 @@ def test_fresh_interpreter_script_is_the_reproducer() -> None:
     source = at_exit.script(SMALL, model.predict(SMALL), impl="greenlet")
     compile(source, "<repro>", "exec")
     assert "--child" in source and "def judge_main" in source and "def child" in source
+
+
+#: An implementation whose exit prints a fatal error; from run ``TORN_ABORT_FROM`` on
+#: (counted in the file ``TORN_COUNTER``) it then aborts, before that the process still
+#: exits: the torn form greenlet 3.0.0rc2 showed on CPython 3.10 (a daemon thread's
+#: "Fatal Python error: g_initialstub" while the main thread ended the process).
+TORN = '''
+import atexit
+import os
+import sys
+
+from greenlet import GreenletExit, error, getcurrent, greenlet  # noqa: F401
+
+
+def _end():
+    with open(os.environ["TORN_COUNTER"], "a") as f:
+        f.write("x")
+    with open(os.environ["TORN_COUNTER"]) as f:
+        runs = len(f.read())
+    sys.stderr.write("Fatal Python error: torn\\n")
+    sys.stderr.flush()
+    if runs >= int(os.environ["TORN_ABORT_FROM"]):
+        os.abort()
+
+
+if "--child" in sys.argv:
+    atexit.register(_end)
+'''
+
+
+@pytest.mark.parametrize(("abort_from", "signum", "status"), [
+    (2, signal.SIGABRT, -signal.SIGABRT),  # torn first, then the abort: dies by it
+    (99, None, exit_runtime.FATAL_STATUS),  # never aborts: the fatal error, status 3
+])
+def test_a_fatal_error_that_killed_no_process_is_still_a_crash(
+        abort_from: int, signum: object, status: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the reproducer stopped at a torn run and exited 1, which no crash can be
+    confirmed by (greenlet 3.0.0rc2's abort at exit was reported unconfirmed)."""
+    impl = tmp_path / "torn.py"
+    impl.write_text(TORN)
+    monkeypatch.setenv("TORN_COUNTER", str(tmp_path / "runs"))
+    monkeypatch.setenv("TORN_ABORT_FROM", str(abort_from))
+    monkeypatch.setenv("GREENFUZZ_ATTEMPTS", "3")
+    program = Program(main=(AtExit(True, (Current(),)),))
+    script = tmp_path / "repro.py"
+    script.write_text(at_exit.script(program, model.predict(program), impl=str(impl)))
+    outcome = run_reproducer(script, kind=CRASH, impl=str(impl), python=None, timeout=5.0,
+                             signum=signum)  # type: ignore[arg-type]
+    assert outcome.reproduced, outcome
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, GREENFUZZ_IMPL=str(impl)))
+    assert done.returncode == status, done.stdout + done.stderr
+    assert "crash at exit: Fatal Python error: torn" in done.stdout or status < 0

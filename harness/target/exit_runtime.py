@@ -421,16 +421,26 @@ def run_child(script, impl, python, timeout, memory_limit=None):
     return text, code, (out + err).decode("utf-8", "replace"), seconds
 
 
+#: The reproducer's exit status for a crash that killed no process: a fatal error
+#: printed while the process still exited (another thread ended it first).
+FATAL_STATUS = 3
+
+
 def judge_main(expected, want_status, impl, timeout, attempts=None):
     """The reproducer without arguments: run itself as a child (again, up to
     ``attempts`` times, ``GREENFUZZ_ATTEMPTS``, default 10, while it agrees: crashes at
     exit often depend on timing), judge it, and end as a finding says: killed by the
     same signal for a crash, exit status 1 for a mismatch or a hang, 0 when the
-    implementation agrees."""
+    implementation agrees.  A fatal error whose process still exited (greenlet 3.0.0rc2
+    on CPython 3.10: "Fatal Python error: g_initialstub" in a daemon thread while the
+    main thread ends the process) is the torn form of a crash that usually aborts, so
+    the remaining attempts go on looking for the signal; only when none dies of one does
+    the reproducer report the fatal error, with exit status ``FATAL_STATUS``."""
     import signal
 
     if attempts is None:
         attempts = int(os.environ.get("GREENFUZZ_ATTEMPTS", "10"))
+    torn = None  # the first fatal error without a signal: (attempt, verdict, stderr, code)
     for attempt in range(1, max(1, attempts) + 1):
         text, code, stderr, _ = run_child(os.path.abspath(sys.argv[0]), impl,
                                           sys.executable, timeout)
@@ -441,9 +451,16 @@ def judge_main(expected, want_status, impl, timeout, attempts=None):
         signum = -code if code < 0 else None
         verdict = judge(expected, observed, code if code >= 0 else None, signum, stderr,
                         want_status, first_divergence)  # noqa: F821
+        if verdict is not None and verdict[0] == "crash" and not signum \
+                and attempt < attempts:
+            torn = torn or (attempt, verdict, stderr, code)
+            continue
         if verdict is not None:
             print("run %d of at most %d diverged" % (attempt, attempts))
             break
+    if verdict is None and torn is not None:
+        attempt, verdict, stderr, code = torn
+        print("run %d of at most %d diverged" % (attempt, attempts))
     if stderr.strip():
         print("---- the child's output ----")
         print(stderr.rstrip()[-4000:])
@@ -459,4 +476,6 @@ def judge_main(expected, want_status, impl, timeout, attempts=None):
         faulthandler.disable()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+    if verdict[0] == "crash":
+        return FATAL_STATUS
     return 1

@@ -3,9 +3,12 @@ and between switches) when the interpreter exits: on greenlet 3.5.x under CPytho
 the process sometimes aborts ("Fatal Python error: PyInterpreterState_Delete: remaining
 subinterpreters").  See docs/upstream/daemon-greenlets-abort-at-exit.md.
 
-Usage: python daemon_greenlets_at_exit.py [switch|control]
+Usage: python daemon_greenlets_at_exit.py [switch|control] [THREADS] [OBJECTS]
 
-``control`` runs the same daemon thread without switching greenlets.
+``control`` runs the same daemon thread without switching greenlets; ``THREADS``
+(default 1) such threads run side by side; ``OBJECTS`` (default 0) small objects held by
+a module global are freed while the interpreter finalizes (so that finalization takes a
+while, as in greenfuzz's reproducers, whose module holds the harness).
 """
 
 import sys
@@ -14,7 +17,9 @@ import time
 
 import greenlet
 
-SWITCH = sys.argv[1:] != ["control"]
+SWITCH = sys.argv[1:2] != ["control"]
+THREADS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+OBJECTS = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 
 
 def spin():
@@ -34,5 +39,7 @@ def spin():
     greenlet.greenlet(loop).switch()
 
 
-threading.Thread(target=spin, daemon=True).start()
+for _ in range(THREADS):
+    threading.Thread(target=spin, daemon=True).start()
 time.sleep(0.01)
+held = [{"item": [i]} for i in range(OBJECTS)]
