@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families import plainwriter as pw
@@ -179,18 +179,20 @@ def _validate_inspect(owner: str, op: Inspect) -> None:
 _PROPAGATE = ", exceptions propagate"
 
 
-def throw_args(op: Throw) -> str:
-    """The arguments of ``throw()`` for ``op``'s style."""
+def throw_args(op: Throw, cls: Optional[str] = None,
+               args: Callable[[Sequence[Value]], str] = args_source) -> str:
+    """The arguments of ``throw()`` for ``op``'s style (``cls``: how the exception type
+    is written, ``args``: its arguments; a plain reproducer writes both its own way)."""
     if op.style == "exc_info":
         return "*sys.exc_info()"
     if op.style == "none" or op.exc is None:
         return ""
-    cls = exc_class(op.exc)
+    cls = cls or exc_class(op.exc)
     if op.style == "class":
         return cls
     if op.style == "class_args":
-        return f"{cls}, {args_source(op.exc.args)}"
-    return f"{cls}({args_source(op.exc.args)})"
+        return f"{cls}, {args(op.exc.args)}"
+    return f"{cls}({args(op.exc.args)})"
 
 
 def _spawn_comment(op: Spawn) -> str:
@@ -479,23 +481,11 @@ def _plain_switch(w: pw.Writer, who: str, pc: int, op: Switch) -> pw.Rendered:
     return w.outcome(who, pc, call, call, call)
 
 
-def _plain_throw_args(w: pw.Writer, op: Throw) -> str:
-    """``throw()``'s arguments in ``op``'s style, as plain code."""
+def _plain_throw(w: pw.Writer, who: str, pc: int, op: Throw) -> pw.Rendered:
     if op.style == "exc_info":
         w.imports.add("sys")
-        return "*sys.exc_info()"
-    if op.style == "none" or op.exc is None:
-        return ""
-    cls = w.exc_class(op.exc.type)
-    if op.style == "class":
-        return cls
-    if op.style == "class_args":
-        return f"{cls}, {w.call_args(op.exc.args, ())}"
-    return f"{cls}({w.call_args(op.exc.args, ())})"
-
-
-def _plain_throw(w: pw.Writer, who: str, pc: int, op: Throw) -> pw.Rendered:
-    call = f"{w.ref(op.target)}.throw({_plain_throw_args(w, op)})"
+    cls = w.exc_class(op.exc.type) if op.exc is not None else None
+    call = f"{w.ref(op.target)}.throw({throw_args(op, cls, lambda a: w.call_args(a, ()))})"
     return w.outcome(who, pc, call, call, call)
 
 
