@@ -181,6 +181,8 @@ class Writer:
         #: How a function declares the greenlet names it binds (``nonlocal`` in a
         #: thread program written as a function, family concurrent).
         self.scope = "global"
+        #: In a thread program (family concurrent): its index and the number of threads.
+        self.thread: Optional[Tuple[int, int]] = None
         #: Events of each op, by (who, pc): (index in the trace, kind, payload).
         self.at: Dict[Tuple[str, int], List[Tuple[int, str, object]]] = {}
         self.start: Dict[str, object] = {}
@@ -198,6 +200,8 @@ class Writer:
         pending: List[str] = []
         early, moved = self.killed_in_finally()
         for i, (who, pc, kind, payload) in enumerate(self.expected):
+            if "@" in who:
+                continue  # a thread program's (family concurrent): its own writer's
             if kind == "start":
                 self.start[who] = payload
             if kind == "died":
@@ -226,6 +230,8 @@ class Writer:
         found: Dict[int, str] = {}
         moved: Set[int] = set()
         for d, (who, _, kind, payload) in enumerate(self.expected):
+            if kind != "died" or "@" in who:
+                continue
             if kind != "died" or self.elsewhere(who, -1, kind, payload) != f"{who} killed":
                 continue
             if self.short and d > self.main_end:
@@ -487,7 +493,10 @@ RESERVED = {"greenlet", "main", "check", "fail", "seen", "check_seen", "Exc", "l
              "raising_tracer", "in_thread", "Held", "a", "b", "e", "x", "y", "dead", "os", "sys",
              "gc",
              "weakref", "threading", "time", "contextvars", "importlib", "implementation",
-             "FuzzError", "args", "kwargs", "k", "v", "problem", "finalizers"}
+             "FuzzError", "args", "kwargs", "k", "v", "problem", "finalizers", "peers",
+             "side_by_side", "Peers", "parked_greenlet", "collector", "broken", "weak",
+             "make_garbage", "collector_report", "event", "late", "exit_status", "atexit",
+             "subprocess", "signal", "early_callbacks", "parked", "started"}
 
 
 def assigned_names(ops: Sequence[Op], me: str) -> Set[str]:
