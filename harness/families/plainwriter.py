@@ -31,6 +31,9 @@ Rendered = Tuple[List[str], bool]
 #: Events that happen away from the op being performed: noted in ``seen`` where they
 #: happen and compared after the next step the model records (see ``Writer.attribute``).
 ELSEWHERE = ("finalizer", "finalized", "trace", "unraisable")
+#: Events that begin the interpreter's exit (family shutdown): what the model records
+#: from the first of them on happens after the file's last line.
+EXIT_EVENTS = ("atexit", "atexit_end")
 
 
 # -- helpers written out in the file, each only when the program needs it ----------------
@@ -188,6 +191,10 @@ class Writer:
         self.start: Dict[str, object] = {}
         self.died: Dict[str, ExcValue] = {}
         self.died_at: Dict[str, int] = {}
+        #: Where the interpreter's exit begins (the first of ``EXIT_EVENTS``), if it is
+        #: predicted: a family that writes the exit (shutdown) checks what happens there.
+        self.exit_phase: Optional[int] = next(
+            (i for i, e in enumerate(self.expected) if e[2] in EXIT_EVENTS), None)
         #: What ``seen`` must hold at each event that ends a step (by trace index).
         self.seen_at: Dict[int, List[str]] = {}
         self.attribute()
@@ -211,6 +218,9 @@ class Writer:
                 self.at.setdefault((who, pc), []).append((i, kind, payload))
             if i in early:
                 pending.append(f"{early[i]} killed")
+            if kind == "unraisable" and pc < 0 and self.exit_phase is not None \
+                    and i >= self.exit_phase:
+                continue  # what atexit reports, checked with the exit
             note = self.elsewhere(who, pc, kind, payload)
             if note is not None:
                 if i not in moved:
@@ -473,7 +483,7 @@ class Writer:
                          default=None)
         begin = self.main_end + 1
         happens = any(e[2] not in ("teardown", "alive") for e in self.expected[begin:])
-        if self.short or (not happens and not self.liveness):
+        if self.short or self.exit_phase is not None or (not happens and not self.liveness):
             return []
         lines = ["# The end: the program drops what it still holds, in name order."]
         for i, e in enumerate(self.expected):

@@ -131,10 +131,13 @@ def _assemble(w: Writer, program: Program, impl: str, title: str, details: Seque
         out += ["", "", *lines]
     for cls in dict.fromkeys(w.classes):
         out += ["", "", cls]
-    starts = [e[0] for e in w.expected if e[2] == "start" and e[0] != MAIN and "@" not in e[0]]
+    before_exit = w.expected[:w.exit_phase]  # starts at exit: after the file's last line
+    starts = [e[0] for e in before_exit if e[2] == "start" and e[0] != MAIN and "@" not in e[0]]
     if starts:  # one that never starts has nothing else to show it
         tail = [*tail, f"check('greenlets started, in order', started, {starts!r})"]
-    out += ["", "", *main, *tail, "print('OK: behaves as greenlet documents')", *w.epilogue]
+    done = "main's script behaves as greenlet documents; the exit follows" if w.epilogue \
+        else "behaves as greenlet documents"
+    out += ["", "", *main, *tail, f"print({'OK: ' + done!r})", *w.epilogue]
     text = "\n".join(out) + "\n"
     while "\n\n\n\n" in text:
         text = text.replace("\n\n\n\n", "\n\n\n")
