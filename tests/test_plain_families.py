@@ -150,11 +150,13 @@ def test_a_crash_at_exit_kills_the_plain_file_with_the_same_signal(tmp_path: Pat
 def test_callbacks_exceptions_and_status_are_what_the_model_says(tmp_path: Path) -> None:
     """Callbacks early and late, a GreenletExit thrown into main escaping one (atexit
     reports it), a greenlet started and dropped in one, everything left behind, a
-    status: the file prints the model's events at exit, and passes on greenlet."""
+    status: the file prints the model's events at exit, and passes on greenlet.  (Not
+    ``daemon_switching``: greenlet 3.5.6 on CPython 3.11 sometimes aborts at exit with it,
+    docs/upstream/daemon-greenlets-abort-at-exit.md, and the file rightly says so.)"""
     program = Program(
         main=(Spawn("g1"), Switch("g1"), AtExit(False, (Switch("g1", (5,), catch=True),)),
               Leave("cycle"), AtExit(True, (Throw(MAIN, None, style="none", catch=True),)),
-              Leave("nondaemon"), Leave("daemon_switching"), Leave("daemon_idle"),
+              Leave("nondaemon"), Leave("daemon_idle"),
               Leave("del_global"), AtExit(False, (Spawn("g2"), Switch("g2"), Drop("g1"))),
               Exit(7)),
         greenlets=(("g1", (Switch(MAIN), Switch(MAIN, (9,)))),
@@ -164,5 +166,5 @@ def test_callbacks_exceptions_and_status_are_what_the_model_says(tmp_path: Path)
     done = run_plain(found.source, tmp_path, "greenlet")
     assert done.returncode == 0, done.stdout + done.stderr + found.source
     events = [ln[6:] for ln in done.stdout.splitlines() if ln.startswith("EVENT ")]
-    assert events == ["atexit 11", "atexit_done 11", "atexit 2", "atexit_done 2", "atexit 5",
+    assert events == ["atexit 10", "atexit_done 10", "atexit 2", "atexit_done 2", "atexit 5",
                       "unraisable GreenletExit", "atexit_end"]

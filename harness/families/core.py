@@ -567,7 +567,7 @@ def _plain_drop(w: pw.Writer, who: str, pc: int, op: Drop) -> pw.Rendered:
 def _plain_current(w: pw.Writer, who: str, pc: int, op: Current) -> pw.Rendered:
     w.need("label")
     return pw.recorded(w, who, pc, "current", "greenlet.getcurrent()",
-                     "label(greenlet.getcurrent())")
+                       "label(greenlet.getcurrent())")
 
 
 def _plain_inspect(w: pw.Writer, who: str, pc: int, op: Inspect) -> pw.Rendered:
@@ -583,7 +583,6 @@ def _plain_inspect(w: pw.Writer, who: str, pc: int, op: Inspect) -> pw.Rendered:
         "tag": (f"{g}.fuzz_tag", f"getattr({g}, 'fuzz_tag', None)"),
     }[op.attr]
     return pw.recorded(w, who, pc, "attr", what, expression)
-
 
 
 FAMILY = Family(

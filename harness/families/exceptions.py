@@ -336,7 +336,7 @@ def in_flight(e):
 def _plain_exc_info(w: pw.Writer, who: str, pc: int, op: ExcInfo) -> pw.Rendered:
     w.need("handled")
     return pw.recorded(w, who, pc, "exc_info", "sys.exc_info()[1] and its __context__",
-                     "handled()")
+                       "handled()")
 
 
 def _plain_handle(w: pw.Writer, who: str, pc: int, op: Handle) -> pw.Rendered:

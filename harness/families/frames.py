@@ -126,7 +126,7 @@ def _plain_frames(w: pw.Writer, who: str, pc: int, op: Frames) -> pw.Rendered:
             renamed = tuple("<module>" if n == "run_main" else n for n in payload)
             w.at[(who, pc)] = [(i, kind, renamed)]
     return pw.recorded(w, who, pc, "frames", f"the functions on {op.target}'s stack",
-                     f"stack({w.ref(op.target)}, {bottom!r})")
+                       f"stack({w.ref(op.target)}, {bottom!r})")
 
 
 

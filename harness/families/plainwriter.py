@@ -479,15 +479,15 @@ class Writer:
     def teardown(self) -> List[str]:
         """The end of the program: what it still holds is dropped, in name order, with
         the kills and finalizers that causes and, for leaks, which greenlets exist."""
-        last_alive = max((i for i, e in enumerate(self.expected) if e[2] == "alive"),
-                         default=None)
+        last_alive = max((i for i, e in enumerate(self.expected)
+                          if e[2] == "alive" and "@" not in e[0]), default=None)
         begin = self.main_end + 1
         happens = any(e[2] not in ("teardown", "alive") for e in self.expected[begin:])
         if self.short or self.exit_phase is not None or (not happens and not self.liveness):
             return []
         lines = ["# The end: the program drops what it still holds, in name order."]
         for i, e in enumerate(self.expected):
-            if e[2] == "teardown":
+            if e[2] == "teardown" and "@" not in e[0]:  # not a thread program's
                 lines += [f"del {self.ref(str(e[3]))}",
                           *self.sync(i, f"after del {e[3]}", always=True)]
         if self.liveness and last_alive is not None and last_alive >= begin - 1:

@@ -230,7 +230,7 @@ def _plain_trace(w: pw.Writer, who: str, pc: int, op: Trace) -> pw.Rendered:
             w.at[(who, pc)] = [(i, kind, pw.Source(previous.get(payload, repr(payload))))]
     fn = _PLAIN_TRACERS.get(op.mode, "tracer")
     return pw.recorded(w, who, pc, "tracer", f"greenlet.settrace({fn})",
-                     f"greenlet.settrace({fn})")
+                       f"greenlet.settrace({fn})")
 
 
 
