@@ -16,10 +16,10 @@ How to add a family ``foo``:
    ``then`` tuple), one ``OpSpec`` per op type (``names``: the fields that name
    greenlets, ``validate``, ``comment``, ``statement``/``result`` or ``render``,
    ``perform`` for the model, block hooks if it is a block, ``plain`` for plain
-   reproducers: a ``PlainSpec`` whose function writes through ``plainwriter``), and ``FAMILY = Family(
-   "foo", ops=..., draw=...)`` (``draw`` describes ops with :mod:`.genes`, imported as
-   ``st``: the ``hypothesis.strategies`` names it has) with whatever model hooks
-   (``collecting``, ``switching``, ...), program hooks (``check``, ``cleanup``) or
+   reproducers: a ``PlainSpec`` whose function writes through ``plainwriter``), and
+   ``FAMILY = Family("foo", ops=..., draw=...)`` (``draw`` describes ops with
+   :mod:`.genes`, imported as ``st``: the ``hypothesis.strategies`` names it has) with
+   whatever model hooks (``collecting``, ``switching``, ...), program hooks (``check``, ``cleanup``) or
    strategy decorations (``decorate=Decorations(...)``) it needs.  Model state goes in
    ``Family.state`` (the model's ``ext["foo"]``) and, per greenlet, in ``MG.ext``; model
    types are imported under ``TYPE_CHECKING`` only.  The runtime side, if the ops need

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families import plainwriter as pw
@@ -397,13 +397,13 @@ def _thread_events(w: pw.Writer, at: int, n: int) -> List[List[pw.Event]]:
     return out
 
 
-def _plain_thread(w: pw.Writer, fn: str, k: int, n: int, root: str, program: object,
+def _plain_thread(w: pw.Writer, fn: str, k: int, n: int, root: str, program: Any,
                   events: List[pw.Event]) -> List[str]:
     """``def fn(k, peers)``: thread k's program, written by a writer of its own, its
     greenlets the function's locals (``nonlocal`` in its run functions)."""
     sub = pw.Writer(program, events, liveness=False)
     sub.scope, sub.thread = "nonlocal", (k, n)
-    runs = [sub.run_function(name, script) for name, script in program.greenlets]  # type: ignore[attr-defined]
+    runs = [sub.run_function(name, script) for name, script in program.greenlets]
     main = sub.main_lines()
     tail = sub.teardown()
     for helper in sub.needs:
@@ -412,7 +412,7 @@ def _plain_thread(w: pw.Writer, fn: str, k: int, n: int, root: str, program: obj
     w.imports |= sub.imports
     w.notes += sub.notes
     w.sources.update(sub.sources)
-    names = [sub.ref(name) for name, _ in program.greenlets]  # type: ignore[attr-defined]
+    names = [sub.ref(name) for name, _ in program.greenlets]
     lines = [f"def {fn}(k, peers):",
              f"    \"\"\"Thread {k} of {n}: {root}'s script as its main script, its own "
              "greenlets.\"\"\"",
