@@ -19,8 +19,8 @@ How to add a family ``foo``:
    reproducers: a ``PlainSpec`` whose function writes through ``plainwriter``), and
    ``FAMILY = Family("foo", ops=..., draw=...)`` (``draw`` describes ops with
    :mod:`.genes`, imported as ``st``: the ``hypothesis.strategies`` names it has) with
-   whatever model hooks (``collecting``, ``switching``, ...), program hooks (``check``, ``cleanup``) or
-   strategy decorations (``decorate=Decorations(...)``) it needs.  Model state goes in
+   whatever model hooks (``collecting``, ``switching``, ...), program hooks (``check``,
+   ``cleanup``) or strategy decorations (``decorate=Decorations(...)``) it needs.  Model state goes in
    ``Family.state`` (the model's ``ext["foo"]``) and, per greenlet, in ``MG.ext``; model
    types are imported under ``TYPE_CHECKING`` only.  The runtime side, if the ops need
    new helpers, goes at the end of ``harness/target/runtime.py``.
