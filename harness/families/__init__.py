@@ -20,10 +20,11 @@ How to add a family ``foo``:
    ``FAMILY = Family("foo", ops=..., draw=...)`` (``draw`` describes ops with
    :mod:`.genes`, imported as ``st``: the ``hypothesis.strategies`` names it has) with
    whatever model hooks (``collecting``, ``switching``, ...), program hooks (``check``,
-   ``cleanup``) or strategy decorations (``decorate=Decorations(...)``) it needs.  Model state goes in
-   ``Family.state`` (the model's ``ext["foo"]``) and, per greenlet, in ``MG.ext``; model
-   types are imported under ``TYPE_CHECKING`` only.  The runtime side, if the ops need
-   new helpers, goes at the end of ``harness/target/runtime.py``.
+   ``cleanup``) or strategy decorations (``decorate=Decorations(...)``) it needs.
+   Model state goes in ``Family.state`` (the model's ``ext["foo"]``) and, per
+   greenlet, in ``MG.ext``; model types are imported under ``TYPE_CHECKING`` only.
+   The runtime side, if the ops need new helpers, goes at the end of
+   ``harness/target/runtime.py``.
 2. Write ``tests/test_foo.py``: the model rules against the real greenlet.
 
 Modules in this package are registered in the order of ``BUILT_IN`` (the order of
