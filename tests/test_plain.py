@@ -8,7 +8,6 @@ generated file in a fresh interpreter, against mutants (``tests/mutants/``) and 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import subprocess
@@ -47,7 +46,7 @@ from greenfuzz.harness.reporting.findings import verify_plain
 from greenfuzz.harness.search.campaign import CampaignConfig, judge, run_campaign
 from greenfuzz.strategies import programs
 from tests.helpers import GREENLET, prog
-from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR
+from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR, mutant_constants
 from tests.test_registry import LINEAGE, Lineage
 
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
@@ -187,7 +186,8 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_plain_file_fails_on_mutant_and_passes_on_greenlet(name: str, tmp_path: Path) -> None:
     program, line = CASES[name]
-    kind = importlib.import_module(f"tests.mutants.{name}").KIND
+    # Read, not imported: a mutant changes greenlet in the process that imports it.
+    kind = mutant_constants(MUTANTS_DIR / f"{name}.py")["KIND"]
     source = rendered(program, impl=mutant(name), kind=kind).source
     broken = run_plain(source, tmp_path, mutant(name))
     assert broken.returncode == 1, broken.stdout + broken.stderr
@@ -301,11 +301,11 @@ def core_only(program: Program) -> bool:
 def test_mutant_finding_has_a_plain_reproducer(name: str, tmp_path: Path) -> None:
     """As test_mutants fuzzes them: the plain file exists and its verification is
     recorded; a core-family finding's file reproduces standalone and passes on greenlet."""
-    module = importlib.import_module(f"tests.mutants.{name}")
+    constants = mutant_constants(MUTANTS_DIR / f"{name}.py")
     impl = implementations.load(mutant(name))
     config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
                             seed=1234, isolate=True, timeout=1.0,
-                            families=getattr(module, "FAMILIES", FAMILIES))
+                            families=constants.get("FAMILIES", FAMILIES))
     result = run_campaign(config)
     assert result.findings, f"{name} survived {result.examples} programs"
     finding = result.findings[0]
