@@ -74,6 +74,7 @@ def judge_child(at_exit, want_status):
     \"\"\"Run this file as a child, again while it agrees (GREENFUZZ_ATTEMPTS, default 10:
     what happens at exit may depend on timing); exit 1, or die of the child's signal,
     when it differs.\"\"\"
+    torn = None  # a fatal error whose process still exited: look on for the signal
     for _ in range(max(1, int(os.environ.get("GREENFUZZ_ATTEMPTS", "10")))):
         try:
             child = subprocess.run([sys.executable, __file__, "--child"], timeout=30,
@@ -82,13 +83,19 @@ def judge_child(at_exit, want_status):
             print("FAIL the child did not exit within 30 s")
             return 1
         problem = child_problem(child, at_exit, want_status)
-        if problem:
+        if problem and child.returncode >= 0 and "Fatal Python error" in child.stderr:
+            torn = torn or (child, problem)
+        elif problem:
             break
+    if problem is None and torn is not None:
+        child, problem = torn
     print(child.stdout + child.stderr[-4000:], end="")
     if problem is None:
         print("OK: the exit behaves as greenlet documents")
         return 0
     print("FAIL " + problem, flush=True)
+    if child.returncode >= 0 and "Fatal Python error" in child.stderr:
+        return 3  # a crash (a fatal error) that killed no process
     if child.returncode < 0:
         faulthandler.disable()
         signal.signal(-child.returncode, signal.SIG_DFL)
