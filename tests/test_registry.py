@@ -7,7 +7,11 @@ and run on the real greenlet, which agrees with the prediction.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, List, Tuple
 
 import pytest
@@ -17,7 +21,8 @@ from greenfuzz.harness import families
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.families import Family, OpSpec, ProgramError
 from greenfuzz.harness.families import genes as st
-from greenfuzz.harness.families.base import Drawing, nested, positions, ref
+from greenfuzz.harness.families import plainwriter as pw
+from greenfuzz.harness.families.base import Drawing, PlainSpec, nested, positions, ref
 from greenfuzz.harness.program.ir import (
     MAIN,
     Current,
@@ -71,6 +76,16 @@ def _perform(m: Model, g: MG, op: Lineage) -> None:
     g.pc += 1
 
 
+def _plain(w: pw.Writer, who: str, pc: int, op: Lineage) -> pw.Rendered:
+    """The plain reproducer's check: the parent's name (and the grandparent's)."""
+    parent = f"{w.ref(op.target)}.parent"
+    names = [f"label({parent})"]
+    if op.depth == 2:
+        names.append(f"label(getattr({parent}, 'parent', None))")
+    return pw.recorded(w, who, pc, "lineage", f"the ancestors of {op.target}",
+                       f"({', '.join(names)},)")
+
+
 def _draw(targets: Tuple[str, ...], wanted: Tuple[str, ...], terminal: bool,
           ops: Callable) -> List[st.SearchStrategy]:
     return [st.builds(Lineage, st.sampled_from(targets), st.sampled_from((1, 2)))] * 3
@@ -84,6 +99,7 @@ LINEAGE = Family(
     name="lineage",
     ops=(OpSpec(Lineage, names=("target",), validate=_validate, statement=_statement,
                 result="lineage", perform=_perform,
+                plain=PlainSpec(_plain, needs=lambda op: ("label",)),
                 comment=lambda op: f"who are {op.target}'s ancestors?"),),
     draw=_draw,
     decorate=families.base.Decorations(after_spawn=_after_spawn),
@@ -118,6 +134,31 @@ def test_a_family_defined_elsewhere_is_validated_encoded_rendered_and_predicted(
     assert (MAIN, 2, "lineage", ("g1", MAIN)) in trace
     assert ("g2", 0, "lineage", ("g1", MAIN)) in trace
     assert (MAIN, 4, "lineage", (None,)) in trace
+
+
+def test_a_family_defined_elsewhere_is_written_as_plain_code(lineage: Family,
+                                                             tmp_path: Path) -> None:
+    """Its op's plain rendering (``OpSpec.plain``, declared above) checks the ancestors
+    in the plain reproducer: the file passes on greenlet and fails where the default
+    parent is wrong (``tests/mutants/default_parent_main.py``)."""
+    from greenfuzz.harness import model
+    from greenfuzz.harness.reporting import plain
+
+    p = prog([Spawn("g1"), Switch("g1")], g1=[Spawn("g2"), Lineage("g2"), Switch(MAIN)],
+             g2=[])
+    mutant = str(Path(__file__).parent / "mutants" / "default_parent_main.py")
+    found = plain.render(p, model.predict(p), impl=mutant)
+    assert found.notes == ()
+    assert ("check('g1: the ancestors of g2', (label(g2.parent), label(getattr(g2.parent, "
+            "'parent', None)),), ('g1', 'main'))") in found.source
+    path = tmp_path / "lineage.plain.py"
+    path.write_text(found.source)
+    for impl, status in (("greenlet", 0), (mutant, 1)):
+        done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, GREENFUZZ_IMPL=impl))
+        assert done.returncode == status, done.stdout + done.stderr
+    assert "FAIL g1: the ancestors of g2: expected ('g1', 'main'), observed ('main', None)" \
+        in done.stdout
 
 
 def test_a_family_defined_elsewhere_is_drawn(lineage: Family) -> None:

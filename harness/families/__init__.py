@@ -15,14 +15,16 @@ How to add a family ``foo``:
 1. Write ``harness/families/foo.py``: the op dataclasses (frozen; a block op has a
    ``then`` tuple), one ``OpSpec`` per op type (``names``: the fields that name
    greenlets, ``validate``, ``comment``, ``statement``/``result`` or ``render``,
-   ``perform`` for the model, block hooks if it is a block), and ``FAMILY = Family(
-   "foo", ops=..., draw=...)`` (``draw`` describes ops with :mod:`.genes`, imported as
-   ``st``: the ``hypothesis.strategies`` names it has) with whatever model hooks
-   (``collecting``, ``switching``, ...), program hooks (``check``, ``cleanup``) or
-   strategy decorations (``decorate=Decorations(...)``) it needs.  Model state goes in
-   ``Family.state`` (the model's ``ext["foo"]``) and, per greenlet, in ``MG.ext``; model
-   types are imported under ``TYPE_CHECKING`` only.  The runtime side, if the ops need
-   new helpers, goes at the end of ``harness/target/runtime.py``.
+   ``perform`` for the model, block hooks if it is a block, ``plain`` for plain
+   reproducers: a ``PlainSpec`` whose function writes through ``plainwriter``), and
+   ``FAMILY = Family("foo", ops=..., draw=...)`` (``draw`` describes ops with
+   :mod:`.genes`, imported as ``st``: the ``hypothesis.strategies`` names it has) with
+   whatever model hooks (``collecting``, ``switching``, ...), program hooks (``check``,
+   ``cleanup``) or strategy decorations (``decorate=Decorations(...)``) it needs.
+   Model state goes in ``Family.state`` (the model's ``ext["foo"]``) and, per
+   greenlet, in ``MG.ext``; model types are imported under ``TYPE_CHECKING`` only.
+   The runtime side, if the ops need new helpers, goes at the end of
+   ``harness/target/runtime.py``.
 2. Write ``tests/test_foo.py``: the model rules against the real greenlet.
 
 Modules in this package are registered in the order of ``BUILT_IN`` (the order of
@@ -74,7 +76,8 @@ BUILT_IN = ("core", "stack", "frames", "exceptions", "contextvars", "tracing", "
 
 def _load() -> None:
     found = [m.name for m in pkgutil.iter_modules(__path__)
-             if m.name not in ("base", "deliveries", "genes", "values")]
+             if m.name not in ("base", "deliveries", "genes", "values", "plainwriter",
+                               "exitplain")]
     for name in (*BUILT_IN, *sorted(set(found) - set(BUILT_IN))):
         module = importlib.import_module(f"{__name__}.{name}")
         family = getattr(module, "FAMILY", None)

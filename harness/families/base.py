@@ -71,6 +71,25 @@ Perform = Callable[["Model", "MG", Op], None]
 
 
 @dataclass(frozen=True)
+class PlainSpec:
+    """How an op is written in a plain reproducer (``plainwriter``, assembled by
+    ``harness/reporting/plain.py``): ``render(writer, who, pc, op)`` gives the lines
+    and whether the script goes on after them.
+
+    ``binds(op, who)``: the greenlet globals the op binds or deletes in the function of
+    ``who`` (which declares them ``global``); ``inline``: a block whose ops are written
+    in that same function (not in a function of their own); ``suspends``: control may
+    stop at the op without an event for it (a switch, a return); ``needs(op)``: helpers
+    the file must have before any op is written (names a spawn registers, say)."""
+
+    render: Callable[[Any, str, int, Op], Tuple[List[str], bool]]
+    binds: Optional[Callable[[Op, str], Tuple[str, ...]]] = None
+    inline: bool = False
+    suspends: bool = False
+    needs: Optional[Callable[[Op], Tuple[str, ...]]] = None
+
+
+@dataclass(frozen=True)
 class OpSpec:
     """Everything about one op type, declared once.
 
@@ -82,7 +101,8 @@ class OpSpec:
     its own end), ``unwinding`` when an exception leaves it (True: intercepted),
     ``leave`` whenever it is left; ``frame`` says it runs in a Python frame of its own.
     ``only_in``: the block type it may only appear (directly) in; ``ends_script``: no op
-    after it at the top level of a script runs (``return``, ``raise``).
+    after it at the top level of a script runs (``return``, ``raise``); ``plain``: how a
+    plain reproducer writes it (``PlainSpec``).
     """
 
     cls: type
@@ -104,6 +124,8 @@ class OpSpec:
     #: ``remap(op, f)``: the block with ``f`` applied to each part of its ``then``
     #: (default: to the whole of it; ``Finally`` maps its two parts apart).
     remap: Optional[Callable[[Op, Callable[[Script], Script]], Op]] = None
+    #: How a plain reproducer writes the op (None: its file stops before it).
+    plain: Optional[PlainSpec] = None
 
     @property
     def block(self) -> bool:

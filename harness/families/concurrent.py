@@ -31,15 +31,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Emitter,
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Script,
     Scripts,
@@ -301,21 +303,217 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [in_threads(), in_threads(), concurrents(targets), concurrents(targets)]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------------
+
+pw.define_helper("side_by_side", """
+class Peers:
+    \"\"\"What threads run side by side share: each one's main greenlet, one it parked for
+    the others to switch to, one parked for another thread to drop (and the threads
+    that one got GreenletExit in), and the rules across threads broken.\"\"\"
+
+    def __init__(self, n):
+        self.n, self.lock, self.barrier = n, threading.Lock(), threading.Barrier(n)
+        self.mains, self.parked, self.victims = [None] * n, [None] * n, [None] * n
+        self.idents, self.exits, self.broken = [None] * n, [[] for _ in range(n)], []
+
+    def drop_victim(self, k):
+        \"\"\"Drop, in this thread, the last reference to the greenlet thread k parked.\"\"\"
+        with self.lock:
+            victim, self.victims[k] = self.victims[k], None
+        del victim
+
+
+def parked_greenlet(exits=None):
+    \"\"\"A greenlet of this thread, started and parked; it notes where it gets GreenletExit.\"\"\"
+    def parked_run():
+        try:
+            greenlet.getcurrent().parent.switch()
+        except greenlet.GreenletExit:
+            if exits is not None:
+                exits.append(threading.get_ident())
+            raise
+
+    g = greenlet.greenlet(parked_run)
+    g.switch()
+    return g
+
+
+def side_by_side(programs):
+    \"\"\"Run programs[k](k, peers) in thread k, all started together, under a tiny switch
+    interval; which rules across threads were broken (greenlets are bound to their
+    thread: switching to another thread's raises greenlet.error, and one dropped in
+    another thread is killed in its own, once, or not at all once that thread ended).\"\"\"
+    peers = Peers(len(programs))
+
+    def body(k):
+        try:
+            peers.idents[k] = threading.get_ident()
+            peers.mains[k] = greenlet.getcurrent()
+            peers.parked[k] = parked_greenlet()
+            peers.victims[k] = parked_greenlet(peers.exits[k])
+            peers.barrier.wait(10)
+            programs[k](k, peers)
+        except BaseException as e:
+            fail(f"thread {k}: {e!r} escaped")
+        if greenlet.getcurrent() is not peers.mains[k]:
+            peers.broken.append(f"thread {k}: getcurrent() is not its main greenlet")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads = [threading.Thread(target=body, args=(k,), daemon=True)
+               for k in range(len(programs))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        sys.setswitchinterval(interval)
+    if any(thread.is_alive() for thread in threads):
+        fail("a thread did not end within 10 s")
+    peers.mains = peers.parked = peers.victims = None  # freed: their threads ended
+    for k, exits in enumerate(peers.exits):
+        dropped = f"thread {k}'s dropped greenlet got GreenletExit"
+        if len(exits) > 1:
+            peers.broken.append(f"{dropped} {len(exits)} times")
+        if any(ident != peers.idents[k] for ident in exits):
+            peers.broken.append(f"{dropped} in another thread")
+    return peers.broken
+""", imports=("sys", "threading"), needs=("fail",))
+
+
+def _thread_events(w: pw.Writer, at: int, n: int) -> List[List[pw.Event]]:
+    """The events of each thread of the ``Concurrent`` op whose ``threads`` event is at
+    ``at``: they come just before it, thread after thread, named ``<name>@<k>``."""
+    begin = at
+    while begin > 0 and "@" in str(w.expected[begin - 1][0]):
+        begin -= 1
+    out: List[List[pw.Event]] = [[] for _ in range(n)]
+    for who, pc, kind, payload in w.expected[begin:at]:
+        name, _, k = str(who).rpartition("@")
+        if k.isdigit() and int(k) < n:
+            out[int(k)].append((name, pc, kind, payload))
+    return out
+
+
+def _plain_thread(w: pw.Writer, fn: str, k: int, n: int, root: str, program: Any,
+                  events: List[pw.Event]) -> List[str]:
+    """``def fn(k, peers)``: thread k's program, written by a writer of its own, its
+    greenlets the function's locals (``nonlocal`` in its run functions)."""
+    sub = pw.Writer(program, events, liveness=False)
+    sub.scope, sub.thread = "nonlocal", (k, n)
+    runs = [sub.run_function(name, script) for name, script in program.greenlets]
+    main = sub.main_lines()
+    tail = sub.teardown()
+    for helper in sub.needs:
+        if helper in pw.HELPERS:
+            w.need(helper)
+    w.imports |= sub.imports
+    w.notes += sub.notes
+    w.sources.update(sub.sources)
+    names = [sub.ref(name) for name, _ in program.greenlets]
+    lines = [f"def {fn}(k, peers):",
+             f"    \"\"\"Thread {k} of {n}: {root}'s script as its main script, its own "
+             "greenlets.\"\"\"",
+             "    main = greenlet.getcurrent()",
+             *([f"    {' = '.join(names)} = None"] if names else []),
+             "    started, seen = [], []  # this thread's own"]
+    if "label" in sub.needs:
+        lines.append("    names[id(main)] = (weakref.ref(main), 'main')")
+    if "seen" in sub.needs:
+        lines += ["", "    def check_seen(what, expected):",
+                  "        check(f'thread {k}: ' + what, seen, expected)", "        seen.clear()"]
+    for block in (*runs, *sub.functions, *dict.fromkeys(sub.classes)):
+        lines += ["", *("    " + line for line in
+                        (block if isinstance(block, list) else block.splitlines()))]
+    starts = [e[0] for e in events if e[2] == "start" and e[0] != MAIN]
+    lines += ["", *("    " + line for line in [*pw.block_body(main), *tail]),
+              f"    check('thread {k}: greenlets started, in order', started, {starts!r})"]
+    return lines
+
+
+def _plain_concurrent(w: pw.Writer, who: str, pc: int, op: Concurrent) -> pw.Rendered:
+    at = next((i for i, kind, _ in w.events(who, pc) if kind == "threads"), None)
+    if at is None:
+        return ["fail('the threads were expected not to end')"], False
+    w.need("side_by_side")
+    w.need("check")
+    n = len(op.roots)
+    per_thread = _thread_events(w, at, n)
+    fns = []
+    for k, root in enumerate(op.roots):
+        fn = f"thread_{w.ref(who)}_{pc}_{k}"
+        fns.append(fn)
+        main, *greenlets = thread_scripts(w.program.scripts(), root, op.self_switches)
+        program = type(w.program)(main=main[1], greenlets=tuple(greenlets),
+                                  meta=(("thread", k), ("threads", n)))
+        w.functions.append(_plain_thread(w, fn, k, n, root, program, per_thread[k]))
+    payload = next(p for i, kind, p in w.events(who, pc) if i == at)
+    return [f"check('rules broken across threads', side_by_side([{', '.join(fns)}]), "
+            f"{w.literal(list(payload or ()))})", *w.sync(at, "after the threads")], True
+
+
+def _plain_nothing(w: pw.Writer, who: str, pc: int, what: str) -> pw.Rendered:
+    """An op that does nothing outside a thread program (or aimed at its own thread)."""
+    end = pw.done(w, who, pc)
+    if end is None:
+        return [f"fail({what + ' was expected not to be reached'!r})"], False
+    return [f"# {what}: nothing, outside threads side by side", *w.sync(end, what)], True
+
+
+def _peer(w: pw.Writer, offset: int) -> Optional[str]:
+    """Which thread ``offset`` places on is, as code; None when no other."""
+    if w.thread is None or offset % w.thread[1] == 0:
+        return None
+    return f"(k + {offset}) % {w.thread[1]}"
+
+
+def _plain_cross(w: pw.Writer, who: str, pc: int, op: Cross) -> pw.Rendered:
+    peer = _peer(w, op.offset)
+    what = f"{op.action} to the {op.target} greenlet of the thread {op.offset} on"
+    if peer is None:
+        return _plain_nothing(w, who, pc, what)
+    g = f"peers.{'mains' if op.target == 'main' else 'parked'}[{peer}]"
+    if op.action == "throw":
+        w.need("FuzzError")
+    call = f"{g}.switch()" if op.action == "switch" else f"{g}.throw(FuzzError('cross'))"
+    return w.outcome(who, pc, call, call, call)
+
+
+def _plain_cross_drop(w: pw.Writer, who: str, pc: int, op: CrossDrop) -> pw.Rendered:
+    peer = _peer(w, op.offset)
+    if peer is None:
+        return _plain_nothing(w, who, pc, f"drop the greenlet the thread {op.offset} on parked")
+    statement = f"peers.drop_victim({peer})"
+    return w.outcome(who, pc, statement, statement)
+
+
+def _plain_yield(w: pw.Writer, who: str, pc: int, op: Yield) -> pw.Rendered:
+    w.imports.add("time" if op.kind == "sleep" else "os")
+    statement = "time.sleep(0)" if op.kind == "sleep" else "os.stat('.')"
+    return w.outcome(who, pc, statement, statement)
+
+
 FAMILY = Family(
     name="concurrent",
     ops=(
-        OpSpec(Concurrent, validate=_validate_concurrent,
+        OpSpec(Concurrent, plain=PlainSpec(_plain_concurrent),
+               validate=_validate_concurrent,
                render=_render_concurrent, perform=_concurrent,
                comment=lambda op: f"run the scripts of {', '.join(op.roots)} as the main "
                "scripts of threads started together"),
-        OpSpec(Yield, validate=_validate_yield, perform=_done,
+        OpSpec(Yield, plain=PlainSpec(_plain_yield),
+               validate=_validate_yield, perform=_done,
                comment=lambda op: f"let other threads run ({op.kind})",
                statement=lambda op: f"T.yield_gil({op.kind!r})"),
-        OpSpec(Cross, validate=_validate_cross, perform=_cross,
+        OpSpec(Cross, plain=PlainSpec(_plain_cross),
+               validate=_validate_cross, perform=_cross,
                comment=lambda op: f"{op.action} to the {op.target} greenlet of the thread "
                f"{op.offset} on",
                statement=lambda op: f"T.cross(T, {op.action!r}, {op.target!r}, {op.offset})"),
-        OpSpec(CrossDrop, validate=_validate_drop, perform=_done,
+        OpSpec(CrossDrop, plain=PlainSpec(_plain_cross_drop),
+               validate=_validate_drop, perform=_done,
                comment=lambda op: f"drop the greenlet the thread {op.offset} on parked",
                statement=lambda op: f"T.cross_drop(T, {op.offset})"),
     ),

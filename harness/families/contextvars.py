@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     Decorations,
     Drawing,
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Scripts,
     Value,
@@ -108,16 +110,46 @@ def _after_spawn(d: Drawing, name: str) -> List[Op]:
     return [CtxCopy(name)] if d.draw(_copy_context) else []
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper('ctx', '''
+a, b = contextvars.ContextVar("a"), contextvars.ContextVar("b")
+contextvars.copy_context()  # the thread's context exists from here on (made on first use)
+''', imports=('contextvars',))
+
+
+def _plain_ctx_set(w: pw.Writer, who: str, pc: int, op: CtxSet) -> pw.Rendered:
+    w.need("ctx")
+    statement = f"{op.var}.set({w.literal(op.value)})"
+    return w.outcome(who, pc, statement, statement)
+
+
+def _plain_ctx_get(w: pw.Writer, who: str, pc: int, op: CtxGet) -> pw.Rendered:
+    w.need("ctx")
+    return pw.recorded(w, who, pc, "context", f"{op.var}.get()", f"{op.var}.get('<unset>')")
+
+
+def _plain_ctx_copy(w: pw.Writer, who: str, pc: int, op: CtxCopy) -> pw.Rendered:
+    w.need("ctx")
+    statement = f"{w.ref(op.target)}.gr_context = contextvars.copy_context()"
+    return w.outcome(who, pc, statement, statement)
+
+
+
 FAMILY = Family(
     name="contextvars",
     ops=(
-        OpSpec(CtxSet, validate=_validate, perform=_set,
+        OpSpec(CtxSet, plain=PlainSpec(_plain_ctx_set),
+               validate=_validate, perform=_set,
                comment=lambda op: f"set context variable {op.var} to {op.value!r}",
                statement=lambda op: f"r = ctx[{op.var!r}].set({op.value!r})"),
-        OpSpec(CtxGet, validate=_validate, perform=_get, result="context",
+        OpSpec(CtxGet, plain=PlainSpec(_plain_ctx_get),
+               validate=_validate, perform=_get, result="context",
                comment=lambda op: f"read context variable {op.var}",
                statement=lambda op: f"r = ctx[{op.var!r}].get('<unset>')"),
-        OpSpec(CtxCopy, names=("target",), perform=_copy,
+        OpSpec(CtxCopy, plain=PlainSpec(_plain_ctx_copy),
+               names=("target",), perform=_copy,
                comment=lambda op: f"give {op.target} a copy of the current context",
                statement=lambda op: f"{ref(op.target)}.gr_context = T.copy_context()"),
     ),

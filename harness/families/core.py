@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Bogus,
@@ -19,6 +20,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Value,
     args_source,
@@ -177,18 +179,20 @@ def _validate_inspect(owner: str, op: Inspect) -> None:
 _PROPAGATE = ", exceptions propagate"
 
 
-def throw_args(op: Throw) -> str:
-    """The arguments of ``throw()`` for ``op``'s style."""
+def throw_args(op: Throw, cls: Optional[str] = None,
+               args: Callable[[Sequence[Value]], str] = args_source) -> str:
+    """The arguments of ``throw()`` for ``op``'s style (``cls``: how the exception type
+    is written, ``args``: its arguments; a plain reproducer writes both its own way)."""
     if op.style == "exc_info":
         return "*sys.exc_info()"
     if op.style == "none" or op.exc is None:
         return ""
-    cls = exc_class(op.exc)
+    cls = cls or exc_class(op.exc)
     if op.style == "class":
         return cls
     if op.style == "class_args":
-        return f"{cls}, {args_source(op.exc.args)}"
-    return f"{cls}({args_source(op.exc.args)})"
+        return f"{cls}, {args(op.exc.args)}"
+    return f"{cls}({args(op.exc.args)})"
 
 
 def _spawn_comment(op: Spawn) -> str:
@@ -468,36 +472,159 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return choices
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+
+def _plain_switch(w: pw.Writer, who: str, pc: int, op: Switch) -> pw.Rendered:
+    call = f"{w.ref(op.target)}.switch({w.call_args(op.args, op.kwargs)})"
+    return w.outcome(who, pc, call, call, call)
+
+
+def _plain_throw(w: pw.Writer, who: str, pc: int, op: Throw) -> pw.Rendered:
+    if op.style == "exc_info":
+        w.imports.add("sys")
+    cls = w.exc_class(op.exc.type) if op.exc is not None else None
+    call = f"{w.ref(op.target)}.throw({throw_args(op, cls, lambda a: w.call_args(a, ()))})"
+    return w.outcome(who, pc, call, call, call)
+
+
+def _plain_return(w: pw.Writer, who: str, pc: int, op: Return) -> pw.Rendered:
+    return [*w.returning(who, pc), f"return {w.literal(op.value)}"], False
+
+
+def _plain_raise(w: pw.Writer, who: str, pc: int, op: Raise) -> pw.Rendered:
+    if op.cause:
+        w.imports.add("sys")
+    return [f"raise {w.new_exc(op.exc)}" + (" from sys.exc_info()[1]" if op.cause else "")
+            ], False
+
+
+def _plain_spawn(w: pw.Writer, who: str, pc: int, op: Spawn) -> pw.Rendered:
+    name = w.ref(op.name)
+    parent = [w.ref(op.parent)] if op.parent else []
+    if op.kind == "method":
+        cls = f"Run{name.capitalize()}"
+        w.classes.append(f"class {cls}(greenlet.greenlet):\n    run = staticmethod(run_{name})")
+        make = f"{cls}({', '.join(f'parent={p}' for p in parent)})"
+    elif op.kind == "init":
+        w.classes.append(_PLAIN_INIT_CLASS)
+        make = f"InitGreenlet({', '.join([repr(op.name), f'run_{name}', *parent])})"
+    else:
+        cls = "greenlet.greenlet"
+        if op.subclass:
+            w.classes.append('class SubGreenlet(greenlet.greenlet):\n    fuzz_tag = "sub"')
+            cls = "SubGreenlet"
+        make = f"{cls}({', '.join([f'run_{name}', *parent])})"
+    lines, goes_on = w.outcome(who, pc, f"{name} = {make}", f"{name} = {make}")
+    if lines and not lines[0].startswith("#"):
+        if "label" in w.needs:
+            lines.append(f"names[id({name})] = (weakref.ref({name}), {op.name!r})")
+        if w.liveness:
+            w.need("alive")
+            lines.append(f"refs[{op.name!r}] = weakref.ref({name})")
+    return lines, goes_on
+
+
+_PLAIN_INIT_CLASS = '''class InitGreenlet(greenlet.greenlet):
+    """Takes a tag first and keeps it in an attribute of its own."""
+
+    def __init__(self, tag, run, parent=None):
+        self.fuzz_tag = tag
+        if parent is None:
+            super().__init__(run)
+        else:
+            super().__init__(run, parent)'''
+
+
+def _plain_set_parent(w: pw.Writer, who: str, pc: int, op: SetParent) -> pw.Rendered:
+    value = w.literal(op.parent.value) if isinstance(op.parent, Bogus) else w.ref(op.parent)
+    statement = f"{w.ref(op.target)}.parent = {value}"
+    return w.outcome(who, pc, statement, statement)
+
+
+def _plain_drop(w: pw.Writer, who: str, pc: int, op: Drop) -> pw.Rendered:
+    events = w.events(who, pc)
+    for i, kind, _ in events:
+        if kind == "unbound":
+            return [f"# del {op.target}: skipped, {op.target} is not bound here",
+                    *w.sync(i, f"del {op.target}")], True
+    done = next((i for i, kind, _ in events if kind == "done"), None)
+    if done is None:
+        return [f"del {w.ref(op.target)}", "fail('the del did not return')"], False
+    lines = [f"del {w.ref(op.target)}"]
+    alive = max((i for i in range(done) if w.expected[i][2] == "alive"), default=None)
+    if alive is not None:
+        lines += w.sync(alive, f"del {op.target}", always=True)
+        if w.liveness:
+            w.need("alive")
+            lines.append(f"check_alive('greenlets left after del {op.target}', "
+                         f"{list(w.expected[alive][3] or ())!r})")
+    lines += w.sync(done, f"del {op.target}")
+    return lines, True
+
+
+def _plain_current(w: pw.Writer, who: str, pc: int, op: Current) -> pw.Rendered:
+    w.need("label")
+    return pw.recorded(w, who, pc, "current", "greenlet.getcurrent()",
+                       "label(greenlet.getcurrent())")
+
+
+def _plain_inspect(w: pw.Writer, who: str, pc: int, op: Inspect) -> pw.Rendered:
+    g = w.ref(op.target)
+    if op.attr == "parent":
+        w.need("label")
+    what, expression = {
+        "dead": (f"{g}.dead", f"{g}.dead"),
+        "bool": (f"bool({g})", f"bool({g})"),
+        "parent": (f"{g}.parent", f"label({g}.parent)"),
+        "gr_frame": (f"{g}.gr_frame is None", f"{g}.gr_frame is None"),
+        "run": (f"hasattr({g}, 'run')", f"hasattr({g}, 'run')"),
+        "tag": (f"{g}.fuzz_tag", f"getattr({g}, 'fuzz_tag', None)"),
+    }[op.attr]
+    return pw.recorded(w, who, pc, "attr", what, expression)
+
+
 FAMILY = Family(
     name="core",
     ops=(
-        OpSpec(Switch, names=("target",), result="value", perform=perform_switch,
+        OpSpec(Switch, plain=PlainSpec(_plain_switch, suspends=True),
+               names=("target",), result="value", perform=perform_switch,
                comment=lambda op: f"switch to {op.target}({args_source(op.args, op.kwargs)})"
                + ("" if op.catch else _PROPAGATE),
                statement=lambda op: f"r = {ref(op.target)}.switch("
                f"{args_source(op.args, op.kwargs)})"),
-        OpSpec(Throw, names=("target",), result="value", validate=_validate_throw,
+        OpSpec(Throw, plain=PlainSpec(_plain_throw, suspends=True),
+               names=("target",), result="value", validate=_validate_throw,
                perform=perform_throw,
                comment=lambda op: f"throw into {op.target}: {throw_args(op) or 'GreenletExit'}"
                + ("" if op.catch else _PROPAGATE),
                statement=lambda op: f"r = {ref(op.target)}.throw({throw_args(op)})"),
-        OpSpec(Return, comment=lambda op: f"return {op.value!r}", render=_render_return,
+        OpSpec(Return, plain=PlainSpec(_plain_return, suspends=True),
+               comment=lambda op: f"return {op.value!r}", render=_render_return,
                perform=perform_return, ends_script=True),
-        OpSpec(Raise, render=_render_raise, perform=perform_raise, ends_script=True,
+        OpSpec(Raise, plain=PlainSpec(_plain_raise, suspends=True),
+               render=_render_raise, perform=perform_raise, ends_script=True,
                comment=lambda op: f"raise {op.exc.type}{op.exc.args!r}"
                + (" from the exception being handled" if op.cause else "")),
-        OpSpec(Spawn, names=("parent",), validate=_validate_spawn, comment=_spawn_comment,
+        OpSpec(Spawn, plain=PlainSpec(_plain_spawn, binds=lambda op, me: (op.name,)),
+               names=("parent",), validate=_validate_spawn, comment=_spawn_comment,
                statement=_spawn_statement, perform=perform_spawn),
         # ``ref(target).parent = ref(parent)``: Python evaluates the right side first.
-        OpSpec(SetParent, names=("parent", "target"), comment=lambda op: f"set {op.target}.parent",
+        OpSpec(SetParent, plain=PlainSpec(_plain_set_parent),
+               names=("parent", "target"), comment=lambda op: f"set {op.target}.parent",
                statement=_set_parent_statement, perform=perform_set_parent),
-        OpSpec(Drop, names=("target",), perform=perform_drop,
+        OpSpec(Drop, plain=PlainSpec(_plain_drop, binds=lambda op, me: (op.target,)),
+               names=("target",), perform=perform_drop,
                comment=lambda op: f"drop the program's reference to {op.target}",
                statement=lambda op: f"r = drop({op.target!r})"),
-        OpSpec(Current, result="current", perform=perform_current,
+        OpSpec(Current, plain=PlainSpec(_plain_current, needs=lambda op: ("label",)),
+               result="current", perform=perform_current,
                comment=lambda op: "which greenlet is current?",
                statement=lambda op: "r = label(getcurrent())"),
-        OpSpec(Inspect, names=("target",), result="attr", validate=_validate_inspect,
+        OpSpec(Inspect, plain=PlainSpec(_plain_inspect,
+                                       needs=lambda op: ("label",) if op.attr == "parent" else ()),
+               names=("target",), result="attr", validate=_validate_inspect,
                perform=perform_inspect, comment=lambda op: f"inspect {op.target}.{op.attr}",
                statement=lambda op: _INSPECT[op.attr].format(t=ref(op.target))),
     ),

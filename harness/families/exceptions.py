@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Decorations,
@@ -18,6 +19,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Script,
     args_source,
@@ -305,17 +307,89 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
             finallies(targets, families, ops)]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper('handled', '''
+def handled():
+    """The exception being handled and its __context__, or None."""
+    e = sys.exc_info()[1]
+    return None if e is None else (e, e.__context__)
+''', imports=('sys',))
+
+pw.define_helper('in_flight', '''
+def in_flight(e):
+    """The exception leaving a try block, its __cause__, and the run_* functions (and the
+    module) its traceback passes through."""
+    if e is None:
+        return None
+    tb, runs = e.__traceback__, []
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_name
+        if name.startswith("run_") or name == "<module>":
+            runs.append(name)
+        tb = tb.tb_next
+    return (e, e.__cause__, tuple(runs))
+''')
+
+
+def _plain_exc_info(w: pw.Writer, who: str, pc: int, op: ExcInfo) -> pw.Rendered:
+    w.need("handled")
+    return pw.recorded(w, who, pc, "exc_info", "sys.exc_info()[1] and its __context__",
+                       "handled()")
+
+
+def _plain_handle(w: pw.Writer, who: str, pc: int, op: Handle) -> pw.Rendered:
+    body, goes_on = pw.nested(w, who, pc, op.then)
+    cls = w.exc_class(op.exc.type)
+    lines = ["try:", f"    raise {w.new_exc(op.exc)}", f"except {cls}:",
+             *("    " + line for line in pw.block_body(body))]
+    done = pw.done(w, who, pc)
+    if goes_on and done is not None:
+        lines += w.sync(done, f"{who}: the except block")
+    return lines, goes_on and done is not None
+
+
+def _plain_finally(w: pw.Writer, who: str, pc: int, op: Finally) -> pw.Rendered:
+    w.need("in_flight")
+    tried, _ = w.block(who, pc + 1, op.then[:op.split])
+    at = pc + 1 + sum(span(o) for o in op.then[:op.split])
+    final, goes_on = w.block(who, at, op.then[op.split:])
+    var = f"leaving_{pc}"
+    checked: List[str] = []
+    for i, kind, payload in w.events(who, pc):
+        if kind == "finally":
+            if isinstance(payload, tuple):
+                payload = (payload[0], payload[1],
+                           tuple("<module>" if n == "run_main" else n for n in payload[2]))
+            checked = [*w.sync(i, f"{who}: the finally block"),
+                       f"check({'exception leaving the try block of ' + who!r}, "
+                       f"in_flight({var}), {w.literal(payload)})"]
+    lines = [f"{var} = None", "try:", "    try:", *("        " + x for x in pw.block_body(tried)),
+             "    except BaseException as e:", f"        {var} = e", "        raise",
+             "finally:", *("    " + x for x in checked), f"    {var} = None",
+             *("    " + x for x in final)]
+    done = pw.done(w, who, pc)
+    if done is None:
+        return lines, False
+    return lines + w.sync(done, f"{who}: after the finally block"), goes_on
+
+
+
 FAMILY = Family(
     name="exceptions",
     ops=(
-        OpSpec(Handle, validate=_validate_handle, render=_render_handle, enter=_enter_handle,
+        OpSpec(Handle, plain=PlainSpec(_plain_handle, inline=True),
+               validate=_validate_handle, render=_render_handle, enter=_enter_handle,
                leave=_leave_handle,
                comment=lambda op: f"raise and handle {op.exc.type}{op.exc.args!r}, in the "
                f"except block do {len(op.then)} op(s)"),
-        OpSpec(ExcInfo, result="exc_info", perform=_exc_info,
+        OpSpec(ExcInfo, plain=PlainSpec(_plain_exc_info),
+               result="exc_info", perform=_exc_info,
                comment=lambda op: "which exception is being handled? (sys.exc_info())",
                statement=lambda op: "r = T.handled()"),
-        OpSpec(Finally, validate=_validate_finally, render=_render_finally,
+        OpSpec(Finally, plain=PlainSpec(_plain_finally, inline=True),
+               validate=_validate_finally, render=_render_finally,
                before=_before_finally, ended=_ended_finally, unwinding=_unwinding_finally,
                leave=_leave_finally, remap=_remap,
                comment=lambda op: f"try: {op.split} op(s), finally: "

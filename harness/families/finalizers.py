@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Decorations,
@@ -17,6 +18,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Script,
     flatten,
@@ -484,14 +486,99 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [finalizers(targets), finalizers(targets), inspects(targets, ("tag",))]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper("finalizers", """
+finalizers = []  # weak references whose callbacks finalize
+""", imports=("weakref",))
+
+pw.define_helper('Held', '''
+class Held:
+    """Stored on a greenlet: its __del__ runs a finalizer when the greenlet is freed."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __del__(self):
+        self.fn()
+''')
+
+
+def _plain_finalize(w: pw.Writer, who: str, pc: int, op: Finalize) -> pw.Rendered:
+    events = w.events(who, pc)
+    for i, kind, _ in events:
+        if kind == "unbound":
+            return [f"# finalizer on {op.target}: skipped, {op.target} is not bound here",
+                    *w.sync(i, f"finalizer on {op.target}")], True
+    w.need("seen")
+    w.need("label")
+    fn = f"finalizer_{w.ref(who)}_{pc}"
+    w.finalizing = True
+    body, _ = pw.nested(w, who, pc, op.then)
+    w.finalizing = False
+    w.functions.append([
+        f"def {fn}(*_):", f"    \"\"\"Runs when {op.target} is freed.\"\"\"",
+        f"    seen.append(f\"finalizer {who} {pc} runs in {{label(greenlet.getcurrent())}}\")",
+        *("    " + line for line in body),
+        f"    seen.append('finalizer {who} {pc} done')"])
+    target = w.ref(op.target)
+    if op.kind == "weakref":
+        w.need("finalizers")
+        attach = f"finalizers.append(weakref.ref({target}, {fn}))"
+    else:
+        w.need("Held")
+        w.counter += 1
+        attach = f"{target}.fuzz_held_{w.counter} = Held({fn})"
+    done = pw.done(w, who, pc)
+    return [attach, *(w.sync(done, f"{who}: finalizer attached") if done is not None else [])
+            ], True
+
+
+def _plain_resurrect(w: pw.Writer, who: str, pc: int, op: Resurrect) -> pw.Rendered:
+    w.need("label")
+    w.resurrecting, was = True, w.resurrecting
+    body, goes_on = pw.nested(w, who, pc, op.then)
+    w.resurrecting = was
+    me = w.ref(who)
+    events = w.events(who, pc)
+    handler: List[str] = []
+    for i, kind, payload in events:
+        if kind == "resurrected":
+            handler = [f"{me} = greenlet.getcurrent()  # registered again: resurrected",
+                       f"names[id({me})] = (weakref.ref({me}), {who!r})",
+                       *w.sync(i, f"{who} resurrects"),
+                       f"check('{who}.parent when resurrected', label({me}.parent), "
+                       f"{payload!r})"]
+    if not handler:
+        return ["try:", *("    " + line for line in pw.block_body(body)),
+                "except greenlet.GreenletExit:",
+                f"    fail('{who} got GreenletExit: expected it not to')"], goes_on
+    switch = f"{w.ref(op.target)}.switch()"
+    done = pw.done(w, who, pc)
+    w.at[(who, pc)] = [e for e in events if e[1] in ("value", "caught", "unbound")]
+    after, _ = w.outcome(who, pc, switch, switch, switch)
+    w.at[(who, pc)] = events
+    handler += after
+    lines = ["try:", *("    " + line for line in pw.block_body(body)),
+             "except greenlet.GreenletExit:", *("    " + line for line in handler)]
+    if done is not None:
+        lines += w.sync(done, f"{who}: after resurrecting")
+    return lines, done is not None
+
+
+
 FAMILY = Family(
     name="finalizers",
     ops=(
-        OpSpec(Finalize, names=("target",), validate=_validate_finalize,
+        OpSpec(Finalize, plain=PlainSpec(_plain_finalize, needs=lambda op: ("label",)),
+               names=("target",), validate=_validate_finalize,
                render=_render_finalize, perform=_finalize,
                comment=lambda op: f"attach a {op.kind} finalizer to {op.target}: when it is "
                f"freed, do {len(op.then)} op(s)"),
-        OpSpec(Resurrect, names=("target",), validate=_validate_resurrect, render=_render_resurrect,
+        OpSpec(Resurrect, plain=PlainSpec(_plain_resurrect, inline=True, binds=lambda op, me: (me,),
+                                         needs=lambda op: ("label",)),
+               names=("target",), validate=_validate_resurrect, render=_render_resurrect,
                unwinding=_unwinding,
                comment=lambda op: f"on GreenletExit in the next {len(op.then)} op(s): "
                f"register itself again (resurrect) and switch to {op.target}"),

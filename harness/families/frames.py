@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Decorations,
@@ -14,6 +15,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     identifier,
     ref,
 )
@@ -96,9 +98,42 @@ def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -
     main.insert(at + 1, Frames(name))
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper('stack', '''
+def stack(g, bottom):
+    """The functions of this file on g's suspended stack (gr_frame, f_back...), innermost
+    first, down to ``bottom``; None when g has no frame."""
+    frame, found = g.gr_frame, []
+    if frame is None:
+        return None
+    while frame is not None:
+        if frame.f_code.co_filename == __file__ and not frame.f_code.co_name.endswith("tracer"):
+            found.append(frame.f_code.co_name)
+            if found[-1] == bottom:
+                break
+        frame = frame.f_back
+    return tuple(found)
+''')
+
+
+def _plain_frames(w: pw.Writer, who: str, pc: int, op: Frames) -> pw.Rendered:
+    w.need("stack")
+    bottom = "<module>" if op.target == MAIN else f"run_{w.ref(op.target)}"
+    for i, kind, payload in w.events(who, pc):
+        if kind == "frames" and isinstance(payload, tuple):
+            renamed = tuple("<module>" if n == "run_main" else n for n in payload)
+            w.at[(who, pc)] = [(i, kind, renamed)]
+    return pw.recorded(w, who, pc, "frames", f"the functions on {op.target}'s stack",
+                       f"stack({w.ref(op.target)}, {bottom!r})")
+
+
+
 FAMILY = Family(
     name="frames",
-    ops=(OpSpec(Frames, names=("target",), result="frames", perform=perform,
+    ops=(OpSpec(Frames, plain=PlainSpec(_plain_frames),
+               names=("target",), result="frames", perform=perform,
                 comment=lambda op: f"list the functions on {op.target}'s stack "
                 "(gr_frame, f_back...)",
                 statement=lambda op: f"r = T.frame_names({ref(op.target)}.gr_frame, "

@@ -31,10 +31,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Family,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Scripts,
     walk,
@@ -125,10 +127,206 @@ def _draw(targets: Tuple[str, ...], families: Tuple[str, ...], terminal: bool,
     return [garbage(), garbage()]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------------
+
+pw.define_helper("collector", """
+collector = {"on": False, "off": False, "made": 0, "ran": 0, "rearm": 0, "tokens": 0}
+broken = []  # what finalizers saw that greenlet's rules exclude, checked at the end
+weak = set()  # weak references whose callbacks finalize
+
+
+class Cycle:
+    \"\"\"In a reference cycle with itself: only the cyclic collector frees it.\"\"\"
+
+    def __init__(self, action):
+        self.action, self.me = action, self
+
+
+class Finalized(Cycle):
+    def __del__(self):
+        finalizer("del", self.action)
+
+
+class Link:
+    \"\"\"A link of a chain deeper than CPython's trashcan limit: freed through it.\"\"\"
+
+    def __init__(self, action, rest):
+        self.action, self.rest = action, rest
+
+    def __del__(self):
+        finalizer("nested", self.action)
+
+
+def make_garbage(kind, action, count, age):
+    \"\"\"count pieces of cyclic garbage whose finalizers do ``action`` with a greenlet of
+    their own; the collector goes on first.  age 1 or 2: moved to that generation while
+    held, freed by a later collection, at whatever allocation triggers it.\"\"\"
+    if not collector["on"]:
+        collector["on"] = True
+        collector["saved"] = gc.isenabled(), gc.get_threshold()
+        gc.collect()
+        gc.set_threshold(1, 2, 2)
+        gc.enable()
+    if collector["off"]:
+        return
+    collector["rearm"] = min(collector["rearm"] + 200, 600)
+    held = [one_garbage(kind, action) for _ in range(count)]
+    if age:
+        gc.collect(age - 1)
+    del held
+
+
+def one_garbage(kind, action):
+    if kind == "del":
+        collector["made"] += 1
+        return Finalized(action)
+    if kind == "weakref":
+        node = Cycle(action)
+
+        def callback(r):
+            weak.discard(r)
+            finalizer("weakref", action)
+
+        weak.add(weakref.ref(node, callback))
+        collector["made"] += 1
+        return node
+    head, chain = Cycle(action), None
+    for _ in range(120):
+        chain = Link(action, chain)
+    head.chain = chain
+    collector["made"] += 120
+    return head
+
+
+def finalizer(kind, action):
+    \"\"\"Runs wherever the collector runs it, in the middle of a switch included: first
+    makes garbage like its own (so that some always waits for the next collection),
+    then switches a greenlet of its own (``own_greenlet``), tracing off.\"\"\"
+    collector["ran"] += 1
+    if collector["off"]:
+        return
+    if collector["rearm"] > 0:
+        collector["rearm"] -= 1
+        one_garbage("weakref" if kind == "weakref" else "del", action)
+    settrace = getattr(greenlet, "settrace", None)
+    tracer = settrace(None) if settrace is not None else None
+    try:
+        own_greenlet(action)
+    except BaseException as e:
+        broken.append(f"{type(e).__name__} escaped a finalizer's {action}: {e}")
+    finally:
+        if settrace is not None:
+            settrace(tracer)
+
+
+def token():
+    collector["tokens"] += 1
+    return 1000 + collector["tokens"]
+
+
+def own_greenlet(action):
+    \"\"\"switch: start a greenlet and let it end; park: it switches back, switch to it
+    again; throw: it switches back, throw into it; kill: it switches back, drop it.\"\"\"
+    here = greenlet.getcurrent()
+    if here.dead:
+        broken.append("getcurrent() in a finalizer is dead")
+    sent = [token()]
+    canary = ("canary", sent[0], sent[0] * 7)
+    cell = {"received": [], "exits": 0, "dead": False}
+
+    def body(x):
+        if cell["dead"]:
+            broken.append("a greenlet reported dead ran again")
+        cell["received"].append(x)
+        if action == "switch":
+            return x + 1
+        try:
+            y = greenlet.getcurrent().parent.switch(x + 1)
+        except FuzzError as e:
+            y = e.args[0]
+        except greenlet.GreenletExit:
+            cell["exits"] += 1
+            raise
+        if cell["dead"]:
+            broken.append("a greenlet reported dead ran again")
+        cell["received"].append(y)
+        return y
+
+    b = greenlet.greenlet(body, here)
+    got = b.switch(sent[0])
+    if got != sent[0] + 1:
+        broken.append(f"a finalizer's greenlet answered {got!r} to {sent[0]!r}")
+    if action == "park":
+        sent.append(token())
+        got = b.switch(sent[-1])
+    elif action == "throw":
+        sent.append(token())
+        got = b.throw(FuzzError(sent[-1]))
+    elif action == "kill":
+        b = None  # its only reference: GreenletExit, exactly once
+        if cell["exits"] != 1:
+            broken.append(f"a dropped greenlet got GreenletExit {cell['exits']} time(s)")
+    if action in ("park", "throw") and got != sent[-1]:
+        broken.append(f"a finalizer's greenlet returned {got!r} for {sent[-1]!r}")
+    if b is not None:
+        if not b.dead:
+            broken.append("a finalizer's greenlet that returned is not dead")
+        cell["dead"] = True
+        again = token()  # switching to a dead greenlet goes to its parent: straight back
+        got = b.switch(again)
+        if got != again:
+            broken.append(f"switching to a dead greenlet returned {got!r} for {again!r}")
+        b = None
+    if action != "kill" and cell["exits"]:
+        broken.append("GreenletExit reached a greenlet that was not dropped")
+    if cell["received"] != sent:
+        broken.append(f"a finalizer's greenlet received {cell['received']!r}, was sent {sent!r}")
+    if canary != ("canary", sent[0], sent[0] * 7):
+        broken.append("a finalizer's locals changed across its switches")
+    if greenlet.getcurrent() is not here:
+        broken.append("getcurrent() changed across a finalizer's switches")
+
+
+def collector_report():
+    \"\"\"A full collection (every finalizer made runs), then the collector as it was;
+    the first things finalizers saw that greenlet's rules exclude.\"\"\"
+    collector["rearm"] = 0
+    gc.collect()
+    gc.collect()
+    collector["off"] = True
+    if collector["ran"] != collector["made"]:
+        broken.append(f"{collector['made']} finalizer(s) made, {collector['ran']} ran "
+                      "after a full collection")
+    enabled, threshold = collector["saved"]
+    gc.set_threshold(*threshold)
+    if not enabled:
+        gc.disable()
+    return broken[:10]  # the first ten say enough
+""", imports=("gc", "weakref"), needs=("FuzzError",))
+
+
+def _plain_report(w: pw.Writer) -> List[str]:
+    """When main's script ends: what the finalizers saw, after a full collection."""
+    for i, (who, _, kind, payload) in enumerate(w.expected):
+        if who == MAIN and kind == "collector":
+            return [f"check('what finalizers saw that greenlet rules out', "
+                    f"collector_report(), {w.literal(list(payload or ()))})",
+                    *w.sync(i, "after the full collection")]
+    return []
+
+
+def _plain_garbage(w: pw.Writer, who: str, pc: int, op: Garbage) -> pw.Rendered:
+    w.need("collector")
+    w.after_main["gc"] = _plain_report
+    call = f"make_garbage({op.kind!r}, {op.action!r}, {op.count}, {op.age})"
+    return w.outcome(who, pc, call, call)
+
+
 FAMILY = Family(
     name="gc",
     ops=(
-        OpSpec(Garbage, validate=_validate, perform=_perform,
+        OpSpec(Garbage, validate=_validate, perform=_perform, plain=PlainSpec(_plain_garbage),
                comment=lambda op: f"make {op.count} cyclic garbage ({op.kind}) whose "
                f"finalizers {op.action} a greenlet of their own, aged {op.age}; collector on",
                statement=lambda op: f"T.garbage(T, {op.kind!r}, {op.action!r}, {op.count}, "

@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
+from greenfuzz.harness.families import exitplain
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     MAIN,
     Decorations,
@@ -30,6 +32,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Scripts,
     flatten,
@@ -322,17 +325,98 @@ def _decorate(draw: Callable, program: Any, targets: Tuple[str, ...],
     return changed
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------------
+#
+# The file runs itself as a child (``--child``: the program, then the interpreter's
+# exit) and judges what the child printed as the harness's oracle does; the helpers it
+# writes out for that, and for each ``Leave`` kind, are in ``exitplain``.
+
+def _plain_child(w: pw.Writer) -> None:
+    """Once per file: it judges itself run as a child, which runs the program and exits."""
+    if w.prologue:
+        return
+    w.need("exit")
+    at_exit = []
+    for i, (_, pc, kind, payload) in enumerate(w.expected):
+        if w.exit_phase is None or i < w.exit_phase:
+            continue
+        if kind in ("atexit", "atexit_done"):
+            at_exit.append(f"{kind} {pc}")
+        elif kind == "atexit_end":
+            at_exit.append(kind)
+        elif kind == "unraisable" and pc < 0:
+            at_exit.append(f"unraisable {getattr(payload, 'type', payload)}")
+    w.doc += ["", "It runs itself as a child (THIS_FILE --child: the program, then the",
+              "interpreter's exit) and compares what the child printed at exit."]
+    w.prologue += [
+        f"AT_EXIT = {at_exit!r}  # what the callbacks print at exit, in order",
+        "if sys.argv[1:] != ['--child']:",
+        f"    sys.exit(judge_child(AT_EXIT, {expected_status(w.program, w.expected)!r}))",
+        "# The child: the program, then the interpreter's exit.",
+        "gc.disable()  # cycles are left for the exit",
+        "exit_status = 0",
+        "early_callbacks = []  # registered as if before the implementation is imported",
+        "atexit.register(run_early_callbacks)"]
+    w.epilogue += [
+        "sys.unraisablehook = lambda u: event(f'unraisable {type(u.exc_value).__name__}')",
+        "sys.exit(exit_status)  # the interpreter exits: atexit callbacks, finalization"]
+
+
+def _plain_at_exit(w: pw.Writer, who: str, pc: int, op: AtExit) -> pw.Rendered:
+    _plain_child(w)
+    fn = f"at_exit_{pc}"
+    events = w.events(who, pc)
+    lines = [f"def {fn}():", f"    \"\"\"An atexit callback{' registered early' * op.early}.\"\"\"",
+             *("    " + line for line in w.declare(op.then, who)),
+             f"    event('atexit {pc}')"]
+    for i, kind, _ in events:
+        if kind == "atexit":
+            lines += ["    " + line for line in w.sync(i, f"atexit callback {pc} starts")]
+    body, goes_on = pw.nested(w, who, pc, op.then)
+    lines += ["    " + line for line in body]
+    for i, kind, _ in events:
+        if kind == "atexit_done" and goes_on:
+            lines += ["    " + line for line in w.sync(i, f"atexit callback {pc} ends")]
+            lines.append(f"    event('atexit_done {pc}')")
+    w.functions.append(lines)
+    register = f"early_callbacks.append({fn})" if op.early else f"atexit.register({fn})"
+    return w.outcome(who, pc, register, register)
+
+
+def _plain_leave(w: pw.Writer, who: str, pc: int, op: Leave) -> pw.Rendered:
+    _plain_child(w)
+    helper, call = exitplain.LEAVE_CALLS[op.kind]
+    w.need(f"leave_{helper}")
+    statement = call.format(n=op.count)
+    lines, goes_on = w.outcome(who, pc, statement, statement)
+    if not any(type(o).__name__ == "Trace" for _, s in w.program.scripts() for o in walk(s)):
+        return lines, goes_on
+    return ["tracing = greenlet.gettrace()  # what is left is not the program's to trace",
+            "greenlet.settrace(None)", *lines, "greenlet.settrace(tracing)"], goes_on
+
+
+def _plain_exit(w: pw.Writer, who: str, pc: int, op: Exit) -> pw.Rendered:
+    _plain_child(w)
+    statement = f"exit_status = {op.status!r}"
+    return w.outcome(who, pc, statement, statement)
+
+
+
 FAMILY = Family(
     name="shutdown",
     ops=(
-        OpSpec(AtExit, validate=_validate_at_exit, render=_render_at_exit,
+        OpSpec(AtExit, plain=PlainSpec(_plain_at_exit),
+               validate=_validate_at_exit, render=_render_at_exit,
                perform=_perform_at_exit,
                comment=lambda op: "register an atexit callback"
                + (" before the implementation is imported" if op.early else "")
                + f" that does {len(op.then)} op(s)"),
-        OpSpec(Leave, validate=_validate_leave, render=_render_leave, perform=_perform_plain,
+        OpSpec(Leave, plain=PlainSpec(_plain_leave),
+               validate=_validate_leave, render=_render_leave, perform=_perform_plain,
                comment=lambda op: f"leave behind for the exit: {op.kind} x{op.count}"),
-        OpSpec(Exit, validate=_validate_exit, render=_render_exit, perform=_perform_plain,
+        OpSpec(Exit, plain=PlainSpec(_plain_exit),
+               validate=_validate_exit, render=_render_exit, perform=_perform_plain,
                comment=lambda op: f"exit with status {op.status}"),
     ),
     decorate=Decorations(

@@ -3,12 +3,14 @@ resume — a greenlet's stack must come back exactly as it left it."""
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, List, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     Decorations,
     Drawing,
@@ -16,6 +18,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Script,
     Scripts,
@@ -24,6 +27,7 @@ from greenfuzz.harness.families.base import (
 )
 from greenfuzz.harness.families.base import nested as nested_ops
 from greenfuzz.harness.families.values import THROWABLE_TYPES, exceptions
+from greenfuzz.harness.target import runtime
 
 #: How a ``Recurse`` goes one level down: a plain Python call, or through C code that
 #: calls back into Python (``sorted`` key, ``map``, ``functools.reduce``, ``list.sort``
@@ -205,9 +209,62 @@ def _adjust(scripts: List[Tuple[str, Script]]) -> List[Tuple[str, Script]]:
     return [(name, fit(script, budget)) for name, script in scripts]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+
+def _plain_via(w: pw.Writer, via: str) -> None:
+    """The runtime's helper for recursing through C (``VIA``), written out in the file:
+    our own standard-library code, the same the full reproducer pastes."""
+    name = f"via_{via}"
+    if name in w.sources:
+        return
+    parts = [inspect.getsource(runtime.VIA[via])]
+    if via == "qsort":
+        parts = ["_QSORT = []\n\n", inspect.getsource(runtime._qsort), "\n\n", *parts]
+    w.sources[name] = "".join(parts)
+    w.imports.add("sys")
+    if via in ("reduce", "sort_cmp"):
+        w.imports.add("functools")
+
+
+def _plain_recurse(w: pw.Writer, who: str, pc: int, op: Recurse) -> pw.Rendered:
+    fn = f"recurse_{w.ref(who)}_{pc}"
+    base = 1000 + 7 * pc + op.salt % 1000
+    body, goes_on = pw.nested(w, who, pc, op.then)
+    if op.via == "call":
+        down = [f"v = {fn}(k + 1)"]
+    else:
+        _plain_via(w, op.via)
+        down = [f"v, problem = via_{op.via}({fn}, k + 1)",
+                f"check('the result of {op.via} at level %d' % k, problem, None)"]
+    canaries = f"check('the locals of level %d' % k, (x, y), ({base} + k, {base} * 31 - k))"
+    w.functions.append([
+        f"def {fn}(k):",
+        f"    \"\"\"Level k of {op.depth} of {who}'s recursion: its locals must survive "
+        "the switches below.\"\"\"",
+        *("    " + line for line in w.declare(op.then, who)),
+        f"    x, y = {base} + k, {base} * 31 - k",
+        f"    if k < {op.depth}:",
+        *("        " + line for line in down),
+        f"        check('the value level %d got' % k, v, {2 * base} + k + 1)",
+        "    else:",
+        *("        " + line for line in pw.block_body(body)),
+        "    " + canaries,
+        f"    return {2 * base} + k",
+    ])
+    done = pw.done(w, who, pc)
+    lines = [f"{fn}(0)"]
+    if done is None:
+        return [*lines, "fail('the recursion returned: expected it not to')"], False
+    return [*lines, *w.sync(done, f"{who}: after the recursion")], goes_on
+
+
+
 FAMILY = Family(
     name="stack",
-    ops=(OpSpec(Recurse, validate=_validate, render=_render, frame=True,
+    ops=(OpSpec(Recurse, plain=PlainSpec(_plain_recurse),
+               validate=_validate, render=_render, frame=True,
                 comment=lambda op: f"recurse {op.depth} level(s) via {op.via} (salt {op.salt}), "
                 f"there do {len(op.then)} op(s)"),),
     draw=_draw,

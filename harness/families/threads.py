@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     Decorations,
     Drawing,
@@ -16,6 +17,7 @@ from greenfuzz.harness.families.base import (
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Script,
     indent,
@@ -258,18 +260,85 @@ def _tame(owner: str, script: Script) -> Script:
                  if not isinstance(op, ThreadParent))
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper('in_thread', '''
+def in_thread(body):
+    """Run body() in a new thread, wait for it; is that thread's main greenlet dead?"""
+    box = []
+
+    def thread_main():
+        try:
+            body()
+        finally:
+            box.append(greenlet.getcurrent())
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    thread.join(10)
+    greenlet.getcurrent()  # greenlet kills what was freed over there now
+    deadline = time.monotonic() + 1.0  # it marks the thread's main dead just after join
+    while not box[-1].dead and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return box[-1].dead
+''', imports=('threading', 'time'))
+
+
+def _plain_in_thread(w: pw.Writer, who: str, pc: int, op: InThread) -> pw.Rendered:
+    w.need("in_thread")
+    fn = f"thread_{w.ref(who)}_{pc}"
+    body, _ = pw.nested(w, who, pc, op.then)
+    w.functions.append([f"def {fn}():", f"    \"\"\"What {who} does in a new thread.\"\"\"",
+                        *("    " + line for line in w.declare(op.then, who)),
+                        *("    " + line for line in pw.block_body(body))])
+    thread = next(((i, payload) for i, kind, payload in w.events(who, pc) if kind == "thread"),
+                  None)
+    if any(kind == "orphans" for _, kind, _ in w.events(who, pc)):
+        w.notes.append("InThread: the count of orphans dead, finished and freed after "
+                       "the thread is the harness's (not checked)")
+    if thread is None:
+        return [f"in_thread({fn})", "fail('the thread was expected not to end')"], False
+    index, dead = thread
+    lines = [f"dead = in_thread({fn})"]
+    if index > 0 and w.expected[index - 1][2] == "alive" and w.expected[index - 1][0] == who:
+        lines += w.sync(index - 1, f"{who}: after the thread", always=True)
+        if w.liveness:
+            w.need("alive")
+            lines.append(f"check_alive('greenlets left after the thread', "
+                         f"{list(w.expected[index - 1][3] or ())!r})")
+    lines += [*w.sync(index, f"{who}: after the thread"),
+              f"check('the main greenlet of the thread is dead once it ended', dead, {dead!r})"]
+    return lines, True
+
+
+def _plain_thread_parent(w: pw.Writer, who: str, pc: int, op: ThreadParent) -> pw.Rendered:
+    statement = f"{w.ref(op.target)}.parent = greenlet.getcurrent()"
+    return w.outcome(who, pc, statement, statement)
+
+
+def _plain_orphan(w: pw.Writer, who: str, pc: int, op: Orphan) -> pw.Rendered:
+    w.notes.append("Orphan: a greenlet of the thread left suspended when it ends is the "
+                   "harness's bookkeeping (rendered as a comment)")
+    return ["# (an orphan greenlet would be started here: not rendered plainly)"], True
+
+
+
 FAMILY = Family(
     name="threads",
     ops=(
-        OpSpec(InThread, validate=_validate, render=_render, enter=_enter, leave=_leave,
+        OpSpec(InThread, plain=PlainSpec(_plain_in_thread),
+               validate=_validate, render=_render, enter=_enter, leave=_leave,
                ended=_ended,
                comment=lambda op: f"in a new thread, do {len(op.then)} op(s); is its main "
                "greenlet dead after?"),
-        OpSpec(ThreadParent, names=("target",), validate=_validate_parent, only_in=InThread,
+        OpSpec(ThreadParent, plain=PlainSpec(_plain_thread_parent),
+               names=("target",), validate=_validate_parent, only_in=InThread,
                perform=_thread_parent,
                comment=lambda op: f"set {op.target}.parent to this thread's main greenlet",
                statement=lambda op: f"ref({op.target!r}).parent = getcurrent()"),
-        OpSpec(Orphan, only_in=InThread, perform=_orphan,
+        OpSpec(Orphan, plain=PlainSpec(_plain_orphan),
+               only_in=InThread, perform=_orphan,
                comment=lambda op: "start a greenlet of this thread and leave it suspended "
                "when the thread ends",
                statement=lambda op: "T.orphan(T)"),

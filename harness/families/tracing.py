@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from greenfuzz.harness.families import genes as st
+from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
     Decorations,
     Drawing,
     Family,
     Op,
     OpSpec,
+    PlainSpec,
     ProgramError,
     Scripts,
     walk,
@@ -171,9 +173,71 @@ def _after_kick(d: Drawing, name: str, main: List[Op], at: int, own: List[Op]) -
         main[at + 1:at + 1] = [Trace("bounce"), Switch(name)]
 
 
+
+# -- plain reproducers (``plainwriter``) -------------------------------------------
+
+pw.define_helper('tracers', '''
+def tracer(event, args):
+    """Notes every switch and throw, in the greenlet switched to."""
+    if event in ("switch", "throw"):
+        origin, target = args
+        seen.append(f"trace: {event} {label(origin)} -> {label(target)}")
+
+
+def raising_tracer(event, args):
+    """Notes it, then raises, between greenlets this script holds."""
+    tracer(event, args)
+    if event in ("switch", "throw") and all(
+            g is main or globals().get(label(g)) is g for g in args):
+        raise FuzzError("trace")
+
+
+def bouncing_tracer(event, args):
+    """Notes it; once, on a switch between two suspended greenlets this script holds,
+    switches straight back to the origin from inside the callback (in the target)."""
+    tracer(event, args)
+    if bounced or event != "switch":
+        return
+    origin, target = args
+    if origin is target or origin.dead or label(target) not in ["main", *started] or not all(
+            g is main or globals().get(label(g)) is g for g in args):
+        return
+    bounced.append(True)
+    try:
+        origin.switch("bounce")
+    except BaseException:
+        del args, origin, target  # the traceback keeps this frame: not the greenlets
+        raise
+
+
+bounced = []
+''', needs=('seen', 'label', 'FuzzError', 'started'))
+
+
+_PLAIN_TRACERS = {"record": "tracer", "raise": "raising_tracer", "off": "None",
+            "bounce": "bouncing_tracer"}
+
+
+def _plain_trace(w: pw.Writer, who: str, pc: int, op: Trace) -> pw.Rendered:
+    w.need("tracers")
+    w.needs.add("main")
+    w.after_main["tracing"] = lambda w: [
+        "greenlet.settrace(None)  # tracing ends with main's script"]
+    previous = {None: "None", "record": "tracer", "raise": "raising_tracer",
+                "bounce": "bouncing_tracer"}
+    for i, kind, payload in w.events(who, pc):
+        if kind == "tracer":
+            w.at[(who, pc)] = [(i, kind, pw.Source(previous.get(payload, repr(payload))))]
+    fn = _PLAIN_TRACERS.get(op.mode, "tracer")
+    return pw.recorded(w, who, pc, "tracer", f"greenlet.settrace({fn})",
+                       f"greenlet.settrace({fn})")
+
+
+
 FAMILY = Family(
     name="tracing",
-    ops=(OpSpec(Trace, validate=_validate, perform=_perform, result="tracer",
+    ops=(OpSpec(Trace, plain=PlainSpec(_plain_trace, needs=lambda op: ("label",)),
+               validate=_validate, perform=_perform, result="tracer",
                 comment=lambda op: {"record": "install the tracer",
                                     "raise": "install a tracer that raises",
                                     "off": "remove the tracer",
