@@ -32,9 +32,9 @@ from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
     CampaignConfig,
     CampaignResult,
-    rule_stats,
     run_campaign,
 )
+from greenfuzz.harness.search.coverage import rule_stats
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
@@ -25,12 +25,13 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit, runner
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
-from greenfuzz.harness.families import walk
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
 from greenfuzz.harness.reporting.findings import Finding, clean_stale, verify_plain
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
+from greenfuzz.harness.search.coverage import steer
+from greenfuzz.harness.search.memory_findings import memory_finding, parked_finding
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.strategies import programs
 
@@ -455,47 +456,6 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     return test
 
 
-def op_pairs(program: Program) -> Counter:
-    """Pairs of op types one right after the other in a script (nested ops included)."""
-    pairs: Counter = Counter()
-    for _, script in program.scripts():
-        names = [type(op).__name__ for op in walk(script)]
-        pairs.update(zip(names, names[1:]))
-    return pairs
-
-
-def steer(program: Program, fired: Counter, result: CampaignResult,
-          seconds: float = 0.0) -> None:
-    """Count the rules and op pairs ``program`` fired, and steer Hypothesis (``target``)
-    towards programs that fire rare ones, per millisecond it took to run: each rule or
-    pair scores 1 / (1 + how often it fired before), so one never seen before is worth
-    a thousand seen a thousand times; divided by 1 + its milliseconds, so that steering
-    does not fill the campaign with the slowest programs (those that end with the
-    interpreter's exit, family shutdown, whose rules are rare because they are dear:
-    steering by rarity alone doubled their share and cut programs per second by a
-    third, bench figures in the commit)."""
-    pairs = op_pairs(program)
-    cost = 1.0 + 1000.0 * seconds
-    target(sum(1.0 / (1 + result.rules[r]) for r in fired) / cost, label="rare rules")
-    target(sum(1.0 / (1 + result.pairs[p]) for p in pairs) / cost, label="rare op pairs")
-    result.rules.update(fired)
-    result.pairs.update(pairs)
-
-
-def rule_stats(result: CampaignResult) -> Dict[str, object]:
-    """Rule coverage as ``--stats`` writes it: every rule's count, the rules that never
-    fired, and the rarest op pairs."""
-    every = model.rules()
-    return {
-        "programs": result.examples,
-        "rules": {r: result.rules[r] for r in every},
-        "never_fired": [r for r in every if not result.rules[r]],
-        "op_pairs_seen": len(result.pairs),
-        "rarest_op_pairs": [[a, b, n] for (a, b), n in
-                            sorted(result.pairs.items(), key=lambda kv: kv[1])[:20]],
-    }
-
-
 def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             config: CampaignConfig, executor: Optional[IsolatedExecutor]) -> None:
     signature = finding.verdict.signature
@@ -602,70 +562,6 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     finally:
         result.memory_checks += 1
         result.memory_seconds += time.monotonic() - t0
-
-
-def memory_finding(program: Program, config: CampaignConfig,
-                   executor: Optional[IsolatedExecutor], shrink: int = 12,
-                   notes: Optional[List[str]] = None,
-                   deadline: Optional[float] = None,
-                   timeout: float = memcheck.PROBE_TIMEOUT) -> Optional[Finding]:
-    """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
-    most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
-    fails or cannot decide (the program passed once, so that is worth knowing) is
-    described in ``notes``."""
-
-    def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
-        found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
-                                                        config.impl, executor, timeout)
-        return (found, observation) if found is not None and found.get("leaked") else None
-
-    found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
-                                                    config.impl, executor, timeout)
-    if notes is not None and (found is None or not found.get("reliable", True)):
-        why = (found or {}).get("reason") or observation.outcome + (
-            f": {observation.detail.splitlines()[0]}" if observation.detail else
-            f": {observation.trace[-1] if observation.trace else 'no trace'}")
-        notes.append(f"raw-memory check of a {program.size()}-op program gave no verdict "
-                     f"({why})")
-    leaked = (found, observation) if found is not None and found.get("leaked") else None
-    if leaked is None:
-        return None
-    if shrink:
-        def still_leaks(p: Program) -> bool:
-            nonlocal leaked
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            again = probe(p)
-            if again is not None:
-                leaked = again
-            return again is not None
-
-        program = simplify(program, still_leaks, max_attempts=shrink)
-    found, observation = leaked
-    return Finding(program, model.predict(program), observation, memcheck.raw_verdict(found),
-                   config.impl.spec, config.impl.version, python=config.python,
-                   python_version=config.impl.python)
-
-
-def parked_finding(config: CampaignConfig, executor: Optional[IsolatedExecutor],
-                   notes: Optional[List[str]] = None) -> Optional[Finding]:
-    """A ``leak:parked`` finding when a parked greenlet costs more than the budget."""
-    found, observation = memcheck.run_memory_source(
-        memcheck.parked_source(memcheck.PARKED_COUNTS), config.impl, executor,
-        memcheck.PARKED_TIMEOUT)
-    if found is None:
-        if notes is not None:
-            notes.append(f"bytes-per-parked-greenlet check gave no result "
-                         f"({observation.outcome}{': ' if observation.detail else ''}"
-                         f"{observation.detail.splitlines()[0] if observation.detail else ''})")
-        return None
-    found["budget"] = config.parked_budget
-    verdict = memcheck.parked_verdict(found, config.parked_budget)
-    if verdict.ok:
-        return None
-    return Finding(Program(meta=(("scenario", "parked"),)), [], observation, verdict,
-                   config.impl.spec, config.impl.version, python=config.python,
-                   python_version=config.impl.python)
 
 
 def _why(error: OSError, where: Path) -> str:
