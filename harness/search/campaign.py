@@ -30,9 +30,10 @@ from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
 from greenfuzz.harness.reporting.findings import Finding, clean_stale, verify_plain
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
-from greenfuzz.harness.search.coverage import steer
+from greenfuzz.harness.search.coverage import chain_digest, estimated_seconds, steer
 from greenfuzz.harness.search.memory_findings import memory_finding, parked_finding
 from greenfuzz.harness.search.minimize import simplify
+from greenfuzz.harness.search.shared import SharedRun
 from greenfuzz.strategies import programs
 
 #: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
@@ -82,6 +83,9 @@ class CampaignConfig:
     #: shrinking, counted from the first failure, then ``simplify``); the finding is then
     #: kept as small as it got.  Shrinking is what may run past the budget.
     shrink_seconds: float = 60.0
+    #: Set when this campaign is one job of several (``greenfuzz.harness.search.jobs``):
+    #: a finding another job claimed is not saved twice, and the run can be stopped.
+    shared: Optional[SharedRun] = None
 
 
 @dataclass
@@ -114,6 +118,13 @@ class CampaignResult:
     #: types one after the other in a script: what rule coverage reports and steers by.
     rules: Counter = field(default_factory=Counter)
     pairs: Counter = field(default_factory=Counter)
+    #: A digest of every program drawn, in order (``coverage.chain_digest``): two runs
+    #: with the same seed and limits drew the same programs when theirs are equal.
+    programs_digest: str = ""
+    #: Failures another job of the same run had already claimed (same signature).
+    duplicates: int = 0
+    #: Each job's seed, programs and digest, when the result merges several jobs.
+    per_job: List[Dict[str, object]] = field(default_factory=list)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -246,7 +257,9 @@ def run_campaign(config: CampaignConfig,
 def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
               progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
-    removed = clean_stale(config.out)
+    shared = config.shared
+    # Jobs share the folder: the controller cleans it once, before any job writes to it.
+    removed = [] if shared is not None else clean_stale(config.out)
     if removed:
         result.notes.append(f"removed {len(removed)} file(s) an interrupted run left half "
                             f"written in {config.out}: {', '.join(sorted(removed)[:5])}")
@@ -261,6 +274,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
     batch_index = 0
     while result.examples < config.max_examples and time.monotonic() < deadline:
+        if shared is not None and shared.stop_requested():
+            break
         if not config.keep_going and any(f.confirmed for f in result.findings):
             break  # (an unconfirmed finding does not end the search)
         # Size the batch to what fits in the remaining budget at the rate seen so far,
@@ -366,6 +381,8 @@ def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Fin
                    config: CampaignConfig) -> None:
     """Save a finding an interrupt caught before it was shrunk (or verified)."""
     finding = replace(finding, shrunk=False)
+    if _claimed_elsewhere(finding, result, seen, config, claim=True):
+        return
     seen[finding.verdict.signature] = finding
     result.findings.append(finding)
     result.notes.append(f"{finding.id}: saved as it stood when interrupted (not shrunk, "
@@ -374,6 +391,22 @@ def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Fin
         result.saved += finding.save(config.out)
     except OSError as e:
         result.unsaved.append((finding, _why(e, config.out)))
+
+
+def _claimed_elsewhere(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+                       config: CampaignConfig, claim: bool) -> bool:
+    """Whether another job of the run has ``finding``'s signature (then it is counted as
+    a duplicate and not saved here); ``claim``: claim it for this job if not."""
+    shared = config.shared
+    if shared is None:
+        return False
+    signature = finding.verdict.signature
+    holder = (shared.claim(signature, finding.id) if claim else shared.holder(signature))
+    if holder is None:
+        return False
+    seen[signature] = finding  # a keep-going job looks elsewhere, as for its own
+    result.duplicates += 1
+    return True
 
 
 def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
@@ -406,7 +439,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             raise _OutOfTime  # a failure being shrunk is finished first
         if shrink_until and now > shrink_until[0]:
             raise _OutOfTime
+        if config.shared is not None and not failures and config.shared.stop_requested():
+            raise _OutOfTime
         result.examples += 1
+        result.programs_digest = chain_digest(result.programs_digest, program)
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
         result.elapsed = time.monotonic() - start
@@ -424,7 +460,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             assume(False)
             raise AssertionError("unreachable") from None
         if not failures:
-            steer(program, fired, result, finding.observation.seconds)
+            steer(program, fired, result, estimated_seconds(program, finding.expected))
         if finding.kind != runner.HANG:
             result.run_seconds += finding.observation.seconds
         if finding.verdict.ok and "after_other_programs" in finding.observation.extra:
@@ -437,6 +473,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         if finding.kind == KNOWN:
             known = finding.verdict.signature.split(":", 1)[1]
             result.known[known] = result.known.get(known, 0) + 1
+            return
+        if not finding.verdict.ok and not failures and config.shared is not None \
+                and config.shared.holder(finding.verdict.signature) is not None:
+            result.duplicates += 1  # another job has it: not shrunk twice
             return
         if not finding.verdict.ok:
             if finding.kind == runner.HANG and not shrink_timeout:
@@ -459,7 +499,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
 def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             config: CampaignConfig, executor: Optional[IsolatedExecutor]) -> None:
     signature = finding.verdict.signature
-    if signature in seen:
+    if signature in seen or _claimed_elsewhere(finding, result, seen, config, claim=False):
         return
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
@@ -492,6 +532,8 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             finding.program, finding.verdict, finding.expected, finding.observation.trace,
             config.impl, executor, config.timeout))
     finding = replace(finding, seed=config.seed)
+    if _claimed_elsewhere(finding, result, seen, config, claim=True):
+        return
     seen[signature] = finding
     result.findings.append(finding)
     try:
