@@ -129,8 +129,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    """How many jobs: ``--jobs``, else ``$GREENFUZZ_JOBS``, else the usable cores (1
-    in-process: there the programs run in this one process)."""
+    """How many jobs: ``--jobs`` (or ``jobs`` in ``[tool.greenfuzz]``), else
+    ``$GREENFUZZ_JOBS``, else the usable cores (1 in-process: there the programs run in
+    this one process)."""
     if args.jobs is not None:
         if args.in_process and args.jobs > 1:
             raise UsageError("--in-process runs programs in this one process; it cannot be "
