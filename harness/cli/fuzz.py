@@ -158,7 +158,9 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
             if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
             "run again in a fresh one)")
     seed_value = getattr(args, "seed", None)
+    # No more jobs than programs: each job runs its share of --max-examples.
     jobs = getattr(args, "jobs", 1)
+    jobs = min(jobs, getattr(args, "max_examples", jobs))
     console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, seed {seed_value}, "
                   f"{mode}" + (f", {jobs} jobs" if jobs > 1 else ""))
 

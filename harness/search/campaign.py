@@ -283,7 +283,9 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         elapsed = time.monotonic() - start
         rate = result.examples / elapsed if result.examples else 20.0
         fits = int(rate * (deadline - time.monotonic()) * 0.9)
-        n = max(5, min(config.batch, fits, config.max_examples - result.examples))
+        # (At least 5 programs a batch, but never past --max-examples: a job of a
+        # --jobs run may have only a few.)
+        n = min(max(5, min(config.batch, fits)), config.max_examples - result.examples)
         failures: List[Finding] = []
         candidates: List[Tuple[int, Program]] = []
         test = _make_test(config, executor, result, start, failures, progress, candidates,
