@@ -208,7 +208,8 @@ def _summary(console: Console, impl: implementations.Implementation,
     unconfirmed = [f for f in result.findings if not f.confirmed]
     table.add_row("findings", str(len(result.findings) - len(unconfirmed)))
     if result.duplicates:
-        table.add_row("found again by other jobs", f"{result.duplicates} (saved once)")
+        table.add_row("failed like another job's finding",
+                      f"{result.duplicates} programs (shrunk and saved by that job only)")
     if unconfirmed:
         table.add_row("unconfirmed", f"{len(unconfirmed)} (not reproduced in a fresh "
                                      "process; kept on disk)")

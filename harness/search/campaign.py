@@ -121,7 +121,8 @@ class CampaignResult:
     #: A digest of every program drawn, in order (``coverage.chain_digest``): two runs
     #: with the same seed and limits drew the same programs when theirs are equal.
     programs_digest: str = ""
-    #: Failures another job of the same run had already claimed (same signature).
+    #: Failing programs whose signature another job of the run had claimed (it shrinks
+    #: and saves that finding; they are counted here, neither shrunk nor saved).
     duplicates: int = 0
     #: Each job's seed, programs and digest, when the result merges several jobs.
     per_job: List[Dict[str, object]] = field(default_factory=list)
@@ -477,8 +478,11 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             result.known[known] = result.known.get(known, 0) + 1
             return
         if not finding.verdict.ok and not failures and config.shared is not None \
-                and config.shared.holder(finding.verdict.signature) is not None:
-            result.duplicates += 1  # another job has it: not shrunk twice
+                and config.shared.claim(finding.verdict.signature, finding.id) is not None:
+            # Another job met it first and shrinks it: not shrunk twice.  (Claimed here
+            # by the first job to meet it; shrinking may settle on another signature,
+            # which is claimed again before the finding is saved.)
+            result.duplicates += 1
             return
         if not finding.verdict.ok:
             if finding.kind == runner.HANG and not shrink_timeout:
