@@ -9,10 +9,16 @@ fixtures below hand them to tests that prefer fixtures.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
+
+# ``greenfuzz fuzz`` runs a job per core by default; the tests run it in pytest-xdist
+# workers that already share the cores, so one job each unless a test asks for more
+# (every greenfuzz the tests start inherits this).
+os.environ.setdefault("GREENFUZZ_JOBS", "1")
 
 
 @pytest.fixture

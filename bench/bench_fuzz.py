@@ -13,7 +13,11 @@ the same way (``programs()``, same families) through an ``IsolatedExecutor`` alo
 many as the campaign ran, capped at ``--limit-count``: what execution by itself allows.
 The ratio of the two is what generation, the model and the judging cost on top.
 ``--before`` also runs the campaign drawing programs choice by choice
-(``programs_per_draw``, as before genomes), in the same round.
+(``programs_per_draw``, as before genomes), in the same round.  ``--jobs N`` also runs
+the same campaign as N jobs side by side (``greenfuzz fuzz --jobs N``, ``run_jobs``), in
+the same round, and prints its programs/s against the single campaign's::
+
+    .venv/bin/python bench/bench_fuzz.py --jobs 2
 """
 
 from __future__ import annotations
@@ -35,16 +39,22 @@ from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.families import names
 from greenfuzz.harness.search import campaign
 from greenfuzz.harness.search.campaign import DEFAULT_PROGRAMS_PER_CHILD, CampaignConfig
+from greenfuzz.harness.search.jobs import run_jobs
 from greenfuzz.strategies import switch_graphs
 
 
-def fuzz(args: argparse.Namespace, families: tuple, r: int) -> Tuple[float, int]:
-    """Programs per second of one campaign (CLI defaults), and how many it ran."""
+def fuzz(args: argparse.Namespace, families: tuple, r: int, jobs: int = 1
+         ) -> Tuple[float, int]:
+    """Programs per second of one campaign (CLI defaults), or of ``jobs`` side by side,
+    and how many programs it ran."""
     with tempfile.TemporaryDirectory() as out:
         config = CampaignConfig(impl=Implementation(args.impl), out=Path(out),
                                 budget=args.seconds, seed=r, families=families)
         start = time.perf_counter()
-        result = campaign.run_campaign(config)
+        if jobs == 1:
+            result = campaign.run_campaign(config)
+        else:
+            result = run_jobs(config, jobs, memory_limit=4 << 30)
         return result.examples / (time.perf_counter() - start), result.examples
 
 
@@ -57,6 +67,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "(default all; -name,... for all but those)")
     parser.add_argument("--limit-count", type=int, default=1000)
     parser.add_argument("--before", action="store_true")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="also run the campaign as N jobs side by side")
     args = parser.parse_args(argv)
     every = names()
     if args.families.startswith("-"):
@@ -66,7 +78,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores; families "
           f"{','.join(families)}")
     print(f"{'round':>5} {'fuzz programs':>14} {'fuzz /s':>8} {'executor /s':>12} {'ratio':>6}"
-          + (f" {'before /s':>10}" if args.before else ""))
+          + (f" {'before /s':>10}" if args.before else "")
+          + (f" {f'{args.jobs} jobs /s':>10} {'speed-up':>8}" if args.jobs else ""))
     for r in range(args.rounds):
         before = ""
         if args.before:
@@ -78,6 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 campaign.programs = real
             before = f" {rate:>10.1f}"
         fuzz_rate, examples = fuzz(args, families, r)
+        if args.jobs:
+            jobs_rate, _ = fuzz(args, families, r, args.jobs)
+            before += f" {jobs_rate:>10.1f} {jobs_rate / fuzz_rate:>8.2f}"
         progs = draw_programs(min(max(examples, 50), args.limit_count), 100 + r, families)
         executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
         executor.start()
@@ -91,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             executor.close()
         print(f"{r + 1:>5} {examples:>14} {fuzz_rate:>8.1f} {exec_rate:>12.1f} "
               f"{fuzz_rate / exec_rate:>6.2f}{before}", flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"load average {os.getloadavg()[0]:.2f} (/proc/loadavg: "
+          f"{Path('/proc/loadavg').read_text().strip()})")
     return 0
 
 

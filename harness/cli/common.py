@@ -37,6 +37,7 @@ BOUNDS = {
     "--memory-share": (None, 1.0),
     "--parked-budget": (1.0, float(1 << 30)),
     "--max-examples": (None, 10**12),
+    "--jobs": (None, 1024),
     "--max-greenlets": (None, MAX_GREENLETS),
     "--programs-per-child": (None, 100_000),
     "--depth-count": (None, 1_000_000),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,9 +33,14 @@ from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
     CampaignConfig,
     CampaignResult,
-    rule_stats,
     run_campaign,
 )
+from greenfuzz.harness.search.coverage import rule_stats
+from greenfuzz.harness.search.jobs import JobError, run_jobs, usable_cores
+
+#: The environment variable that sets the default of ``--jobs`` (this repository's
+#: tests set 1: pytest-xdist already spreads them over the cores).
+JOBS_VARIABLE = "GREENFUZZ_JOBS"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +49,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--budget", type=positive(float, "--budget"), default=60.0,
                       help="wall-clock seconds to fuzz for (default 60)")
     fuzz.add_argument("--max-examples", type=positive(int, "--max-examples"),
-                      default=10**9, help="stop after this many programs")
+                      default=10**9, help="stop after this many programs (in all: with "
+                                          "--jobs N each job runs its share)")
+    fuzz.add_argument("--jobs", type=positive(int, "--jobs"), default=None, metavar="N",
+                      help="fuzz in N processes side by side, each with its own worker and "
+                           "a seed derived from --seed (job 0 uses --seed itself: its "
+                           "programs are those of --jobs 1), sharing --out and its example "
+                           "database; a failure several jobs find is saved once, and the "
+                           "first confirmed finding stops them all (unless --keep-going). "
+                           "--budget is wall-clock for the whole run. Default: the usable "
+                           f"cores (${JOBS_VARIABLE} sets another default); 1 with "
+                           "--in-process, which takes no other")
     fuzz.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
     fuzz.add_argument("--out", type=Path, default=Path("greenfuzz-findings"),
                       help="folder for findings (default ./greenfuzz-findings)")
@@ -91,6 +107,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     except OSError as e:
         raise UsageError(f"cannot create output folder {args.out}: {e.strerror}") from None
     args.seed = ci.choose_seed(args.seed)
+    args.jobs = _jobs(args)
     config, executor = prepare(
         args, out=args.out, budget=args.budget, max_examples=args.max_examples,
         seed=args.seed, keep_going=args.keep_going, max_greenlets=args.max_greenlets,
@@ -111,6 +128,26 @@ def run(args: argparse.Namespace, console: Console) -> int:
             executor.close()
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    """How many jobs: ``--jobs`` (or ``jobs`` in ``[tool.greenfuzz]``), else
+    ``$GREENFUZZ_JOBS``, else the usable cores (1 in-process: there the programs run in
+    this one process)."""
+    if args.jobs is not None:
+        if args.in_process and args.jobs > 1:
+            raise UsageError("--in-process runs programs in this one process; it cannot be "
+                             f"combined with --jobs {args.jobs}")
+        return args.jobs
+    if args.in_process:
+        return 1
+    text = os.environ.get(JOBS_VARIABLE, "").strip()
+    if text:
+        try:
+            return positive(int, "--jobs")(text)
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"{JOBS_VARIABLE} {e}") from None
+    return usable_cores()
+
+
 def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
           executor: Optional[IsolatedExecutor]) -> int:
     impl = config.impl
@@ -121,11 +158,26 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
             if per == 1 else f"isolated (a forked child per {per} programs; a failure is "
             "run again in a fresh one)")
     seed_value = getattr(args, "seed", None)
+    # No more jobs than programs: each job runs its share of --max-examples.
+    jobs = getattr(args, "jobs", 1)
+    jobs = min(jobs, getattr(args, "max_examples", jobs))
     console.print(f"greenfuzz: fuzzing {impl.name} for {args.budget:g} s, seed {seed_value}, "
-                  f"{mode}")
+                  f"{mode}" + (f", {jobs} jobs" if jobs > 1 else ""))
 
     with campaign_progress(console, args.quiet) as progress:
-        result = run_campaign(config, progress, executor)
+        if jobs == 1:
+            result = run_campaign(config, progress, executor)
+        else:
+            # The worker that checked the implementation is not needed: each job starts
+            # its own.
+            memory_limit = executor.memory_limit if executor is not None else None
+            if executor is not None:
+                executor.close()
+            try:
+                result = run_jobs(config, jobs, memory_limit, progress)
+            except JobError as e:
+                _summary(console, impl, e.result)
+                raise
     _summary(console, impl, result)
     ci.write_ci_outputs(args, config, result)
     if getattr(args, "stats", None) is not None:
@@ -145,6 +197,9 @@ def _summary(console: Console, impl: implementations.Implementation,
     rate = result.examples / result.elapsed if result.elapsed else 0.0
     table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
     table.add_row("programs run", str(result.examples))
+    if result.per_job:
+        table.add_row("jobs", f"{len(result.per_job)}, seeds " + ", ".join(
+            str(job["seed"]) for job in result.per_job))
     table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
     if result.overrun > 1.0 and result.interrupted is None:
         table.add_row("past the budget", f"{result.overrun:.1f} s, " + (
@@ -152,6 +207,9 @@ def _summary(console: Console, impl: implementations.Implementation,
             "finishing the program running when it ran out"))
     unconfirmed = [f for f in result.findings if not f.confirmed]
     table.add_row("findings", str(len(result.findings) - len(unconfirmed)))
+    if result.duplicates:
+        table.add_row("failed like another job's finding",
+                      f"{result.duplicates} programs (shrunk and saved by that job only)")
     if unconfirmed:
         table.add_row("unconfirmed", f"{len(unconfirmed)} (not reproduced in a fresh "
                                      "process; kept on disk)")

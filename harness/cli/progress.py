@@ -21,8 +21,9 @@ INTERVAL = 10.0
 
 def _line(result: Any) -> str:
     rate = result.examples / result.elapsed if result.elapsed else 0.0
+    running = getattr(result, "running", 0)  # jobs of a --jobs run still going
     return (f"  {result.examples} programs, {rate:.0f}/s, {len(result.findings)} finding(s), "
-            f"{result.elapsed:.0f} s")
+            f"{result.elapsed:.0f} s" + (f", {running} jobs running" if running else ""))
 
 
 @contextmanager

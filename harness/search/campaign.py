@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 
@@ -25,13 +25,15 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit, runner
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
-from greenfuzz.harness.families import walk
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
 from greenfuzz.harness.reporting.findings import Finding, clean_stale, verify_plain
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
+from greenfuzz.harness.search.coverage import chain_digest, estimated_seconds, steer
+from greenfuzz.harness.search.memory_findings import memory_finding, parked_finding
 from greenfuzz.harness.search.minimize import simplify
+from greenfuzz.harness.search.shared import SharedRun
 from greenfuzz.strategies import programs
 
 #: Measured with ``bench/bench_executor.py`` on 2 cores: a fresh child per program runs
@@ -81,6 +83,9 @@ class CampaignConfig:
     #: shrinking, counted from the first failure, then ``simplify``); the finding is then
     #: kept as small as it got.  Shrinking is what may run past the budget.
     shrink_seconds: float = 60.0
+    #: Set when this campaign is one job of several (``greenfuzz.harness.search.jobs``):
+    #: a finding another job claimed is not saved twice, and the run can be stopped.
+    shared: Optional[SharedRun] = None
 
 
 @dataclass
@@ -113,6 +118,14 @@ class CampaignResult:
     #: types one after the other in a script: what rule coverage reports and steers by.
     rules: Counter = field(default_factory=Counter)
     pairs: Counter = field(default_factory=Counter)
+    #: A digest of every program drawn, in order (``coverage.chain_digest``): two runs
+    #: with the same seed and limits drew the same programs when theirs are equal.
+    programs_digest: str = ""
+    #: Failing programs whose signature another job of the run had claimed (it shrinks
+    #: and saves that finding; they are counted here, neither shrunk nor saved).
+    duplicates: int = 0
+    #: Each job's seed, programs and digest, when the result merges several jobs.
+    per_job: List[Dict[str, object]] = field(default_factory=list)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -245,7 +258,9 @@ def run_campaign(config: CampaignConfig,
 def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
               progress: Callable[[CampaignResult], None]) -> CampaignResult:
     result = CampaignResult()
-    removed = clean_stale(config.out)
+    shared = config.shared
+    # Jobs share the folder: the controller cleans it once, before any job writes to it.
+    removed = [] if shared is not None else clean_stale(config.out)
     if removed:
         result.notes.append(f"removed {len(removed)} file(s) an interrupted run left half "
                             f"written in {config.out}: {', '.join(sorted(removed)[:5])}")
@@ -260,6 +275,8 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
     batch_index = 0
     while result.examples < config.max_examples and time.monotonic() < deadline:
+        if shared is not None and shared.stop_requested():
+            break
         if not config.keep_going and any(f.confirmed for f in result.findings):
             break  # (an unconfirmed finding does not end the search)
         # Size the batch to what fits in the remaining budget at the rate seen so far,
@@ -267,7 +284,9 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         elapsed = time.monotonic() - start
         rate = result.examples / elapsed if result.examples else 20.0
         fits = int(rate * (deadline - time.monotonic()) * 0.9)
-        n = max(5, min(config.batch, fits, config.max_examples - result.examples))
+        # (At least 5 programs a batch, but never past --max-examples: a job of a
+        # --jobs run may have only a few.)
+        n = min(max(5, min(config.batch, fits)), config.max_examples - result.examples)
         failures: List[Finding] = []
         candidates: List[Tuple[int, Program]] = []
         test = _make_test(config, executor, result, start, failures, progress, candidates,
@@ -365,6 +384,8 @@ def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Fin
                    config: CampaignConfig) -> None:
     """Save a finding an interrupt caught before it was shrunk (or verified)."""
     finding = replace(finding, shrunk=False)
+    if _claimed_elsewhere(finding, result, seen, config, claim=True):
+        return
     seen[finding.verdict.signature] = finding
     result.findings.append(finding)
     result.notes.append(f"{finding.id}: saved as it stood when interrupted (not shrunk, "
@@ -373,6 +394,22 @@ def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Fin
         result.saved += finding.save(config.out)
     except OSError as e:
         result.unsaved.append((finding, _why(e, config.out)))
+
+
+def _claimed_elsewhere(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
+                       config: CampaignConfig, claim: bool) -> bool:
+    """Whether another job of the run has ``finding``'s signature (then it is counted as
+    a duplicate and not saved here); ``claim``: claim it for this job if not."""
+    shared = config.shared
+    if shared is None:
+        return False
+    signature = finding.verdict.signature
+    holder = (shared.claim(signature, finding.id) if claim else shared.holder(signature))
+    if holder is None:
+        return False
+    seen[signature] = finding  # a keep-going job looks elsewhere, as for its own
+    result.duplicates += 1
+    return True
 
 
 def drawable_families(config: CampaignConfig) -> Tuple[str, ...]:
@@ -405,7 +442,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             raise _OutOfTime  # a failure being shrunk is finished first
         if shrink_until and now > shrink_until[0]:
             raise _OutOfTime
+        if config.shared is not None and not failures and config.shared.stop_requested():
+            raise _OutOfTime
         result.examples += 1
+        result.programs_digest = chain_digest(result.programs_digest, program)
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
         result.elapsed = time.monotonic() - start
@@ -423,7 +463,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             assume(False)
             raise AssertionError("unreachable") from None
         if not failures:
-            steer(program, fired, result, finding.observation.seconds)
+            steer(program, fired, result, estimated_seconds(program, finding.expected))
         if finding.kind != runner.HANG:
             result.run_seconds += finding.observation.seconds
         if finding.verdict.ok and "after_other_programs" in finding.observation.extra:
@@ -436,6 +476,13 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         if finding.kind == KNOWN:
             known = finding.verdict.signature.split(":", 1)[1]
             result.known[known] = result.known.get(known, 0) + 1
+            return
+        if not finding.verdict.ok and not failures and config.shared is not None \
+                and config.shared.claim(finding.verdict.signature, finding.id) is not None:
+            # Another job met it first and shrinks it: not shrunk twice.  (Claimed here
+            # by the first job to meet it; shrinking may settle on another signature,
+            # which is claimed again before the finding is saved.)
+            result.duplicates += 1
             return
         if not finding.verdict.ok:
             if finding.kind == runner.HANG and not shrink_timeout:
@@ -455,51 +502,10 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     return test
 
 
-def op_pairs(program: Program) -> Counter:
-    """Pairs of op types one right after the other in a script (nested ops included)."""
-    pairs: Counter = Counter()
-    for _, script in program.scripts():
-        names = [type(op).__name__ for op in walk(script)]
-        pairs.update(zip(names, names[1:]))
-    return pairs
-
-
-def steer(program: Program, fired: Counter, result: CampaignResult,
-          seconds: float = 0.0) -> None:
-    """Count the rules and op pairs ``program`` fired, and steer Hypothesis (``target``)
-    towards programs that fire rare ones, per millisecond it took to run: each rule or
-    pair scores 1 / (1 + how often it fired before), so one never seen before is worth
-    a thousand seen a thousand times; divided by 1 + its milliseconds, so that steering
-    does not fill the campaign with the slowest programs (those that end with the
-    interpreter's exit, family shutdown, whose rules are rare because they are dear:
-    steering by rarity alone doubled their share and cut programs per second by a
-    third, bench figures in the commit)."""
-    pairs = op_pairs(program)
-    cost = 1.0 + 1000.0 * seconds
-    target(sum(1.0 / (1 + result.rules[r]) for r in fired) / cost, label="rare rules")
-    target(sum(1.0 / (1 + result.pairs[p]) for p in pairs) / cost, label="rare op pairs")
-    result.rules.update(fired)
-    result.pairs.update(pairs)
-
-
-def rule_stats(result: CampaignResult) -> Dict[str, object]:
-    """Rule coverage as ``--stats`` writes it: every rule's count, the rules that never
-    fired, and the rarest op pairs."""
-    every = model.rules()
-    return {
-        "programs": result.examples,
-        "rules": {r: result.rules[r] for r in every},
-        "never_fired": [r for r in every if not result.rules[r]],
-        "op_pairs_seen": len(result.pairs),
-        "rarest_op_pairs": [[a, b, n] for (a, b), n in
-                            sorted(result.pairs.items(), key=lambda kv: kv[1])[:20]],
-    }
-
-
 def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             config: CampaignConfig, executor: Optional[IsolatedExecutor]) -> None:
     signature = finding.verdict.signature
-    if signature in seen:
+    if signature in seen or _claimed_elsewhere(finding, result, seen, config, claim=False):
         return
     # Every attempt that still hangs costs the time limit: keep it short for hangs.
     timeout = hang_timeout(config, result) if finding.kind == runner.HANG else None
@@ -532,6 +538,8 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
             finding.program, finding.verdict, finding.expected, finding.observation.trace,
             config.impl, executor, config.timeout))
     finding = replace(finding, seed=config.seed)
+    if _claimed_elsewhere(finding, result, seen, config, claim=True):
+        return
     seen[signature] = finding
     result.findings.append(finding)
     try:
@@ -602,70 +610,6 @@ def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     finally:
         result.memory_checks += 1
         result.memory_seconds += time.monotonic() - t0
-
-
-def memory_finding(program: Program, config: CampaignConfig,
-                   executor: Optional[IsolatedExecutor], shrink: int = 12,
-                   notes: Optional[List[str]] = None,
-                   deadline: Optional[float] = None,
-                   timeout: float = memcheck.PROBE_TIMEOUT) -> Optional[Finding]:
-    """A ``leak:raw`` finding when repeating ``program`` leaks memory, shrunk with at
-    most ``shrink`` further probes (none after ``deadline``); else None.  A probe that
-    fails or cannot decide (the program passed once, so that is worth knowing) is
-    described in ``notes``."""
-
-    def probe(p: Program) -> Optional[Tuple[Dict[str, object], runner.Observation]]:
-        found, observation = memcheck.run_memory_source(memcheck.probe_source(p),
-                                                        config.impl, executor, timeout)
-        return (found, observation) if found is not None and found.get("leaked") else None
-
-    found, observation = memcheck.run_memory_source(memcheck.probe_source(program),
-                                                    config.impl, executor, timeout)
-    if notes is not None and (found is None or not found.get("reliable", True)):
-        why = (found or {}).get("reason") or observation.outcome + (
-            f": {observation.detail.splitlines()[0]}" if observation.detail else
-            f": {observation.trace[-1] if observation.trace else 'no trace'}")
-        notes.append(f"raw-memory check of a {program.size()}-op program gave no verdict "
-                     f"({why})")
-    leaked = (found, observation) if found is not None and found.get("leaked") else None
-    if leaked is None:
-        return None
-    if shrink:
-        def still_leaks(p: Program) -> bool:
-            nonlocal leaked
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            again = probe(p)
-            if again is not None:
-                leaked = again
-            return again is not None
-
-        program = simplify(program, still_leaks, max_attempts=shrink)
-    found, observation = leaked
-    return Finding(program, model.predict(program), observation, memcheck.raw_verdict(found),
-                   config.impl.spec, config.impl.version, python=config.python,
-                   python_version=config.impl.python)
-
-
-def parked_finding(config: CampaignConfig, executor: Optional[IsolatedExecutor],
-                   notes: Optional[List[str]] = None) -> Optional[Finding]:
-    """A ``leak:parked`` finding when a parked greenlet costs more than the budget."""
-    found, observation = memcheck.run_memory_source(
-        memcheck.parked_source(memcheck.PARKED_COUNTS), config.impl, executor,
-        memcheck.PARKED_TIMEOUT)
-    if found is None:
-        if notes is not None:
-            notes.append(f"bytes-per-parked-greenlet check gave no result "
-                         f"({observation.outcome}{': ' if observation.detail else ''}"
-                         f"{observation.detail.splitlines()[0] if observation.detail else ''})")
-        return None
-    found["budget"] = config.parked_budget
-    verdict = memcheck.parked_verdict(found, config.parked_budget)
-    if verdict.ok:
-        return None
-    return Finding(Program(meta=(("scenario", "parked"),)), [], observation, verdict,
-                   config.impl.spec, config.impl.version, python=config.python,
-                   python_version=config.impl.python)
 
 
 def _why(error: OSError, where: Path) -> str:
