@@ -197,3 +197,29 @@ def test_budget_is_kept_whatever_max_greenlets(tmp_path: Path, greenlets: str) -
     assert done.returncode == 0, done.stdout + done.stderr
     assert took < 4 + 1 + 5, f"{took:.1f} s"
     assert "past the budget" not in done.stdout
+
+
+def test_programs_the_model_fails_on_are_kept_for_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model error is a greenfuzz bug: the summary asks for a report, so the programs
+    must be on disk, each one replayable."""
+    from greenfuzz.harness import model
+    from greenfuzz.harness.reporting.findings import load_program
+
+    real = model.predict
+
+    def predict(program, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(program.greenlets) >= 2:
+            raise model.ModelError("made up for the test")
+        return real(program, *args, **kwargs)
+
+    monkeypatch.setattr(model, "predict", predict)
+    argv = ["fuzz", "--max-examples", "60", "--seed", "3", "--in-process", "--no-memory",
+            "--quiet", "--families", "core", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    kept = sorted((tmp_path / "model-errors").glob("*.json"))
+    assert kept and "model errors" in out and "model-errors" in out, out
+    for path in kept:
+        assert len(load_program(path).greenlets) >= 2
+        assert path.with_suffix(".txt").read_text() == "ModelError: made up for the test\n"

@@ -31,6 +31,7 @@ from greenfuzz.harness.program.ir import FAMILIES
 from greenfuzz.harness.reporting import ci
 from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
+    MODEL_ERRORS_DIR,
     CampaignConfig,
     CampaignResult,
     run_campaign,
@@ -176,9 +177,9 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
             try:
                 result = run_jobs(config, jobs, memory_limit, progress)
             except JobError as e:
-                _summary(console, impl, e.result)
+                _summary(console, impl, e.result, config.out)
                 raise
-    _summary(console, impl, result)
+    _summary(console, impl, result, config.out)
     ci.write_ci_outputs(args, config, result)
     if getattr(args, "stats", None) is not None:
         try:
@@ -193,7 +194,7 @@ def _fuzz(args: argparse.Namespace, console: Console, config: CampaignConfig,
 
 
 def _summary(console: Console, impl: implementations.Implementation,
-             result: CampaignResult) -> None:
+             result: CampaignResult, out: Path) -> None:
     rate = result.examples / result.elapsed if result.elapsed else 0.0
     table = Table(title=f"greenfuzz on {impl.name}", show_header=False)
     table.add_row("programs run", str(result.examples))
@@ -237,8 +238,11 @@ def _summary(console: Console, impl: implementations.Implementation,
                                            impl.missing_optional))
     if result.model_errors:
         table.add_row("model errors", f"{result.model_errors} programs skipped (a greenfuzz "
-                                      "bug: please report)")
+                                      "bug: please report, with the programs below)")
     console.print(table)
+    if result.model_errors:
+        console.print(f"  programs the model failed on: {out / MODEL_ERRORS_DIR}", markup=False,
+                      soft_wrap=True)
     for finding in result.findings:
         console.print(finding.report(), markup=False)
     for path in result.saved:

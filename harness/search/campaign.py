@@ -28,7 +28,12 @@ from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import checks, leaks, memcheck
 from greenfuzz.harness.judging.differences import KNOWN, Profile
 from greenfuzz.harness.program.ir import FAMILIES, FAMILY_NEEDS, MAIN, Program, program_families
-from greenfuzz.harness.reporting.findings import Finding, clean_stale, verify_plain
+from greenfuzz.harness.reporting.findings import (
+    Finding,
+    atomic_write,
+    clean_stale,
+    verify_plain,
+)
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search.coverage import chain_digest, estimated_seconds, steer
 from greenfuzz.harness.search.memory_findings import memory_finding, parked_finding
@@ -126,6 +131,31 @@ class CampaignResult:
     duplicates: int = 0
     #: Each job's seed, programs and digest, when the result merges several jobs.
     per_job: List[Dict[str, object]] = field(default_factory=list)
+
+
+#: Most programs that made the model fail kept per run (``keep_model_error``).
+MODEL_ERRORS_KEPT = 20
+#: Where they are kept, under ``--out``.
+MODEL_ERRORS_DIR = "model-errors"
+
+
+def keep_model_error(program: Program, error: Exception, out: Path) -> None:
+    """Keep a program the model failed on (a greenfuzz bug) where a report can cite it:
+    ``<out>/model-errors/<digest>.json`` (a bare program: ``greenfuzz replay`` reads it)
+    and ``.txt`` (the error).  Best effort: the run goes on whatever happens here."""
+    import hashlib
+
+    folder = out / MODEL_ERRORS_DIR
+    text = program.dumps()
+    stem = hashlib.sha256(text.encode()).hexdigest()[:10]
+    try:
+        if folder.is_dir() and len(list(folder.glob("*.json"))) >= MODEL_ERRORS_KEPT:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{stem}.txt", f"{type(error).__name__}: {error}\n")
+        atomic_write(folder / f"{stem}.json", text)
+    except OSError:
+        pass
 
 
 class Interrupted(KeyboardInterrupt):
@@ -458,8 +488,9 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             finding = judge(program, config, executor,
                             shrink_timeout[0] if shrink_timeout else None,
                             fresh=bool(failures), fired=fired)
-        except model.ModelError:
+        except model.ModelError as e:
             result.model_errors += 1
+            keep_model_error(program, e, config.out)
             assume(False)
             raise AssertionError("unreachable") from None
         if not failures:
