@@ -4,8 +4,9 @@ Such a program is rendered as a whole script (``script``): the runtime, the exit
 runtime (``harness/target/exit_runtime.py``), the program, and a ``__main__`` block.
 ``script.py --child TRACE`` runs the program as the process's own and writes its events
 to ``TRACE`` as they happen; ``script.py`` alone runs itself as that child and judges it
-(the standalone reproducer).  ``run`` is the executor's side: the child in a fresh
-interpreter (``--python``), with the program's time limit (plus start-up) and the same
+(the standalone reproducer).  ``run`` is the executor's side: the child forked by a
+zygote (``zygote.py``: the same script's start, once) or in a fresh interpreter
+(``--python``), with the program's time limit (plus start-up) and the same
 address-space limit as forked children.
 """
 
@@ -19,6 +20,7 @@ from typing import Optional, Sequence
 
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import COMPLETED, CRASH, HANG, Observation
+from greenfuzz.harness.execution.zygote import ExitZygote
 from greenfuzz.harness.families.shutdown import at_exit
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import EXIT, exit_runtime, paste, runtime
@@ -35,9 +37,10 @@ __all__ = ["at_exit", "run", "script"]
 
 def script(program: Program, expected: Optional[Sequence[tuple]] = None, *, impl: str,
            want_status: int = 0, timeout: float = 2.0, title: str = "",
-           details: Sequence[str] = ()) -> str:
+           details: Sequence[str] = (), source: Optional[str] = None) -> str:
     """The script a program at exit runs as, and its reproducer (``expected``: the
-    model's trace, which the judging parent compares with)."""
+    model's trace, which the judging parent compares with); ``source``: the program's
+    rendered source, when it is not ``program``'s (tests)."""
     doc = [f"greenfuzz reproducer: {title or 'a program that ends with the exit'}", "",
            *details, "",
            "Run: python THIS_FILE  (implementation: GREENFUZZ_IMPL=module-or-path, default "
@@ -57,7 +60,7 @@ def script(program: Program, expected: Optional[Sequence[tuple]] = None, *, impl
         "# ---- greenfuzz runtime and exit runtime (harness/target/) ----",
         paste(EXIT),
         "# ---- the program ----",
-        render.program_source(program),
+        render.program_source(program) if source is None else source,
         "# ---- what a correct implementation does before the exit (greenfuzz's model) ----",
         f"EXPECTED = {expected_src}",
         f"EXIT_STATUS = {want_status!r}",
@@ -74,19 +77,29 @@ def script(program: Program, expected: Optional[Sequence[tuple]] = None, *, impl
 
 
 def run(program: Program, impl: str, *, python: str = sys.executable, timeout: float = 2.0,
-        memory_limit: Optional[int] = 4 << 30) -> Observation:
-    """Run ``program`` in a fresh interpreter; crashes and hangs are observations."""
+        memory_limit: Optional[int] = 4 << 30,
+        zygote: Optional[ExitZygote] = None) -> Observation:
+    """Run ``program`` in a child of ``zygote`` (an ``ExitZygote`` for the same
+    implementation, interpreter and memory limit) or, without one or when it cannot be
+    used, in a fresh interpreter; crashes and hangs are observations."""
     impl_path = os.path.abspath(impl) if impl.endswith(".py") else impl
-    fd, path = tempfile.mkstemp(prefix="greenfuzz-exit-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(script(program, impl=impl_path, timeout=timeout))
-        text, code, output, seconds = exit_runtime.run_child(
-            path, impl_path, python, timeout + STARTUP_ALLOWANCE, memory_limit)
-    finally:
-        os.unlink(path)
+    ran, how = None, "zygote"
+    if zygote is not None:
+        ran = zygote.run(render.program_source(program), timeout + STARTUP_ALLOWANCE)
+    if ran is None:
+        how = "fresh"
+        fd, path = tempfile.mkstemp(prefix="greenfuzz-exit-", suffix=".py")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(script(program, impl=impl_path, timeout=timeout))
+            ran = exit_runtime.run_child(path, impl_path, python, timeout + STARTUP_ALLOWANCE,
+                                         memory_limit)
+        finally:
+            os.unlink(path)
+    text, code, output, seconds = ran
     tail = output[-OUTPUT_LIMIT:]
-    extra = {"at_exit": True, "status": code, "output": tail}
+    extra = {"at_exit": True, "status": code, "output": tail,
+             "interpreter": how}
     if code is None:
         return Observation(trace=exit_runtime.parse_output(text, runtime.decode_trace),
                            outcome=HANG, seconds=seconds, extra=extra,

@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Tuple, Type
 from greenfuzz.harness.execution import at_exit, lifetime, render
 from greenfuzz.harness.execution.implementations import ImplementationError
 from greenfuzz.harness.execution.runner import Observation
+from greenfuzz.harness.execution.zygote import ExitZygote
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import codec, loader, source_path
 from greenfuzz.harness.target.protocol import (
@@ -81,12 +82,14 @@ class IsolatedExecutor:
     a crash or hang is confirmed in a fresh child).  ``fork=False`` makes the worker run
     programs itself (the fallback for platforms without fork); ``margin`` is how much
     longer than the time limit the worker may take to answer before it is killed.
+    ``exit_zygote`` runs programs that end with the interpreter's exit in children of a
+    pre-started interpreter (``zygote.py``) rather than a fresh interpreter each.
     """
 
     def __init__(self, impl_spec: str, *, python: str = sys.executable, timeout: float = 2.0,
                  memory_limit: Optional[int] = 4 << 30, programs_per_child: int = 1,
                  fork: bool = True, margin: float = 1.0,
-                 startup_timeout: float = 60.0) -> None:
+                 startup_timeout: float = 60.0, exit_zygote: bool = True) -> None:
         if programs_per_child < 1:
             raise ValueError("programs_per_child must be at least 1")
         self.impl_spec = impl_spec
@@ -109,6 +112,8 @@ class IsolatedExecutor:
         self._stderr_log = bytearray()
         self._next_id = 0
         self._send_code = False
+        self._zygote: Optional[ExitZygote] = None
+        self.exit_zygote = exit_zygote
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -139,6 +144,9 @@ class IsolatedExecutor:
 
     def close(self) -> None:
         """Ask the worker to exit, then make sure it (and anything it forked) is gone."""
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
         proc = self._proc
         if proc is None:
             return
@@ -322,11 +330,15 @@ class IsolatedExecutor:
         ``fresh`` runs it in a child that runs nothing else, whatever
         ``programs_per_child`` says (``extra["programs_before"]`` tells when a child
         had run others first).  A program that ends with the interpreter's exit
-        (family ``shutdown``) runs in a fresh interpreter of its own (``at_exit``)."""
+        (family ``shutdown``) runs in a child of the exit zygote, or a fresh interpreter
+        of its own (``at_exit``, ``exit_zygote``)."""
         if at_exit.at_exit(program):
+            if self.exit_zygote and self._zygote is None:
+                self._zygote = ExitZygote(self.impl_spec, python=self._python_path(),
+                                          memory_limit=self.memory_limit)
             return at_exit.run(program, self.impl_spec, python=self._python_path(),
                                timeout=self.timeout if timeout is None else float(timeout),
-                               memory_limit=self.memory_limit)
+                               memory_limit=self.memory_limit, zygote=self._zygote)
         return self.run_source(render.program_source(program), timeout, fresh=fresh)
 
     def _programframe(self, source: str) -> Tuple[str, bytes]:

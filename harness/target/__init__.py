@@ -22,6 +22,8 @@ RUNTIME = ("codec", "tracediff", "referrers", "stacks", "loader", "errors", "gcm
 MEMORY = (*RUNTIME, "words", "memory", "rawmemory", "memprobe")
 #: A program that ends with the interpreter's exit (family ``shutdown``): its script.
 EXIT = (*RUNTIME, "words", "protocol", "exit_runtime")
+#: The zygote that forks one child per such program (``execution/zygote.py``).
+ZYGOTE = (*EXIT, "zygote")
 #: A scale reproducer.
 SCALE = ("words", "loader", "memory", "scale_random", "scale_runtime")
 

@@ -1,0 +1,202 @@
+"""The exit zygote (``execution/zygote.py``): a child it forks ends the way a fresh
+interpreter running the same script ends (``atexit``, thread shutdown, module teardown,
+statuses, output, crashes, hangs, the memory limit), on the installed greenlet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+import pytest
+
+from greenfuzz.harness import model
+from greenfuzz.harness.execution import at_exit
+from greenfuzz.harness.execution.runner import COMPLETED
+from greenfuzz.harness.execution.zygote import ChildRun, ExitZygote
+from greenfuzz.harness.judging import checks
+from greenfuzz.harness.program.ir import Program
+from greenfuzz.harness.target import codec, exit_runtime, runtime
+from tests.test_shutdown import PROGRAMS
+
+#: A program (as source) that notes, in order, what happens as its process exits:
+#: a non-daemon thread ending (thread shutdown), an atexit callback (with which modules
+#: are loaded, the signal mask, the address-space limit), and a ``__del__`` of an object
+#: only a module global holds (module teardown).
+PROBE = '''
+def program(gl, T):
+    import atexit, gc, threading, time, types
+    fd = os.open(%(path)r, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def note(text, _write=os.write, _fd=fd):
+        _write(_fd, (text + "\\n").encode())
+
+    def callback():
+        note("atexit in main thread: %%s" %% (
+            threading.current_thread() is threading.main_thread()))
+        note("modules: " + " ".join(sorted(sys.modules)))
+        note("gc enabled: %%s" %% gc.isenabled())
+
+    atexit.register(callback)
+
+    def late():
+        time.sleep(0.3)
+        note("thread ended")
+
+    threading.Thread(target=late).start()
+
+    class Teardown:
+        def __del__(self, _note=note):
+            _note("del at module teardown")
+
+    module = sys.modules["greenfuzz_probe"] = types.ModuleType("greenfuzz_probe")
+    module.obj = Teardown()
+    with open("/proc/self/limits") as f:
+        note([line for line in f if "address space" in line][0].strip())
+    note("blocked signals: %%s" %% sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    note("argv: %%s" %% (sys.argv[1:2],))
+    print("to stdout")
+    sys.stderr.write("to stderr\\n")
+    T.exit_status = 5
+'''
+
+MEMORY_LIMIT = 2 << 30
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[ExitZygote]:
+    with ExitZygote("greenlet", memory_limit=MEMORY_LIMIT) as z:
+        yield z
+
+
+def fresh(source: str, tmp_path: Path, timeout: float = 10.0) -> ChildRun:
+    """``source`` run by the fresh-interpreter path (the script a reproducer is)."""
+    path = tmp_path / "fresh.py"
+    path.write_text(at_exit.script(Program(main=()), impl="greenlet", source=source))
+    return exit_runtime.run_child(str(path), "greenlet", sys.executable, timeout,
+                                  MEMORY_LIMIT)
+
+
+def forked(zygote: ExitZygote, source: str, timeout: float = 10.0) -> ChildRun:
+    ran = zygote.run(source, timeout)
+    assert ran is not None, zygote.problem
+    return ran
+
+
+def probe_both(zygote: ExitZygote, tmp_path: Path) -> Tuple[ChildRun, str, ChildRun, str]:
+    runs = []
+    for name in ("fresh", "zygote"):
+        notes = tmp_path / f"{name}.notes"
+        source = PROBE % {"path": str(notes)}
+        ran = fresh(source, tmp_path) if name == "fresh" else forked(zygote, source)
+        runs += [ran, notes.read_text()]
+    return runs[0], runs[1], runs[2], runs[3]
+
+
+def test_exit_is_the_interpreters_own_as_in_a_fresh_one(zygote: ExitZygote,
+                                                         tmp_path: Path) -> None:
+    fresh_run, fresh_notes, zygote_run, zygote_notes = probe_both(zygote, tmp_path)
+    assert zygote_notes == fresh_notes
+    lines = zygote_notes.splitlines()
+    # Thread shutdown, then atexit callbacks, then module teardown, as CPython orders them.
+    order = [next(i for i, line in enumerate(lines) if line.startswith(prefix))
+             for prefix in ("thread ended", "atexit in main thread: True", "modules: ",
+                            "del at module teardown")]
+    assert order == sorted(order), lines
+    modules = next(line for line in lines if line.startswith("modules: ")).split()
+    assert "greenlet" in modules and "resource" not in modules and "ctypes" not in modules
+    assert f"{MEMORY_LIMIT}" in next(line for line in lines if "address space" in line)
+    assert "gc enabled: False" in lines  # the child turned it off, as while programs run
+    assert "argv: ['--child']" in lines
+    for ran in (fresh_run, zygote_run):
+        assert ran[1] == 5  # T.exit_status
+        assert ran[2] == "to stdout\nto stderr\n"
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_shutdown_programs_end_alike(name: str, zygote: ExitZygote) -> None:
+    """The family's test programs: same verdict, statuses and events before the exit,
+    the same finalization observations (kind and outcome; details carry addresses)."""
+    program = PROGRAMS[name]
+    expected = model.predict(program)
+    seen = []
+    for z in (None, zygote):
+        observation = at_exit.run(program, "greenlet", timeout=5.0, zygote=z)
+        assert observation.extra["interpreter"] == ("fresh" if z is None else "zygote")
+        verdict = checks.compare(program, expected, observation)
+        assert verdict.ok, verdict.summary
+        late = Counter((e[2], e[3][0]) for e in observation.trace if e[0] == "late")
+        main = [e[:3] for e in observation.trace if e[0] != "late"]
+        seen.append((observation.outcome, observation.extra["status"], main, late))
+    assert seen[0] == seen[1]
+
+
+CRASH_AT_EXIT = '''
+def program(gl, T):
+    import atexit
+    atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    T.rec("main", -1, "armed", None)
+'''
+
+HANG_AT_EXIT = '''
+def program(gl, T):
+    import atexit, time
+    atexit.register(lambda: time.sleep(60))
+    print("hanging", flush=True)
+'''
+
+ALLOCATES = '''
+def program(gl, T):
+    T.rec("main", -1, "big", len(bytearray(%d)))
+''' % (3 << 30)
+
+
+def test_a_crash_at_exit_is_the_same_signal_and_dump(zygote: ExitZygote,
+                                                     tmp_path: Path) -> None:
+    for text, code, output, _ in (fresh(CRASH_AT_EXIT, tmp_path),
+                                  forked(zygote, CRASH_AT_EXIT)):
+        assert code == -signal.SIGSEGV
+        assert "Fatal Python error: Segmentation fault" in output  # faulthandler's dump
+        assert [e[2] for e in exit_runtime.parse_output(text, runtime.decode_trace)] \
+            == ["armed"]
+
+
+def test_a_hang_is_killed_at_the_limit_and_the_zygote_goes_on(zygote: ExitZygote,
+                                                              tmp_path: Path) -> None:
+    for _, code, output, seconds in (fresh(HANG_AT_EXIT, tmp_path, timeout=1.0),
+                                        forked(zygote, HANG_AT_EXIT, timeout=1.0)):
+        assert code is None and 1.0 <= seconds < 5.0
+        assert output.startswith("hanging")
+    starts = zygote.starts
+    assert forked(zygote, "def program(gl, T):\n    pass\n")[1] == 0
+    assert zygote.starts == starts
+
+
+def test_the_memory_limit_holds_in_children(zygote: ExitZygote, tmp_path: Path) -> None:
+    for text, code, _, _ in (fresh(ALLOCATES, tmp_path), forked(zygote, ALLOCATES)):
+        events = exit_runtime.parse_output(text, runtime.decode_trace)
+        assert code == 0
+        assert events[0][2:] == ("escaped", codec.ExcValue("MemoryError", ())), events
+
+
+def test_a_dead_zygote_is_started_again() -> None:
+    with ExitZygote("greenlet") as z:
+        assert forked(z, "def program(gl, T):\n    pass\n")[1] == 0
+        assert z._proc is not None
+        os.killpg(z._proc.pid, signal.SIGKILL)
+        z._proc.wait(timeout=5.0)
+        assert forked(z, "def program(gl, T):\n    pass\n")[1] == 0
+        assert z.starts == 2
+
+
+def test_an_unusable_zygote_falls_back_to_a_fresh_interpreter(tmp_path: Path) -> None:
+    program = PROGRAMS["late_switch"]
+    broken: Optional[ExitZygote] = ExitZygote("greenlet", python=str(tmp_path / "nope"))
+    observation = at_exit.run(program, "greenlet", timeout=5.0, zygote=broken)
+    assert broken is not None and "cannot start" in (broken.problem or "")
+    assert observation.extra["interpreter"] == "fresh"
+    assert observation.outcome == COMPLETED
+    assert checks.compare(program, model.predict(program), observation).ok
