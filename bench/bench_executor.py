@@ -5,6 +5,7 @@ Run on demand::
 
     .venv/bin/python bench/bench_executor.py                  # 300 programs, greenlet
     .venv/bin/python bench/bench_executor.py --count 500 --impl harness/envs/threaded_greenlet.py
+    .venv/bin/python bench/bench_executor.py --families all --old   # and before the zygote
 
 The programs are drawn once from ``greenfuzz.strategies.programs()`` (Hypothesis, generate phase
 only, no database) and every mode runs the same list, in the same order, after one
@@ -81,6 +82,9 @@ def main() -> int:
     parser.add_argument("--reuse", type=int, default=DEFAULT_PROGRAMS_PER_CHILD,
                         help="programs_per_child for the last row (default "
                              f"{DEFAULT_PROGRAMS_PER_CHILD}, as greenfuzz fuzz)")
+    parser.add_argument("--old", action="store_true",
+                        help="also the last row with what came before, in the same run: "
+                             "a fresh interpreter per program that ends with the exit")
     args = parser.parse_args()
 
     impl = implementations.load(args.impl)
@@ -100,6 +104,12 @@ def main() -> int:
     label = f"reuse={args.reuse}" + (" (fuzz)" if args.reuse == DEFAULT_PROGRAMS_PER_CHILD
                                      else "")
     results.append((label, *measure(executor.run, progs, executor.close)))
+    if args.old:
+        executor = IsolatedExecutor(args.impl, timeout=args.timeout,
+                                    programs_per_child=args.reuse, exit_zygote=False)
+        executor.start()
+        results.append((f"reuse={args.reuse} old", *measure(executor.run, progs,
+                                                            executor.close)))
 
     base_rate = len(progs) / results[0][1]
     # Messages of the implementation's own errors carry addresses: compare every mode

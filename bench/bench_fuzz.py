@@ -18,6 +18,10 @@ the same campaign as N jobs side by side (``greenfuzz fuzz --jobs N``, ``run_job
 the same round, and prints its programs/s against the single campaign's::
 
     .venv/bin/python bench/bench_fuzz.py --jobs 2
+
+``--old`` also runs the single campaign and the executor the way they ran before the
+exit zygote (a fresh interpreter per program that ends with the exit), in the same
+round (odd rounds run the old way first), and prints new/old ratios.
 """
 
 from __future__ import annotations
@@ -43,19 +47,42 @@ from greenfuzz.harness.search.jobs import run_jobs
 from greenfuzz.strategies import switch_graphs
 
 
-def fuzz(args: argparse.Namespace, families: tuple, r: int, jobs: int = 1
-         ) -> Tuple[float, int]:
+def fuzz(args: argparse.Namespace, families: tuple, r: int, jobs: int = 1,
+         zygote: bool = True) -> Tuple[float, int]:
     """Programs per second of one campaign (CLI defaults), or of ``jobs`` side by side,
-    and how many programs it ran."""
+    and how many programs it ran; ``zygote=False``: one campaign without the exit zygote."""
     with tempfile.TemporaryDirectory() as out:
         config = CampaignConfig(impl=Implementation(args.impl), out=Path(out),
                                 budget=args.seconds, seed=r, families=families)
-        start = time.perf_counter()
-        if jobs == 1:
-            result = campaign.run_campaign(config)
-        else:
+        if jobs > 1:
+            start = time.perf_counter()
             result = run_jobs(config, jobs, memory_limit=4 << 30)
-        return result.examples / (time.perf_counter() - start), result.examples
+            return result.examples / (time.perf_counter() - start), result.examples
+        executor = IsolatedExecutor(args.impl, timeout=config.timeout,
+                                    programs_per_child=config.programs_per_child,
+                                    exit_zygote=zygote)
+        executor.start()
+        try:
+            start = time.perf_counter()
+            result = campaign.run_campaign(config, executor=executor)
+            return result.examples / (time.perf_counter() - start), result.examples
+        finally:
+            executor.close()
+
+
+def executor_rate(args: argparse.Namespace, progs: list, zygote: bool = True) -> float:
+    """Programs per second of an ``IsolatedExecutor`` alone on ``progs``."""
+    executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD,
+                                exit_zygote=zygote)
+    executor.start()
+    try:
+        executor.run(progs[0])  # warm-up
+        start = time.perf_counter()
+        for p in progs:
+            executor.run(p)
+        return len(progs) / (time.perf_counter() - start)
+    finally:
+        executor.close()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -69,6 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="also run the campaign as N jobs side by side")
+    parser.add_argument("--old", action="store_true",
+                        help="also without the exit zygote, in the same round")
     args = parser.parse_args(argv)
     every = names()
     if args.families.startswith("-"):
@@ -79,7 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{','.join(families)}")
     print(f"{'round':>5} {'fuzz programs':>14} {'fuzz /s':>8} {'executor /s':>12} {'ratio':>6}"
           + (f" {'before /s':>10}" if args.before else "")
-          + (f" {f'{args.jobs} jobs /s':>10} {'speed-up':>8}" if args.jobs else ""))
+          + (f" {f'{args.jobs} jobs /s':>10} {'speed-up':>8}" if args.jobs else "")
+          + (f" {'old fuzz /s':>11} {'old exec /s':>11} {'x fuzz':>6} {'x exec':>6}"
+             if args.old else ""))
     for r in range(args.rounds):
         before = ""
         if args.before:
@@ -90,23 +121,26 @@ def main(argv: Optional[List[str]] = None) -> int:
             finally:
                 campaign.programs = real
             before = f" {rate:>10.1f}"
+        if args.old and r % 2:  # odd rounds run the old way first: neither is always first
+            old_fuzz, _ = fuzz(args, families, r, zygote=False)
         fuzz_rate, examples = fuzz(args, families, r)
+        if args.old and not r % 2:
+            old_fuzz, _ = fuzz(args, families, r, zygote=False)
         if args.jobs:
             jobs_rate, _ = fuzz(args, families, r, args.jobs)
             before += f" {jobs_rate:>10.1f} {jobs_rate / fuzz_rate:>8.2f}"
         progs = draw_programs(min(max(examples, 50), args.limit_count), 100 + r, families)
-        executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
-        executor.start()
-        try:
-            executor.run(progs[0])  # warm-up
-            start = time.perf_counter()
-            for p in progs:
-                executor.run(p)
-            exec_rate = len(progs) / (time.perf_counter() - start)
-        finally:
-            executor.close()
+        if args.old and r % 2:
+            old_exec = executor_rate(args, progs, zygote=False)
+        exec_rate = executor_rate(args, progs)
+        old = ""
+        if args.old:
+            if not r % 2:
+                old_exec = executor_rate(args, progs, zygote=False)
+            old = (f" {old_fuzz:>11.1f} {old_exec:>11.1f} {fuzz_rate / old_fuzz:>6.2f} "
+                   f"{exec_rate / old_exec:>6.2f}")
         print(f"{r + 1:>5} {examples:>14} {fuzz_rate:>8.1f} {exec_rate:>12.1f} "
-              f"{fuzz_rate / exec_rate:>6.2f}{before}", flush=True)
+              f"{fuzz_rate / exec_rate:>6.2f}{before}{old}", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} (/proc/loadavg: "
           f"{Path('/proc/loadavg').read_text().strip()})")
     return 0
