@@ -15,6 +15,7 @@ import pytest
 
 from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit
+from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.runner import COMPLETED
 from greenfuzz.harness.execution.zygote import ChildRun, ExitZygote
 from greenfuzz.harness.judging import checks
@@ -200,3 +201,18 @@ def test_an_unusable_zygote_falls_back_to_a_fresh_interpreter(tmp_path: Path) ->
     assert observation.extra["interpreter"] == "fresh"
     assert observation.outcome == COMPLETED
     assert checks.compare(program, model.predict(program), observation).ok
+
+
+def test_the_executor_runs_exit_programs_in_its_zygote_and_ends_it() -> None:
+    program = PROGRAMS["late_switch"]
+    with IsolatedExecutor("greenlet", timeout=5.0) as ex:
+        first, second = ex.run(program), ex.run(program)
+        zygote = ex._zygote
+        assert zygote is not None and zygote._proc is not None
+        pid = zygote._proc.pid
+        assert [o.extra["interpreter"] for o in (first, second)] == ["zygote", "zygote"]
+        assert zygote.starts == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # closing the executor ended the zygote (and reaped it)
+    with IsolatedExecutor("greenlet", timeout=5.0, exit_zygote=False) as ex:
+        assert ex.run(program).extra["interpreter"] == "fresh"
