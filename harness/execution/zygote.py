@@ -44,12 +44,17 @@ MARGIN = 2.0
 ChildRun = Tuple[str, Optional[int], str, float]
 
 
-def script(impl: str) -> str:
-    """The zygote's script: the fresh script's runtime, then a ``__main__`` block that
-    forks; each child defines ``program`` and exits as the fresh script does."""
+def script(impl: str, runtime_path: str) -> str:
+    """The zygote's script: the fresh script's runtime (pasted into ``runtime_path``,
+    compiled into ``__main__``'s globals, so that the parse of 80 KB of source is freed
+    before the first fork: else every child, freeing it at exit, copies its pages), then
+    a ``__main__`` block that forks; each child defines ``program`` and exits as the fresh
+    script does."""
     return "\n".join([
-        "# ---- greenfuzz runtime, exit runtime and zygote (harness/target/) ----",
-        paste(ZYGOTE),
+        "import sys",
+        f"with open({runtime_path!r}) as _f:",
+        f"    exec(compile(_f.read(), {runtime_path!r}, 'exec'))",
+        "del _f",
         "",
         "if __name__ == '__main__':",
         f"    IMPL = os.environ.get('GREENFUZZ_IMPL', {impl!r})",
@@ -97,8 +102,12 @@ class ExitZygote:
         self.close()
         folder = tempfile.mkdtemp(prefix="greenfuzz-zygote-")
         path = os.path.join(folder, "zygote.py")
+        runtime_path = os.path.join(folder, "runtime.py")
+        with open(runtime_path, "w") as f:
+            f.write("# greenfuzz runtime, exit runtime and zygote (harness/target/)\n"
+                    + paste(ZYGOTE))
         with open(path, "w") as f:
-            f.write(script(self.impl))
+            f.write(script(self.impl, runtime_path))
         env = dict(os.environ, GREENFUZZ_IMPL=self.impl, PYTHONFAULTHANDLER="1")
         self._folder = folder
         try:
