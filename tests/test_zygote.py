@@ -17,7 +17,7 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.runner import COMPLETED
-from greenfuzz.harness.execution.zygote import ChildRun, ExitZygote
+from greenfuzz.harness.execution.zygote import GIVE_UP_AFTER, ChildRun, ExitZygote
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import codec, exit_runtime, runtime
@@ -216,3 +216,14 @@ def test_the_executor_runs_exit_programs_in_its_zygote_and_ends_it() -> None:
         os.kill(pid, 0)  # closing the executor ended the zygote (and reaped it)
     with IsolatedExecutor("greenlet", timeout=5.0, exit_zygote=False) as ex:
         assert ex.run(program).extra["interpreter"] == "fresh"
+
+
+def test_a_new_zygote_every_so_many_programs_and_none_after_failures(tmp_path: Path) -> None:
+    empty = "def program(gl, T):\n    pass\n"
+    with ExitZygote("greenlet", programs_per_zygote=2) as z:
+        assert [forked(z, empty)[1] for _ in range(3)] == [0, 0, 0]
+        assert z.starts == 2  # a new hash seed after two programs
+    broken = ExitZygote("greenlet", python=str(tmp_path / "nope"))
+    assert [broken.run(empty, 5.0) for _ in range(GIVE_UP_AFTER + 2)] \
+        == [None] * (GIVE_UP_AFTER + 2)
+    assert broken.failures == GIVE_UP_AFTER  # then no more tries

@@ -6,7 +6,8 @@ started once, which forks a child per program at the point where a fresh script 
 start running it.  The child leaves through the interpreter's normal exit, so what
 the program is judged on (``atexit`` callbacks, thread shutdown, module teardown) is
 real finalization; ``tests/test_zygote.py`` compares it with a fresh interpreter.
-What differs: the children share one hash seed (per zygote).  Findings are still
+What differs: the children share one hash seed (a new zygote every
+``PROGRAMS_PER_ZYGOTE`` programs).  Findings are still
 confirmed by their reproducer, a fresh interpreter (``reporting/reproduce.py``).
 
 Anything wrong with the zygote itself (it died, stopped answering, cannot fork) makes
@@ -38,6 +39,12 @@ from greenfuzz.harness.target.protocol import HEADER, complete_frame, frame
 
 #: How long the zygote may take, past a child's own limit, to answer.
 MARGIN = 2.0
+#: Programs per zygote: then a new one, with a new hash seed (a fresh interpreter has
+#: its own per program; the children of one zygote share it).
+PROGRAMS_PER_ZYGOTE = 500
+#: Failures in a row (no start, no answer) after which the zygote is not tried again:
+#: every program then runs in a fresh interpreter, without paying for a zygote first.
+GIVE_UP_AFTER = 3
 
 #: ``(trace text, return code or None when killed at the limit, stdout + stderr,
 #: seconds)``: what ``exit_runtime.run_child`` returns for a fresh interpreter.
@@ -72,8 +79,13 @@ class ExitZygote:
     address-space limit ``memory_limit`` (set on the zygote, inherited)."""
 
     def __init__(self, impl: str, *, python: str = sys.executable,
-                 memory_limit: Optional[int] = 4 << 30, startup_timeout: float = 30.0) -> None:
+                 memory_limit: Optional[int] = 4 << 30, startup_timeout: float = 30.0,
+                 programs_per_zygote: int = PROGRAMS_PER_ZYGOTE) -> None:
         self.impl = impl
+        self.programs_per_zygote = programs_per_zygote
+        #: Failures in a row; at ``GIVE_UP_AFTER`` the zygote is no longer tried.
+        self.failures = 0
+        self._programs = 0
         self.python = python
         self.memory_limit = memory_limit
         self.startup_timeout = startup_timeout
@@ -121,10 +133,12 @@ class ExitZygote:
             self.close()
             return False
         self.starts += 1
+        self._programs = 0
         self._buf = bytearray()
         hello = self._answer(time.monotonic() + self.startup_timeout)
         if not hello or not hello.get("ok"):
-            self.problem = "the zygote did not start: " + self._stderr_tail()
+            self.problem = "the zygote did not start: " + str(
+                (hello or {}).get("error") or self._stderr_tail())
             self.close()
             return False
         self.problem = None
@@ -176,7 +190,12 @@ class ExitZygote:
     def run(self, source: str, timeout: float) -> Optional[ChildRun]:
         """Run the program ``source`` (``def program(gl, T)``) in a forked child that
         may take ``timeout`` seconds; None when the zygote cannot be used."""
+        if self.failures >= GIVE_UP_AFTER:
+            return None
+        if self._programs >= self.programs_per_zygote:
+            self.close()
         if not self._start():
+            self.failures += 1
             return None
         assert self._proc is not None and self._proc.stdin is not None
         assert self._folder is not None
@@ -187,14 +206,18 @@ class ExitZygote:
             self._proc.stdin.flush()
         except OSError:
             self.problem = "the zygote ended: " + self._stderr_tail()
+            self.failures += 1
             self.close()
             return None
         answer = self._answer(time.monotonic() + timeout + MARGIN)
         if answer is None or answer.get("id") != self._next_id or "error" in answer:
             why = "no answer" if answer is None else answer.get("error", "a wrong answer")
             self.problem = f"zygote: {why}: {self._stderr_tail()}"
+            self.failures += 1
             self.close()
             return None
+        self.failures = 0
+        self._programs += 1
         status = answer.get("status")
         texts = []
         for name in ("trace", "out", "err"):

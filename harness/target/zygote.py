@@ -13,10 +13,11 @@ teardown).  Standard library only, Python 3.9+; nothing imported that the fresh 
 does not import.
 
 Protocol, over the zygote's original stdin/stdout (frames of ``protocol.py``): first a
-JSON hello ``{"ok": true, "pid": n}``; then per request ``{"op": "run", "id": n,
-"timeout": seconds}`` and a frame with the program's source (``def program(gl, T)``),
-answered by ``{"id": n, "status": returncode or null (killed at the time limit),
-"seconds": s}`` or ``{"id": n, "error": "..."}`` for a source that does not compile.
+JSON hello ``{"ok": true, "pid": n}`` (``{"ok": false, "error": ...}`` without fork);
+then per request ``{"op": "run", "id": n, "timeout": seconds}`` and a frame with the
+program's source (``def program(gl, T)``), answered by ``{"id": n, "status":
+returncode or null (killed at the time limit), "seconds": s}`` or ``{"id": n, "error":
+"..."}`` for a source that does not compile.
 The child's trace, stdout and stderr go to ``trace``, ``out`` and ``err`` in the folder
 given on the command line, truncated before each program.
 """
@@ -46,6 +47,9 @@ def zygote_serve(folder):
     # gets the mask back the zygote started with (a fresh interpreter's).
     waits = hasattr(signal, "sigtimedwait") and hasattr(signal, "pthread_sigmask")
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD]) if waits else None
+    if not hasattr(os, "fork"):
+        send(proto_out, {"ok": False, "error": "no os.fork on this interpreter"})
+        os._exit(2)
     send(proto_out, {"ok": True, "pid": os.getpid()})
     while True:
         data = read_frame(proto_in)
