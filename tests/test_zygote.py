@@ -12,15 +12,19 @@ from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
 
 from greenfuzz.harness import model
 from greenfuzz.harness.execution import at_exit
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.runner import COMPLETED
 from greenfuzz.harness.execution.zygote import GIVE_UP_AFTER, ChildRun, ExitZygote
+from greenfuzz.harness.families.base import walk
+from greenfuzz.harness.families.shutdown import Leave
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import codec, exit_runtime, runtime
+from greenfuzz.strategies import programs
 from tests.test_shutdown import PROGRAMS
 
 #: A program (as source) that notes, in order, what happens as its process exits:
@@ -227,3 +231,26 @@ def test_a_new_zygote_every_so_many_programs_and_none_after_failures(tmp_path: P
     assert [broken.run(empty, 5.0) for _ in range(GIVE_UP_AFTER + 2)] \
         == [None] * (GIVE_UP_AFTER + 2)
     assert broken.failures == GIVE_UP_AFTER  # then no more tries
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(program=programs(families=("shutdown",)))
+def test_drawn_shutdown_programs_end_alike(program: Program) -> None:
+    """Drawn programs of the family, both ways: the same verdict, outcome and status.
+    (Daemon threads switching at exit are left out: that abort depends on load, in a
+    fresh interpreter too; docs/upstream/daemon-greenlets-abort-at-exit.md.)"""
+    assume(at_exit.at_exit(program) and not any(
+        isinstance(op, Leave) and op.kind == "daemon_switching"
+        for _, script in program.scripts() for op in walk(script)))
+    expected = model.predict(program)
+    seen = []
+    with ExitZygote("greenlet") as z:
+        for zygote in (None, z):
+            observation = at_exit.run(program, "greenlet", timeout=5.0, zygote=zygote)
+            verdict = checks.compare(program, expected, observation)
+            seen.append((verdict.ok, verdict.summary, observation.outcome,
+                         observation.extra["status"]))
+    assert seen[0] == seen[1]
+    assert seen[0][0], seen[0][1]
