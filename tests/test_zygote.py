@@ -254,3 +254,43 @@ def test_drawn_shutdown_programs_end_alike(program: Program) -> None:
                          observation.extra["status"]))
     assert seen[0] == seen[1]
     assert seen[0][0], seen[0][1]
+
+
+CONTROLLER = """
+import sys, threading, time
+from greenfuzz.harness.execution.zygote import ExitZygote
+z = ExitZygote("greenlet")
+z.run("def program(gl, T):\\n    pass\\n", 10.0)
+threading.Thread(target=z.run, args=(sys.argv[1], 1.0), daemon=True).start()
+print(z._proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_ends_after_its_limit_even_when_greenfuzz_was_killed() -> None:
+    """Nothing greenfuzz started outlives it: greenfuzz killed by SIGKILL takes the
+    zygote with it (``PR_SET_PDEATHSIG``), which leaves the zygote's child with nobody
+    to kill it at its limit; so the child ends itself (an alarm)."""
+    import subprocess
+    import time
+
+    import psutil
+
+    controller = subprocess.Popen([sys.executable, "-c", CONTROLLER, HANG_AT_EXIT],
+                                  stdout=subprocess.PIPE, text=True)
+    try:
+        assert controller.stdout is not None
+        zygote_process = psutil.Process(int(controller.stdout.readline()))
+        deadline = time.monotonic() + 10.0
+        while not zygote_process.children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child = zygote_process.children()[0]
+        controller.kill()
+        controller.wait(10.0)
+        gone, alive = psutil.wait_procs([child], timeout=8.0)
+        for process in alive:
+            process.kill()
+        assert not alive, "the program outlived greenfuzz by more than its limit"
+    finally:
+        controller.kill()
+        controller.wait(10.0)

@@ -78,6 +78,10 @@ def zygote_serve(folder):
             os.close(err)
             if waits:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            # Ends the child a second after its limit even when nobody is left to kill
+            # it (the zygote, and greenfuzz above it, killed by SIGKILL): no program
+            # outlives greenfuzz.  Without ctypes, which a fresh interpreter lacks.
+            signal.alarm(int(float(request["timeout"])) + 2)
             return code, trace_path
         os.close(out)
         os.close(err)
