@@ -287,7 +287,7 @@ def test_a_child_ends_after_its_limit_even_when_greenfuzz_was_killed() -> None:
         child = zygote_process.children()[0]
         controller.kill()
         controller.wait(10.0)
-        gone, alive = psutil.wait_procs([child], timeout=8.0)
+        _, alive = psutil.wait_procs([child], timeout=8.0)
         for process in alive:
             process.kill()
         assert not alive, "the program outlived greenfuzz by more than its limit"
