@@ -7,6 +7,8 @@ is shown to fire on a broken observation, so that none of them can pass vacuousl
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from greenfuzz.harness import model
 from greenfuzz.harness.cli import main
 from greenfuzz.harness.execution import implementations, render, runner
 from greenfuzz.harness.judging import checks
+from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.program.ir import (
     FAMILIES,
     FRAME_BUDGET,
@@ -315,6 +318,21 @@ def test_a_tracer_that_raises_is_removed_and_its_exception_delivered() -> None:
     assert not any(who == "g1" and kind != "trace" for who, _, kind, _ in trace)
     assert ("g2", 0, "caught", fuzz) in trace
     assert [v for _, _, kind, v in trace if kind == "tracer"] == [None, None, None, "raise"]
+
+
+def test_a_greenlet_suspended_with_the_tracers_exception_in_flight_is_collected() -> None:
+    """Found by a 30-minute campaign (seed 2027): g1 suspends in a ``finally`` block while
+    the tracer's exception is in flight.  Dropped, g1 must be killed at once: the
+    traceback keeps the tracer's frame, which must not keep the greenlets (as it did, a
+    false finding), and the plain reproducer's tracer neither."""
+    p = prog([Spawn("g1"), Switch("g1")],
+             g1=[Finally((Trace("raise"), Switch("g1", catch=False), Switch(MAIN)), split=2)])
+    trace = agreed(p)
+    assert ("g1", -1, "died", runtime.ExcValue("GreenletExit", None)) in trace
+    source = plain.render(p, model.predict(p), impl="greenlet").source
+    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("resume", ["switch", "throw"])

@@ -189,6 +189,7 @@ def raising_tracer(event, args):
     tracer(event, args)
     if event in ("switch", "throw") and all(
             g is main or globals().get(label(g)) is g for g in args):
+        del args  # the traceback keeps this frame: not the greenlets
         raise FuzzError("trace")
 
 

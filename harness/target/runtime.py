@@ -291,6 +291,10 @@ class Tracer:
         def greenfuzz_raising_tracer(event, args):
             greenfuzz_tracer(event, args)
             if event in ("switch", "throw") and held(args[0]) and held(args[1]):
+                # The exception's traceback keeps this frame: its locals must not keep the
+                # two greenlets alive (a greenlet suspended while it is in flight would
+                # then never be collected by reference counting).
+                del args
                 raise FuzzError("trace")
 
         used = []
