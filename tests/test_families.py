@@ -18,7 +18,6 @@ from greenfuzz.harness import model
 from greenfuzz.harness.cli import main
 from greenfuzz.harness.execution import implementations, render, runner
 from greenfuzz.harness.judging import checks
-from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.program.ir import (
     FAMILIES,
     FRAME_BUDGET,
@@ -51,6 +50,7 @@ from greenfuzz.harness.program.ir import (
     frames_used,
     program_families,
 )
+from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.target import runtime
 from greenfuzz.strategies import programs
 from tests.helpers import GREENLET, agreed, prog
