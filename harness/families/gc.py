@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, List, Tuple
 
+from greenfuzz.harness import target
 from greenfuzz.harness.families import genes as st
 from greenfuzz.harness.families import plainwriter as pw
 from greenfuzz.harness.families.base import (
@@ -202,7 +203,8 @@ def one_garbage(kind, action):
 def finalizer(kind, action):
     \"\"\"Runs wherever the collector runs it, in the middle of a switch included: first
     makes garbage like its own (so that some always waits for the next collection),
-    then switches a greenlet of its own (``own_greenlet``), tracing off.\"\"\"
+    then switches a greenlet of its own (``own_greenlet``, greenfuzz's own check), tracing
+    off.\"\"\"
     collector["ran"] += 1
     if collector["off"]:
         return
@@ -212,7 +214,7 @@ def finalizer(kind, action):
     settrace = getattr(greenlet, "settrace", None)
     tracer = settrace(None) if settrace is not None else None
     try:
-        own_greenlet(action)
+        own_greenlet(greenlet, action, token, broken.append)
     except BaseException as e:
         broken.append(f"{type(e).__name__} escaped a finalizer's {action}: {e}")
     finally:
@@ -225,68 +227,7 @@ def token():
     return 1000 + collector["tokens"]
 
 
-def own_greenlet(action):
-    \"\"\"switch: start a greenlet and let it end; park: it switches back, switch to it
-    again; throw: it switches back, throw into it; kill: it switches back, drop it.\"\"\"
-    here = greenlet.getcurrent()
-    if here.dead:
-        broken.append("getcurrent() in a finalizer is dead")
-    sent = [token()]
-    canary = ("canary", sent[0], sent[0] * 7)
-    cell = {"received": [], "exits": 0, "dead": False}
-
-    def body(x):
-        if cell["dead"]:
-            broken.append("a greenlet reported dead ran again")
-        cell["received"].append(x)
-        if action == "switch":
-            return x + 1
-        try:
-            y = greenlet.getcurrent().parent.switch(x + 1)
-        except FuzzError as e:
-            y = e.args[0]
-        except greenlet.GreenletExit:
-            cell["exits"] += 1
-            raise
-        if cell["dead"]:
-            broken.append("a greenlet reported dead ran again")
-        cell["received"].append(y)
-        return y
-
-    b = greenlet.greenlet(body, here)
-    got = b.switch(sent[0])
-    if got != sent[0] + 1:
-        broken.append(f"a finalizer's greenlet answered {got!r} to {sent[0]!r}")
-    if action == "park":
-        sent.append(token())
-        got = b.switch(sent[-1])
-    elif action == "throw":
-        sent.append(token())
-        got = b.throw(FuzzError(sent[-1]))
-    elif action == "kill":
-        b = None  # its only reference: GreenletExit, exactly once
-        if cell["exits"] != 1:
-            broken.append(f"a dropped greenlet got GreenletExit {cell['exits']} time(s)")
-    if action in ("park", "throw") and got != sent[-1]:
-        broken.append(f"a finalizer's greenlet returned {got!r} for {sent[-1]!r}")
-    if b is not None:
-        if not b.dead:
-            broken.append("a finalizer's greenlet that returned is not dead")
-        cell["dead"] = True
-        again = token()  # switching to a dead greenlet goes to its parent: straight back
-        got = b.switch(again)
-        if got != again:
-            broken.append(f"switching to a dead greenlet returned {got!r} for {again!r}")
-        b = None
-    if action != "kill" and cell["exits"]:
-        broken.append("GreenletExit reached a greenlet that was not dropped")
-    if cell["received"] != sent:
-        broken.append(f"a finalizer's greenlet received {cell['received']!r}, was sent {sent!r}")
-    if canary != ("canary", sent[0], sent[0] * 7):
-        broken.append("a finalizer's locals changed across its switches")
-    if greenlet.getcurrent() is not here:
-        broken.append("getcurrent() changed across a finalizer's switches")
-
+""" + target.function_source("gcmode", "own_greenlet") + """
 
 def collector_report():
     \"\"\"A full collection (every finalizer made runs), then the collector as it was;

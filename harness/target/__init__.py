@@ -44,6 +44,20 @@ def body(name: str) -> str:
     return _SIBLING_IMPORT.sub("", text).strip("\n") + "\n"
 
 
+def function_source(name: str, function: str) -> str:
+    """The source of top-level function ``function`` of target module ``name``: a plain
+    reproducer pastes a check greenfuzz runs too, rather than a copy of it."""
+    import ast
+
+    text = source_path(name).read_text()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            segment = ast.get_source_segment(text, node)
+            if segment is not None:
+                return segment + "\n"
+    raise ValueError(f"target module {name} has no top-level function {function}")
+
+
 def paste(names: tuple = RUNTIME) -> str:
     """The bodies of target modules ``names``, in order, as one block of standalone code.
 

@@ -68,76 +68,12 @@ class Collector:
         settrace = getattr(gl, "settrace", None)
         tracer = settrace(None) if settrace is not None else None
         try:
-            self._act(gl, action)
+            own_greenlet(gl, action, self.token, self.violation)
         except BaseException as e:
             self.violation("%s escaped a finalizer's %s: %s" % (type(e).__name__, action, e))
         finally:
             if settrace is not None:
                 settrace(tracer)
-
-    def _act(self, gl, action):
-        here = gl.getcurrent()
-        if here.dead:
-            self.violation("getcurrent() in a finalizer is dead")
-        sent = [self.token()]
-        canary = ("canary", sent[0], sent[0] * 7)
-        cell = {"received": [], "exits": 0, "dead": False}
-        collector = self
-
-        def finalizer_body(x):
-            if cell["dead"]:
-                collector.violation("a greenlet reported dead ran again")
-            cell["received"].append(x)
-            if action == "switch":
-                return x + 1
-            try:
-                y = gl.getcurrent().parent.switch(x + 1)
-            except FuzzError as e:
-                y = e.args[0]
-            except gl.GreenletExit:
-                cell["exits"] += 1
-                raise
-            if cell["dead"]:
-                collector.violation("a greenlet reported dead ran again")
-            cell["received"].append(y)
-            return y
-
-        b = gl.greenlet(finalizer_body, here)
-        got = b.switch(sent[0])
-        if got != sent[0] + 1:
-            self.violation("a finalizer's greenlet answered %r to %r" % (got, sent[0]))
-        if action == "park":
-            sent.append(self.token())
-            got = b.switch(sent[-1])
-        elif action == "throw":
-            sent.append(self.token())
-            got = b.throw(FuzzError(sent[-1]))
-        elif action == "kill":
-            b = None  # its only reference: GreenletExit, exactly once (greenlet_gc)
-            if cell["exits"] != 1:
-                self.violation("a dropped greenlet got GreenletExit %d time(s)" % cell["exits"])
-        if action in ("park", "throw") and got != sent[-1]:
-            self.violation("a finalizer's greenlet returned %r for %r" % (got, sent[-1]))
-        if b is not None:
-            if not b.dead:
-                self.violation("a finalizer's greenlet that returned is not dead")
-            cell["dead"] = True
-            # Switching to a dead greenlet goes to its parent, the current greenlet:
-            # the arguments come straight back (switching docs).
-            again = self.token()
-            got = b.switch(again)
-            if got != again:
-                self.violation("switching to a dead greenlet returned %r for %r" % (got, again))
-            b = None
-        if action != "kill" and cell["exits"]:
-            self.violation("GreenletExit reached a greenlet that was not dropped")
-        if cell["received"] != sent:
-            self.violation("a finalizer's greenlet received %r, was sent %r"
-                           % (cell["received"], sent))
-        if canary != ("canary", sent[0], sent[0] * 7):
-            self.violation("a finalizer's locals changed across its switches")
-        if gl.getcurrent() is not here:
-            self.violation("getcurrent() changed across a finalizer's switches")
 
     def weakref_callback(self, action):
         def callback(r):
@@ -160,6 +96,77 @@ class Collector:
         if not enabled:
             gc.disable()
         return tuple(self.violations)
+
+
+def own_greenlet(gl, action, token, violation):
+    """A finalizer's own greenlet, switched to and back as ``action`` says (switch: it
+    ends at once; park: it switches back and is switched to again; throw: it switches
+    back and is thrown into; kill: it switches back and is dropped), every observation
+    checked: what it receives, its locals, ``dead``, ``GreenletExit`` once, and
+    ``getcurrent()`` around it.  ``token()`` makes unique values; ``violation(text)``
+    records what greenlet's rules exclude.  The plain reproducers of family ``gc``
+    paste this function as it is."""
+    here = gl.getcurrent()
+    if here.dead:
+        violation("getcurrent() in a finalizer is dead")
+    sent = [token()]
+    canary = ("canary", sent[0], sent[0] * 7)
+    cell = {"received": [], "exits": 0, "dead": False}
+
+    def finalizer_body(x):
+        if cell["dead"]:
+            violation("a greenlet reported dead ran again")
+        cell["received"].append(x)
+        if action == "switch":
+            return x + 1
+        try:
+            y = gl.getcurrent().parent.switch(x + 1)
+        except FuzzError as e:
+            y = e.args[0]
+        except gl.GreenletExit:
+            cell["exits"] += 1
+            raise
+        if cell["dead"]:
+            violation("a greenlet reported dead ran again")
+        cell["received"].append(y)
+        return y
+
+    b = gl.greenlet(finalizer_body, here)
+    got = b.switch(sent[0])
+    if got != sent[0] + 1:
+        violation("a finalizer's greenlet answered %r to %r" % (got, sent[0]))
+    if action == "park":
+        sent.append(token())
+        got = b.switch(sent[-1])
+    elif action == "throw":
+        sent.append(token())
+        got = b.throw(FuzzError(sent[-1]))
+    elif action == "kill":
+        b = None  # its only reference: GreenletExit, exactly once (greenlet_gc)
+        if cell["exits"] != 1:
+            violation("a dropped greenlet got GreenletExit %d time(s)" % cell["exits"])
+    if action in ("park", "throw") and got != sent[-1]:
+        violation("a finalizer's greenlet returned %r for %r" % (got, sent[-1]))
+    if b is not None:
+        if not b.dead:
+            violation("a finalizer's greenlet that returned is not dead")
+        cell["dead"] = True
+        # Switching to a dead greenlet goes to its parent, the current greenlet:
+        # the arguments come straight back (switching docs).
+        again = token()
+        got = b.switch(again)
+        if got != again:
+            violation("switching to a dead greenlet returned %r for %r" % (got, again))
+        b = None
+    if action != "kill" and cell["exits"]:
+        violation("GreenletExit reached a greenlet that was not dropped")
+    if cell["received"] != sent:
+        violation("a finalizer's greenlet received %r, was sent %r"
+                  % (cell["received"], sent))
+    if canary != ("canary", sent[0], sent[0] * 7):
+        violation("a finalizer's locals changed across its switches")
+    if gl.getcurrent() is not here:
+        violation("getcurrent() changed across a finalizer's switches")
 
 
 class _Cycle:
