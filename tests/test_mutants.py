@@ -98,3 +98,31 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
             assert broken.returncode < 0 or "Fatal Python error" in broken.stderr
     fixed = reproduce("greenlet")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_a_throw_that_never_returns_is_a_hang_and_nothing_else(tmp_path: Path) -> None:
+    """``throw_hangs`` is judged ``hang`` where its throw blocks, and ``ok`` where it only
+    passes through: a throw into the current greenlet under ``except`` (the exception's
+    traceback holds the mutant's frame), then a kill at the drop that runs a ``finally``.
+    Before the mutant kept nothing in that frame, the cycle through the traceback kept
+    the greenlet alive past its drop and the campaign reported that as a ``mismatch``."""
+    from greenfuzz.harness.program.ir import Exc, Finally, Handle, Spawn, Switch, Throw
+    from greenfuzz.harness.search.campaign import judge
+    from tests.helpers import prog
+
+    path = MUTANTS_DIR / "throw_hangs.py"
+    hanging = prog([Spawn("g1"), Switch("g1"), Throw("g1", Exc("ValueError", (1,)))],
+                   g1=[Switch("main")])
+    self_throw = prog([Spawn("g1"), Switch("g1")], g1=[Finally(then=(
+        Handle(Exc("ValueError", (0, 0)), then=(Throw("g1", None, style="exc_info"),
+                                                Switch("main"))),), split=1)])
+    executor = IsolatedExecutor(str(path), python=sys.executable, timeout=1.0)
+    executor.start()
+    try:
+        impl = implementations.from_worker(str(path), executor.info, "")
+        config = CampaignConfig(impl=impl, out=tmp_path, timeout=1.0)
+        assert judge(hanging, config, executor).kind == "hang"
+        verdict = judge(self_throw, config, executor).verdict
+        assert verdict.ok, verdict.summary
+    finally:
+        executor.close()
