@@ -9,7 +9,6 @@ with the campaign that finds it (one campaign per mutant, not one per module).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -45,7 +44,7 @@ from greenfuzz.harness.reporting.findings import verify_plain
 from greenfuzz.harness.search.campaign import CampaignConfig, judge
 from greenfuzz.strategies import programs
 from tests.helpers import GREENLET, prog
-from tests.test_mutants import MUTANTS_DIR
+from tests.test_mutants import MUTANTS_DIR, mutant_constants
 from tests.test_registry import Lineage, lineage  # noqa: F401 (a fixture)
 
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
@@ -176,7 +175,9 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_plain_file_fails_on_mutant_and_passes_on_greenlet(name: str, tmp_path: Path) -> None:
     program, line = CASES[name]
-    kind = importlib.import_module(f"tests.mutants.{name}").KIND
+    # Read, not imported: stack_local_corrupted installs a tracer on the real greenlet
+    # at import, which later tests in this process would find (test_threaded_greenlet).
+    kind = mutant_constants(MUTANTS_DIR / f"{name}.py")["KIND"]
     source = rendered(program, impl=mutant(name), kind=kind).source
     broken = run_plain(source, tmp_path, mutant(name))
     assert broken.returncode == 1, broken.stdout + broken.stderr
