@@ -36,3 +36,10 @@ def cli() -> Callable:
     from tests.helpers import run_cli
 
     return run_cli
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The tests that run an emulated CPU go last (in collection order otherwise): their
+    root filesystem takes minutes to build the first time, and ``.ci/run`` builds it in
+    the background while the rest of the suite runs, so they find it built."""
+    items.sort(key=lambda item: item.get_closest_marker("qemu") is not None)

@@ -223,3 +223,24 @@ def test_programs_the_model_fails_on_are_kept_for_the_report(
     for path in kept:
         assert len(load_program(path).greenlets) >= 2
         assert path.with_suffix(".txt").read_text() == "ModelError: made up for the test\n"
+
+
+def test_the_budget_ending_inside_hypothesis_setup_ends_the_campaign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget's alarm raises wherever the batch is; where it lands in Hypothesis's
+    set-up, Hypothesis turns it into an AssertionError of its own (``state._runner``),
+    which once made ``greenfuzz matrix`` exit 3.  The campaign ends as out of time."""
+    from hypothesis.internal.conjecture import engine
+
+    from greenfuzz.harness.search import campaign
+    from tests.helpers import GREENLET
+
+    def alarm_lands_here(*args: object, **kwargs: object) -> None:
+        raise campaign._OutOfTime
+
+    monkeypatch.setattr(engine.ConjectureRunner, "__init__", alarm_lands_here)
+    config = campaign.CampaignConfig(impl=GREENLET, out=tmp_path, budget=30, isolate=False,
+                                     seed=1, families=("core",), memory=False)
+    result = campaign.run_campaign(config)
+    assert result.examples == 0 and not result.findings
+    assert result.elapsed < 30

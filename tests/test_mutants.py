@@ -2,7 +2,8 @@
 
 A harness that never fails is worthless: every mutant must be caught within a bounded
 number of programs, with the right kind, shrunk to a small program whose standalone
-reproducer fails on the mutant and passes on the real greenlet.
+reproducer fails on the mutant and passes on the real greenlet, and whose plain
+reproducer (``harness/reporting/plain.py``) was verified and recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pytest
 
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
-from greenfuzz.harness.program.ir import FAMILIES
+from greenfuzz.harness.program.ir import FAMILIES, program_families
 from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
@@ -57,6 +59,8 @@ def test_corpus_is_not_empty() -> None:
 @pytest.mark.parametrize("name", [
     name if name in QUICK else pytest.param(name, marks=pytest.mark.slow) for name in MUTANTS])
 def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
+    """Caught, of its kind, shrunk, reproduced standalone (hangs on the mutant or exits
+    non-zero, exits 0 on greenlet), and its plain file checked as a reader would."""
     path = MUTANTS_DIR / f"{name}.py"
     declared = mutant_constants(path)
     expected_kind = declared["KIND"]
@@ -98,3 +102,50 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
             assert broken.returncode < 0 or "Fatal Python error" in broken.stderr
     fixed = reproduce("greenlet")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    check_plain_reproducer(finding, tmp_path)
+
+
+def check_plain_reproducer(finding: Any, out: Path) -> None:
+    """The campaign's plain file exists and its verification is recorded; a core-family
+    finding's file reproduces standalone and passes on greenlet (files of other families
+    stop before what plain code cannot show, and say so)."""
+    if not finding.program.main and not finding.program.greenlets:
+        return  # the parked-greenlet scenario has no program to render
+    path = out / f"{finding.id}.plain.py"
+    assert path.exists()
+    recorded = json.loads((out / f"{finding.id}.json").read_text())["plain_reproduction"]
+    assert recorded is not None and recorded["reference"]["ok"] is True, recorded
+    if program_families(finding.program) == ("core",) \
+            and "raw memory" not in finding.verdict.summary:
+        assert recorded["reproduced"] is True, (recorded, path.read_text())
+        fixed = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                               timeout=20, env=dict(os.environ, GREENFUZZ_IMPL="greenlet"))
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_a_throw_that_never_returns_is_a_hang_and_nothing_else(tmp_path: Path) -> None:
+    """``throw_hangs`` is judged ``hang`` where its throw blocks, and ``ok`` where it only
+    passes through: a throw into the current greenlet under ``except`` (the exception's
+    traceback holds the mutant's frame), then a kill at the drop that runs a ``finally``.
+    Before the mutant kept nothing in that frame, the cycle through the traceback kept
+    the greenlet alive past its drop and the campaign reported that as a ``mismatch``."""
+    from greenfuzz.harness.program.ir import Exc, Finally, Handle, Spawn, Switch, Throw
+    from greenfuzz.harness.search.campaign import judge
+    from tests.helpers import prog
+
+    path = MUTANTS_DIR / "throw_hangs.py"
+    hanging = prog([Spawn("g1"), Switch("g1"), Throw("g1", Exc("ValueError", (1,)))],
+                   g1=[Switch("main")])
+    self_throw = prog([Spawn("g1"), Switch("g1")], g1=[Finally(then=(
+        Handle(Exc("ValueError", (0, 0)), then=(Throw("g1", None, style="exc_info"),
+                                                Switch("main"))),), split=1)])
+    executor = IsolatedExecutor(str(path), python=sys.executable, timeout=1.0)
+    executor.start()
+    try:
+        impl = implementations.from_worker(str(path), executor.info, "")
+        config = CampaignConfig(impl=impl, out=tmp_path, timeout=1.0)
+        assert judge(hanging, config, executor).kind == "hang"
+        verdict = judge(self_throw, config, executor).verdict
+        assert verdict.ok, verdict.summary
+    finally:
+        executor.close()

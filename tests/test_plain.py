@@ -3,6 +3,8 @@
 A plain reproducer is only worth pasting upstream if it fails on the broken
 implementation as the finding did and passes on greenlet: every test here runs the
 generated file in a fresh interpreter, against mutants (``tests/mutants/``) and greenlet.
+The plain files of every mutant's fuzzed finding are checked in ``tests/test_mutants.py``,
+with the campaign that finds it (one campaign per mutant, not one per module).
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ from greenfuzz.harness.program.ir import (
 )
 from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.reporting.findings import verify_plain
-from greenfuzz.harness.search.campaign import CampaignConfig, judge, run_campaign
+from greenfuzz.harness.search.campaign import CampaignConfig, judge
 from greenfuzz.strategies import programs
 from tests.helpers import GREENLET, prog
-from tests.test_mutants import EXAMPLE_LIMIT, MUTANTS, MUTANTS_DIR, mutant_constants
+from tests.test_mutants import MUTANTS_DIR, mutant_constants
 from tests.test_registry import LINEAGE, Lineage
 
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
@@ -287,37 +289,3 @@ def test_report_rejects_what_is_not_a_finding(tmp_path: Path, capsys) -> None:
     bad.write_text("{}")
     assert greenfuzz(["report", str(bad)]) == 2
     assert greenfuzz(["report", str(tmp_path / "missing.json")]) == 2
-
-
-# -- every mutant, fuzzed to a minimal finding ---------------------------------------------
-
-
-def core_only(program: Program) -> bool:
-    return program_families(program) == ("core",)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MUTANTS)
-def test_mutant_finding_has_a_plain_reproducer(name: str, tmp_path: Path) -> None:
-    """As test_mutants fuzzes them: the plain file exists and its verification is
-    recorded; a core-family finding's file reproduces standalone and passes on greenlet."""
-    constants = mutant_constants(MUTANTS_DIR / f"{name}.py")
-    impl = implementations.load(mutant(name))
-    config = CampaignConfig(impl=impl, out=tmp_path, budget=240, max_examples=EXAMPLE_LIMIT,
-                            seed=1234, isolate=True, timeout=1.0,
-                            families=constants.get("FAMILIES", FAMILIES))
-    result = run_campaign(config)
-    assert result.findings, f"{name} survived {result.examples} programs"
-    finding = result.findings[0]
-    if not finding.program.main and not finding.program.greenlets:
-        return  # the parked-greenlet scenario has no program to render
-    path = tmp_path / f"{finding.id}.plain.py"
-    assert path.exists()
-    data = json.loads((tmp_path / f"{finding.id}.json").read_text())
-    recorded = data["plain_reproduction"]
-    assert recorded is not None and recorded["reference"]["ok"] is True, recorded
-    if core_only(finding.program) and "raw memory" not in finding.verdict.summary:
-        assert recorded["reproduced"] is True, (recorded, path.read_text())
-        fixed = run_plain(path.read_text(), tmp_path, "greenlet")
-        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-

@@ -197,3 +197,25 @@ def test_throwaway_project_with_the_wheel_and_xdist(tmp_path: Path) -> None:
     errors = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
     assert len(errors) == len(summary["findings"])
     assert step_summary.read_text().startswith("### greenfuzz pytest")
+
+
+def test_a_workers_summary_with_findings_can_be_sent_to_the_controller() -> None:
+    """pytest-xdist sends each worker's summary through execnet, which refuses a
+    finding's ``Kind`` (a ``str`` subclass): the worker then went down at the end and
+    ``summary.json`` was never written under ``-n 2`` (the throwaway-project test)."""
+    import execnet
+
+    from greenfuzz.harness.execution.runner import Observation
+    from greenfuzz.harness.extra.pytest_plugin import worker_output
+    from greenfuzz.harness.judging.checks import Kind, Verdict
+    from greenfuzz.harness.program.ir import Program
+    from greenfuzz.harness.reporting import ci
+    from greenfuzz.harness.reporting.findings import Finding
+
+    summary = ci.RunSummary("pytest", "")
+    finding = Finding(Program(), [], Observation([]), Verdict(Kind.MISMATCH, "differs"),
+                      "greenlet")
+    summary.add(finding, Path("repro.py"))
+    sent = execnet.loads(execnet.dumps(worker_output(summary)))
+    assert sent == json.loads(json.dumps(summary.to_json()))
+    assert sent["findings"][0]["kind"] == "mismatch"

@@ -24,6 +24,19 @@ run_cli = partial(helpers.run_cli, timeout=900)
 PAST_200K = str(Path(__file__).parent / "scale_mutants" / "past_200k.py")
 
 
+def mutant_threshold(path: str) -> int:
+    """The live-greenlet count past which a scale mutant misbehaves, by default: the
+    literal in its ``THRESHOLD = int(os.environ.get(..., "N"))``, read without importing."""
+    import ast
+
+    for node in ast.parse(Path(path).read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "THRESHOLD":
+            (literal,) = [n.value for n in ast.walk(node.value) if isinstance(n, ast.Constant)
+                          and isinstance(n.value, str) and n.value.isdigit()]
+            return int(literal)
+    raise AssertionError(f"{path} declares no THRESHOLD")
+
+
 @settings(max_examples=25, deadline=None)
 @given(recipes(max_greenlets=300))
 def test_every_recipe_passes_on_greenlet(recipe: Recipe) -> None:
@@ -66,16 +79,27 @@ def test_scale_command_passes_and_reports_phases() -> None:
     assert data["done"]["switches"] == 20000 * 3 + 10000  # park, two resumes, the finishes
 
 
+#: The live-greenlet count past which ``past_200k`` misbehaves in the ring test
+#: (``GREENFUZZ_MUTANT_THRESHOLD``; 200,000 by default, a run of 210,000 took about
+#: 190 s on 2 cores under load): the same search and bisection, at a tenth of the size.
+RING_THRESHOLD = 20_000
+
+
 @pytest.mark.slow
-def test_a_bug_past_200k_live_greenlets_is_found_and_shrunk(tmp_path: Path) -> None:
-    """The mutant misbehaves only with more than 200,000 greenlets alive: a scale run of
-    210,000 finds it, shrinks the count to just above the threshold, and the saved
+def test_a_bug_past_a_live_count_is_found_and_shrunk(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutant misbehaves only with more than its threshold of greenlets alive
+    (200,000 by default, ``RING_THRESHOLD`` here): a ring run 5% past it finds it,
+    shrinks the count to just above the threshold (within 0.25%), and the saved
     reproducer fails on the mutant and passes on greenlet."""
-    done = run_cli("scale", "--greenlets", "210000", "--shape", "ring", "--impl", PAST_200K,
-                   "--out", str(tmp_path), "--json")
+    assert mutant_threshold(PAST_200K) == 200_000 > RING_THRESHOLD
+    monkeypatch.setenv("GREENFUZZ_MUTANT_THRESHOLD", str(RING_THRESHOLD))
+    done = run_cli("scale", "--greenlets", str(RING_THRESHOLD * 105 // 100), "--shape",
+                   "ring", "--impl", PAST_200K, "--out", str(tmp_path), "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     data = json.loads(done.stdout)
-    assert 200_000 < data["shrunk_recipe"]["greenlets"] <= 200_500, data["shrunk_recipe"]
+    assert RING_THRESHOLD < data["shrunk_recipe"]["greenlets"] \
+        <= RING_THRESHOLD * 1.0025, data["shrunk_recipe"]
     (script,) = tmp_path.glob("scale-*.py")
     broken = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=600, env=dict(os.environ, GREENFUZZ_IMPL=PAST_200K))
@@ -231,24 +255,35 @@ def test_random_options_need_the_random_shape() -> None:
     assert done.returncode == 2 and "--shape random" in done.stderr
 
 
+#: The live-greenlet count past which the random-run tests make a 10^5 mutant misbehave
+#: (``GREENFUZZ_MUTANT_THRESHOLD``): the same defect, the same search and shrinking, at a
+#: tenth of the greenlets (a run of 160,000 took about 400 s on 2 cores).
+RANDOM_THRESHOLD = 10_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mutant", [THROW_PAST_100K, PARENT_PAST_100K],
                          ids=["throw_drops_value", "parent_ignored"])
-def test_a_random_run_finds_a_bug_past_100k_live_greenlets(mutant: str, tmp_path: Path
-                                                            ) -> None:
-    """Each mutant misbehaves only with more than 100,000 greenlets alive, in an
-    operation the fixed shapes never perform: a random run of 160,000 greenlets finds
-    it and shrinks the greenlet count to the smallest that still fails (a count 0.1%
-    lower passed), the saved standalone reproducer fails on the mutant and passes on
-    greenlet."""
-    done = run_cli("scale", "--shape", "random", "--greenlets", "160000", "--impl", mutant,
-                   "--out", str(tmp_path), "--json", timeout=2400)
+def test_a_random_run_finds_a_bug_past_a_live_count(mutant: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each mutant misbehaves only with more than its threshold of greenlets alive (10^5
+    by default, lowered to ``RANDOM_THRESHOLD`` here), in an operation the fixed shapes
+    never perform: a random run of 1.6 times the threshold finds it and shrinks the
+    greenlet count to the smallest that still fails (a count 0.1% lower passed), the
+    finding stays a scale finding (too large for an ordinary program), and the saved
+    standalone reproducer fails on the mutant and passes on greenlet."""
+    assert mutant_threshold(mutant) == 100_000 > RANDOM_THRESHOLD
+    monkeypatch.setenv("GREENFUZZ_MUTANT_THRESHOLD", str(RANDOM_THRESHOLD))
+    greenlets = RANDOM_THRESHOLD * 16 // 10
+    done = run_cli("scale", "--shape", "random", "--greenlets", str(greenlets), "--impl",
+                   mutant, "--out", str(tmp_path), "--json")
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads(done.stdout)
     shrunk = data["shrunk_recipe"]
     passing = data["largest_passing_greenlets"]
-    # More than 100,000 alive needs more than 100,000 spawned; the window drops some.
-    assert 100_000 < shrunk["greenlets"] < 160_000, shrunk
+    # More than the threshold alive needs more than that many spawned; the window drops
+    # some.
+    assert RANDOM_THRESHOLD < shrunk["greenlets"] < greenlets, shrunk
     assert 0 < shrunk["greenlets"] - passing <= shrunk["greenlets"] // 1000 + 1, (passing,
                                                                                  shrunk)
     assert shrunk["operations"] < data["recipe"]["operations"], shrunk

@@ -95,6 +95,7 @@ def interrupt_once(delay: float, signum: int, out: Path, seed: int) -> Try:
                sorted(jsons ^ pys))
 
 
+@pytest.mark.slow  # eight runs interrupted over their first 14 s: about 65 s
 def test_signals_stop_the_run_at_any_moment(tmp_path: Path) -> None:
     tries = int(os.environ.get("GREENFUZZ_SIGNAL_TRIES", "8"))
     # Spread over the first 14 s: start-up, fuzzing, the finding, shrinking, verifying.

@@ -34,6 +34,7 @@ campaign.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -359,6 +360,14 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         del item.config.stash[_SEED_KEY]
 
 
+def worker_output(summary: ci.RunSummary) -> Dict[str, Any]:
+    """A worker's summary as plain JSON types: pytest-xdist sends ``workeroutput`` through
+    execnet, which refuses ``str`` subclasses (a finding's ``Kind``); a worker whose
+    output cannot be sent goes down, and its counts and findings never reach
+    ``summary.json``."""
+    return json.loads(json.dumps(summary.to_json()))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: a worker's counts and findings, merged at the end."""
@@ -377,7 +386,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         mine.close()
     if hasattr(config, "workerinput"):  # a pytest-xdist worker
         if mine is not None:
-            config.workeroutput["greenfuzz"] = mine.summary.to_json()
+            config.workeroutput["greenfuzz"] = worker_output(mine.summary)
         return
     parts = config.stash.get(_PARTS_KEY, [])
     if mine is None and not parts:

@@ -15,7 +15,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -347,7 +347,14 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             check_signals()
             try:
                 with _budget_alarm(deadline, failures):
-                    wrapped()
+                    try:
+                        wrapped()
+                    except (_FindingRaised, Flaky, Interrupted):
+                        raise
+                    except Exception as e:
+                        if _raised_while_out_of_time(e):
+                            raise _OutOfTime from e
+                        raise
             except _OutOfTime:
                 if not failures:
                     break
@@ -408,6 +415,20 @@ def _budget_alarm(deadline: float, failures: List[Finding]) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def _raised_while_out_of_time(error: BaseException) -> bool:
+    """Whether ``error`` was raised while the alarm's ``_OutOfTime`` was being handled:
+    landing in Hypothesis's own set-up, the alarm comes out as an error of Hypothesis's
+    (an ``AssertionError`` on ``state._runner``) with ``_OutOfTime`` as its context."""
+    seen: Set[int] = set()
+    cause: Optional[BaseException] = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _OutOfTime):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _save_unshrunk(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
