@@ -236,6 +236,9 @@ def _summary(console: Console, impl: implementations.Implementation,
     if impl.missing_optional:
         table.add_row("skipped", ", ".join(f"checks needing {n}()" for n in
                                            impl.missing_optional))
+    if result.refused:
+        table.add_row("refused by the model", f"{result.refused} programs skipped (outcomes "
+                                              "the model leaves out on purpose)")
     if result.model_errors:
         table.add_row("model errors", f"{result.model_errors} programs skipped (a greenfuzz "
                                       "bug: please report, with the programs below)")

@@ -273,6 +273,7 @@ def merge(results: List[CampaignResult], elapsed: float, budget: float,
         merged.findings += r.findings
         merged.saved += r.saved
         merged.model_errors += r.model_errors
+        merged.refused += r.refused
         merged.run_seconds += r.run_seconds
         merged.unsaved += r.unsaved
         merged.state_dependent += r.state_dependent
