@@ -104,3 +104,33 @@ def test_programs_that_keep_greenlets_by_design_are_not_probed() -> None:
                     greenlets=(("g1", (Switch("g2"),)), ("g2", (Switch("main"),))))
     assert not _frees_everything(model.predict(cycle))
     assert _frees_everything(model.predict(PROGRAM))
+
+
+def test_a_leak_is_shrunk_only_to_programs_the_model_predicts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrinking a raw-memory leak runs no prediction of its own; a smaller program the
+    model leaves out (``Unsupported``) once ended a 30-minute campaign's job with an
+    internal error when the finding was written.  Such programs are not kept."""
+    from greenfuzz.harness.search.campaign import CampaignConfig
+    from greenfuzz.harness.search.memory_findings import memory_finding
+
+    program = Program(main=(Spawn("g1"), Switch("g1"), Spawn("g2"), Switch("g2")),
+                      greenlets=(("g1", ()), ("g2", ())))
+    real = model.predict
+
+    def predict(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if p.size() < program.size():
+            raise model.Unsupported("made up for the test")
+        return real(p, *args, **kwargs)
+
+    def always_leaks(source, impl, executor, timeout):  # type: ignore[no-untyped-def]
+        from greenfuzz.harness.execution.runner import COMPLETED, Observation
+        found = {"leaked": True, "reliable": True, "bytes_per_iteration": 999.0,
+                 "metric": "anon", "threshold": 100, "rising": 8, "batches": 8, "per_batch": 9}
+        return found, Observation(trace=[], outcome=COMPLETED)
+
+    monkeypatch.setattr(model, "predict", predict)
+    monkeypatch.setattr(memcheck, "run_memory_source", always_leaks)
+    config = CampaignConfig(impl=implementations.load("greenlet"), out=tmp_path)
+    finding = memory_finding(program, config, None)
+    assert finding is not None and finding.program == program

@@ -50,6 +50,10 @@ def memory_finding(program: Program, config: CampaignConfig,
             nonlocal leaked
             if deadline is not None and time.monotonic() > deadline:
                 return False
+            try:
+                model.predict(p)  # the finding states what the model predicts of it
+            except model.ModelError:
+                return False  # (a smaller program may be one it leaves out: Unsupported)
             again = probe(p)
             if again is not None:
                 leaked = again
