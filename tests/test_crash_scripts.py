@@ -283,3 +283,32 @@ def test_what_the_upstream_reports_say_of_1_1_3() -> None:
     chain = run_script("parent_chain_into_ended_thread", python=python)
     assert chain.returncode == -signal.SIGABRT
     assert "g_initialstub: greenlets cannot continue" in chain.stderr, chain.stderr[-2000:]
+
+
+#: docs/upstream/gc-self-switch-stale-frame.md: the program (data, shrunk to 11 ops; ``greenfuzz
+#: replay`` runs it) of a crash a 30-minute campaign found (seed 2029), and its standalone
+#: reproducer ``gc_self_switch_stale_frame.py``.  Measured with that script: SIGSEGV every
+#: run on CPython 3.11.7 with greenlet 3.0.0rc2, 3.0.3, 3.2.4, 3.4.0, 3.5.0 and 3.5.6;
+#: none with 3.5.6 on CPython 3.10, 3.12 and 3.13.
+STALE_FRAME = CRASHES / "gc_self_switch_stale_frame.json"
+
+
+def test_a_self_switch_after_collections_and_a_frame_walk_segfaults_cpython_3_11() -> None:
+    """``gc_self_switch_stale_frame.py`` is the standalone reproducer greenfuzz wrote for
+    the program, kept as it was written: whether it crashes depends on when collections
+    happen, so on every allocation of the script itself."""
+    done = run_script("gc_self_switch_stale_frame")
+    if sys.version_info[:2] == (3, 11) and release(greenlet.__version__) >= (3, 0, 0):
+        assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize(("version", "cpython", "crashes"),
+                         [("3.0.3", "3.11", True), ("3.5.6", "3.12", False)])
+def test_the_stale_frame_segfault_on_other_releases(version: str, cpython: str,
+                                                    crashes: bool) -> None:
+    done = run_script("gc_self_switch_stale_frame", python=release_python(version, cpython))
+    assert done.returncode == (-signal.SIGSEGV if crashes else 0), done.stdout + done.stderr
