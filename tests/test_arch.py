@@ -2,7 +2,8 @@
 
 Building the arm64 root filesystem takes about five minutes the first time (then it is
 cached); the end-to-end tests skip, naming what is missing, on a machine that cannot
-emulate (``.ci/run`` installs qemu-user-static, binfmt-support and mmdebstrap as root).
+emulate (they need qemu-user-static, binfmt-support and mmdebstrap; ``pytest -m qemu``
+runs them: ``.ci/run`` leaves them out for time).
 """
 
 from __future__ import annotations
