@@ -199,6 +199,26 @@ def test_budget_is_kept_whatever_max_greenlets(tmp_path: Path, greenlets: str) -
     assert "past the budget" not in done.stdout
 
 
+def fuzz_where_the_model_raises(error: type, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                monkeypatch: pytest.MonkeyPatch) -> str:
+    """A short campaign whose model raises ``error`` for every program of two or more
+    greenlets; its output."""
+    from greenfuzz.harness import model
+
+    real = model.predict
+
+    def predict(program, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(program.greenlets) >= 2:
+            raise error("made up for the test")
+        return real(program, *args, **kwargs)
+
+    monkeypatch.setattr(model, "predict", predict)
+    argv = ["fuzz", "--max-examples", "60", "--seed", "3", "--in-process", "--no-memory",
+            "--quiet", "--families", "core", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
 def test_programs_the_model_fails_on_are_kept_for_the_report(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model error is a greenfuzz bug: the summary asks for a report, so the programs
@@ -206,18 +226,7 @@ def test_programs_the_model_fails_on_are_kept_for_the_report(
     from greenfuzz.harness import model
     from greenfuzz.harness.reporting.findings import load_program
 
-    real = model.predict
-
-    def predict(program, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if len(program.greenlets) >= 2:
-            raise model.ModelError("made up for the test")
-        return real(program, *args, **kwargs)
-
-    monkeypatch.setattr(model, "predict", predict)
-    argv = ["fuzz", "--max-examples", "60", "--seed", "3", "--in-process", "--no-memory",
-            "--quiet", "--families", "core", "--out", str(tmp_path)]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = fuzz_where_the_model_raises(model.ModelError, tmp_path, capsys, monkeypatch)
     kept = sorted((tmp_path / "model-errors").glob("*.json"))
     assert kept and "model errors" in out and "model-errors" in out, out
     for path in kept:
@@ -252,17 +261,6 @@ def test_programs_the_model_leaves_out_are_refused_not_errors(
     met one that generation let through): skipped and counted, not a bug report."""
     from greenfuzz.harness import model
 
-    real = model.predict
-
-    def predict(program, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if len(program.greenlets) >= 2:
-            raise model.Unsupported("made up for the test")
-        return real(program, *args, **kwargs)
-
-    monkeypatch.setattr(model, "predict", predict)
-    argv = ["fuzz", "--max-examples", "60", "--seed", "3", "--in-process", "--no-memory",
-            "--quiet", "--families", "core", "--out", str(tmp_path)]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = fuzz_where_the_model_raises(model.Unsupported, tmp_path, capsys, monkeypatch)
     assert "refused by the model" in out and "model errors" not in out, out
     assert not (tmp_path / "model-errors").exists()
