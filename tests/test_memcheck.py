@@ -12,7 +12,7 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.judging import memcheck
-from greenfuzz.harness.program.ir import Program, Spawn, Switch
+from greenfuzz.harness.program.ir import MAIN, Program, Spawn, Switch
 from greenfuzz.harness.reporting.findings import Finding
 
 MUTANTS = Path(__file__).parent / "mutants"
@@ -95,15 +95,15 @@ def test_fuzz_without_memory_checks_misses_a_plain_leak(tmp_path: Path) -> None:
 
 def test_programs_that_keep_greenlets_by_design_are_not_probed() -> None:
     from greenfuzz.harness.program.ir import Drop
-    from greenfuzz.harness.search.campaign import _frees_everything
+    from greenfuzz.harness.search.memory_findings import frees_everything
 
     # g2's parent is g1 and g1 is suspended in a switch to g2: a cycle through a suspended
     # frame, which greenlet never frees; repeating it grows memory by design.
     cycle = Program(main=(Spawn("g1"), Spawn("g2", parent="g1"), Switch("g1"), Drop("g1"),
                           Drop("g2")),
                     greenlets=(("g1", (Switch("g2"),)), ("g2", (Switch("main"),))))
-    assert not _frees_everything(model.predict(cycle))
-    assert _frees_everything(model.predict(PROGRAM))
+    assert not frees_everything(model.predict(cycle))
+    assert frees_everything(model.predict(PROGRAM))
 
 
 def test_a_leak_is_shrunk_only_to_programs_the_model_predicts(
@@ -134,3 +134,34 @@ def test_a_leak_is_shrunk_only_to_programs_the_model_predicts(
     config = CampaignConfig(impl=implementations.load("greenlet"), out=tmp_path)
     finding = memory_finding(program, config, None)
     assert finding is not None and finding.program == program
+
+
+def test_a_leak_is_not_shrunk_into_a_cycle_greenlet_documents(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's main job once reported a leak that shrinking had made: main's switch
+    that lets g2 (and then g1) end was removed, which leaves g2 -> parent g1 -> g1's
+    suspended frame -> g2, a cycle greenlet documents as a leak.  Every program shrinking
+    keeps must still free everything, as the program it started from did."""
+    from greenfuzz.harness.execution.runner import COMPLETED, Observation
+    from greenfuzz.harness.search.campaign import CampaignConfig
+    from greenfuzz.harness.search.memory_findings import frees_everything, memory_finding
+
+    program = Program(main=(Spawn("g1"), Switch("g1"), Switch("g2")),
+                      greenlets=(("g1", (Spawn("g2"), Switch("g2"))), ("g2", (Switch("main"),))))
+    assert frees_everything(model.predict(program))
+
+    def leaks_while_g2_parks(probed, impl, executor, timeout):  # type: ignore[no-untyped-def]
+        # (The probe gets the program itself: ``probe_source`` is patched below.)
+        events = model.predict(probed)  # leaks while g2 switches back to main from inside g1
+        parks = any(who == "g2" and kind == "start" for who, _, kind, _ in events) and \
+            (MAIN, 1, "value", ()) in events  # (what g2's switch to main sends)
+        found = {"leaked": parks, "reliable": True, "bytes_per_iteration": 999.0,
+                 "metric": "anon", "threshold": 100, "rising": 8, "batches": 8, "per_batch": 9}
+        return found, Observation(trace=[], outcome=COMPLETED)
+
+    monkeypatch.setattr(memcheck, "probe_source", lambda p: p)
+    monkeypatch.setattr(memcheck, "run_memory_source", leaks_while_g2_parks)
+    config = CampaignConfig(impl=implementations.load("greenlet"), out=tmp_path)
+    finding = memory_finding(program, config, None, shrink=50)
+    assert finding is not None
+    assert frees_everything(model.predict(finding.program)), finding.program

@@ -36,7 +36,11 @@ from greenfuzz.harness.reporting.findings import (
 )
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search.coverage import chain_digest, estimated_seconds, steer
-from greenfuzz.harness.search.memory_findings import memory_finding, parked_finding
+from greenfuzz.harness.search.memory_findings import (
+    frees_everything,
+    memory_finding,
+    parked_finding,
+)
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.harness.search.shared import SharedRun
 from greenfuzz.strategies import programs
@@ -555,7 +559,7 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                 shrink_until.append(time.monotonic() + config.shrink_seconds)
             failures.append(finding)
             raise _FindingRaised(finding.verdict.signature)
-        if candidates is not None and _frees_everything(finding.expected):
+        if candidates is not None and frees_everything(finding.expected):
             starts = sum(1 for e in finding.expected if e[2] == "start" and e[0] != MAIN)
             if starts and (not candidates or starts > candidates[0][0]):
                 candidates[:] = [(starts, program)]
@@ -625,22 +629,6 @@ def _record(finding: Finding, result: CampaignResult, seen: Dict[str, Finding],
         except OSError as e:
             result.notes.append(f"{finding.id}: reproduction not recorded: "
                                 f"{_why(e, config.out)}")
-
-
-def _frees_everything(expected: List[runner.Event]) -> bool:
-    """The model frees every greenlet by the end: repeating such a program must not
-    grow.  (Greenlets in a cycle through a suspended frame are never freed, by design;
-    a program making one grows by design too.)  Nor a program whose thread ends with
-    greenlets of its own suspended (``orphans``): greenlet 3.5.6 keeps about 160 B per
-    such greenlet and 250 B per such thread (measured), which its own test of the case
-    tolerates (test_leaks ``_check_untracked_memory_thread``: 3 MiB for 40,000).  Nor
-    one that runs threads side by side (``threads``, family ``concurrent``): each
-    leaves greenlets parked in its ended threads, and starting and joining 3 threads
-    that touch no greenlet grows this process by about 4 KiB a time (measured over
-    2,000 rounds)."""
-    ends = [e for e in expected if e[2] == "alive"]
-    return bool(ends) and ends[-1][3] == () and \
-        not any(e[2] in ("orphans", "threads") for e in expected)
 
 
 def _memory_checks(config: CampaignConfig, executor: Optional[IsolatedExecutor],
