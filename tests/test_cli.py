@@ -255,6 +255,29 @@ def test_the_budget_ending_inside_hypothesis_setup_ends_the_campaign(
     assert result.elapsed < 30
 
 
+def test_a_signal_landing_inside_hypothesis_setup_interrupts_the_campaign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the alarm does, a SIGINT landing in Hypothesis's set-up comes out as an
+    AssertionError of Hypothesis's; a job of ``--jobs 2`` once ended with an internal
+    error there.  The recorded signal interrupts the campaign."""
+    import signal
+
+    from hypothesis.internal.conjecture import engine
+
+    from greenfuzz.harness.search import campaign
+    from tests.helpers import GREENLET
+
+    def signal_lands_here(*args: object, **kwargs: object) -> None:
+        campaign._on_signal(signal.SIGINT, None)
+
+    monkeypatch.setattr(engine.ConjectureRunner, "__init__", signal_lands_here)
+    config = campaign.CampaignConfig(impl=GREENLET, out=tmp_path, budget=30, isolate=False,
+                                     seed=1, families=("core",), memory=False)
+    with campaign.stop_on_signals():
+        result = campaign.run_campaign(config)
+    assert result.interrupted == signal.SIGINT and result.examples == 0
+
+
 def test_programs_the_model_leaves_out_are_refused_not_errors(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Unsupported`` is the model leaving an outcome out on purpose (a 30-minute campaign

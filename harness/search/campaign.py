@@ -359,6 +359,10 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                     except (_FindingRaised, Flaky, Interrupted):
                         raise
                     except Exception as e:
+                        # A signal landing in Hypothesis's own set-up comes out as an
+                        # error of Hypothesis's (an AssertionError on ``state._runner``),
+                        # as the alarm does: the recorded signal is the interrupt.
+                        check_signals()
                         if _raised_while_out_of_time(e):
                             raise _OutOfTime from e
                         raise
