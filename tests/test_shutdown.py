@@ -297,7 +297,10 @@ def test_campaign_on_greenlet_reports_nothing(tmp_path: Path) -> None:
         result = run_campaign(config, executor=ex)
     assert result.examples > 20
     assert result.family_counts.get("shutdown", 0) == result.examples
-    assert not result.findings, result.findings[0].report()
+    # (An unconfirmed finding, such as a crash at exit a fresh interpreter did not
+    # repeat under load, does not fail a run: exit status 0.)
+    confirmed = [f for f in result.findings if f.confirmed]
+    assert not confirmed, confirmed[0].report() if confirmed else ""
 
 
 def test_fresh_interpreter_script_is_the_reproducer() -> None:
