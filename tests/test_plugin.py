@@ -92,6 +92,35 @@ def test_options_and_fixture(tmp_path: Path) -> None:
     assert bad.returncode == 4 and "unknown family exceptionz" in bad.stderr
 
 
+#: A greenlet that ends into a parent chain leading to an ended thread's main greenlet:
+#: greenlet aborts the process (docs/upstream/parent-chain-into-ended-thread.md), a bug
+#: its release's bundled profile lists (``greenlet-open-bugs``).
+PARENT_CHAIN_INTO_ENDED_THREAD = json.dumps({
+    "format": "greenfuzz-program/1",
+    "main": [{"op": "Spawn", "name": "g2", "parent": None, "subclass": False, "kind": "plain"},
+             {"op": "Spawn", "name": "g1", "parent": "g2", "subclass": False, "kind": "plain"},
+             {"op": "Switch", "target": "g1", "args": {"tuple": []}, "kwargs": {},
+              "catch": False}],
+    "greenlets": {"g1": [{"op": "InThread",
+                          "then": [{"op": "ThreadParent", "target": "g2", "catch": True}]}],
+                  "g2": []}})
+
+
+def test_known_bugs_of_the_greenlet_release_are_known(tmp_path: Path) -> None:
+    """On the installed greenlet, the plugin counts what its release's bundled profiles
+    list as known, as ``greenfuzz fuzz`` does: CI once failed on this abort."""
+    (tmp_path / "test_known.py").write_text(
+        "from greenfuzz.harness.program.ir import Program\n\n"
+        f"PROGRAM = Program.loads({PARENT_CHAIN_INTO_ENDED_THREAD!r})\n\n"
+        "def test_known(greenfuzz):\n"
+        "    greenfuzz.campaign().check(PROGRAM)\n")
+    done = pytest_in(tmp_path, "--greenfuzz-findings", "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["known"] == {"parent-chain-into-ended-thread": 1}, summary
+    assert summary["findings"] == []
+
+
 def test_no_greenfuzz_test_no_summary_and_no_profile_change(tmp_path: Path) -> None:
     """Installed in a project that does not ask for it, the plugin changes nothing: no
     files, and Hypothesis's settings are its own."""

@@ -213,14 +213,10 @@ def prepare(args: argparse.Namespace, **extra
             if executor is not None:
                 executor.close()
             raise UsageError(str(e)) from None
-    if impl.spec == "greenlet" and impl.version:
-        # Documented changes between greenlet releases are known, not findings.
-        python = (executor.info.get("python", "") if executor is not None
-                  else platform.python_version())
-        release = profiles.for_greenlet(impl.version, python)
-        if release is not None:
-            profile = release if profile is None else profiles.combine(
-                [profile, release], profile.implementation)
+    # Documented changes between greenlet releases are known, not findings.
+    profile = profiles.with_release(
+        profile, impl.spec, impl.version,
+        executor.info.get("python", "") if executor is not None else platform.python_version())
     config = CampaignConfig(impl=impl, python=args.python, isolate=not args.in_process,
                             profile=profile,
                             verify=not getattr(args, "no_verify", True),

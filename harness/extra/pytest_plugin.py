@@ -15,9 +15,10 @@ suite that wants its own test body uses the ``greenfuzz`` fixture:
 ``greenfuzz.campaign(impl)`` gives ``programs`` (a strategy) and ``check(program)``.
 
 Options (``pytest --help``, group greenfuzz) choose the implementation, interpreter,
-greenlet release, families, documented differences and findings folder.  Each failing
-program's smallest example per kind of failure is written to the findings folder as the
-usual ``<id>.json`` and ``<id>.py``; at the end of the session ``summary.json`` goes
+greenlet release, families, documented differences and findings folder; on the
+greenlet package, its release's bundled profiles apply as in ``greenfuzz fuzz``.  Each
+failing program's smallest example per kind of failure is written to the findings folder
+as the usual ``<id>.json`` and ``<id>.py``; at the end of the session ``summary.json`` goes
 there too (merged over pytest-xdist workers), with a Markdown summary and ``::error``
 lines under GitHub Actions.  pytest's own ``--junit-xml`` gives the JUnit XML.
 
@@ -271,7 +272,9 @@ class GreenfuzzSession:
             executor.start()
             impl = implementations.from_worker(spec, executor.info, python or "")
             documented = option("greenfuzz_differences")
-            profile = differences.load(documented) if documented else None
+            profile = differences.with_release(
+                differences.load(documented) if documented else None, spec, impl.version,
+                executor.info.get("python", ""))
         except (implementations.ImplementationError, differences.ProfileError) as e:
             executor.close()
             pytest.fail(f"greenfuzz: {e}", pytrace=False)

@@ -209,6 +209,19 @@ def for_greenlet(version: str, python: str = "") -> Optional[Profile]:
     return combine(found, f"greenlet {version}")
 
 
+def with_release(asked: Optional[Profile], spec: str, version: str,
+                 python: str) -> Optional[Profile]:
+    """``asked`` (the profile a user named, or None) plus, when the implementation is the
+    greenlet package, the bundled profiles of its release (``for_greenlet``): every way of
+    running a campaign (the CLI, the pytest plugin) counts the same divergences as known."""
+    if spec != "greenlet" or not version:
+        return asked
+    release = for_greenlet(version, python)
+    if release is None:
+        return asked
+    return release if asked is None else combine([asked, release], asked.implementation)
+
+
 def combine(profiles: Sequence[Profile], implementation: str) -> Profile:
     """One profile with the differences of all of ``profiles``."""
     return Profile("+".join(p.name for p in profiles), implementation,
