@@ -89,8 +89,8 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     # load can make) is kept but neither ends the search nor counts: the first confirmed
     # one is what found the mutant.
     confirmed = [f for f in result.findings if f.confirmed]
-    assert confirmed, f"{name} survived {result.examples} programs: " + "; ".join(
-        f.report().splitlines()[0] for f in result.findings)
+    assert confirmed, f"{name} survived {result.examples} programs: " + "\n".join(
+        f"{f.report()}\n{f.observation.detail[-2000:]}" for f in result.findings)
     finding = confirmed[0]
     assert finding.kind == expected_kind, finding.report()
     assert finding.program.size() <= SHRUNK_SIZE, finding.report()
