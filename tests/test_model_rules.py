@@ -7,10 +7,12 @@ can be wrong neither in the model nor in our reading of greenlet.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Dict, List, Tuple
 
 import pytest
 
+from greenfuzz.harness.model import predict
 from greenfuzz.harness.program.ir import (
     MAIN,
     Bogus,
@@ -209,3 +211,20 @@ def test_greenlet_dropped_by_itself_dies_when_it_leaves() -> None:
     t = trace(p)
     assert t.index(("g1", -1, "died", ExcValue("GreenletExit", None))) < t.index(
         (MAIN, 1, "value", 1))
+
+
+def test_a_program_predicted_again_gets_the_same_trace_and_rules() -> None:
+    """``predict`` keeps the last programs' traces (generation and judging predict the
+    same object): the trace and the rules it fired come back as the first time, and a
+    program that is merely equal (``1`` and ``True`` compare equal) is predicted anew."""
+    def returning(value: object) -> Program:
+        return prog([Spawn("g1"), Switch("g1")], g1=[Return(value)])
+
+    one, true = returning(1), returning(True)
+    assert one == true
+    first, again = Counter(), Counter()
+    assert predict(one, first) == predict(one, again)
+    assert first == again and first
+    got = [e[3] for e in predict(true) if e[2] == "value"]
+    assert got == [True] and type(got[0]) is bool
+    assert [type(e[3]) for e in predict(one) if e[2] == "value"] == [int]

@@ -31,6 +31,7 @@ from greenfuzz.harness.program.ir import FAMILIES
 from greenfuzz.harness.reporting import ci
 from greenfuzz.harness.search.campaign import (
     DEFAULT_PROGRAMS_PER_CHILD,
+    MEMORY_SHARE,
     MODEL_ERRORS_DIR,
     CampaignConfig,
     CampaignResult,
@@ -83,10 +84,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--no-memory", action="store_true",
                       help="skip the raw-memory checks (repeating sampled programs, and "
                            "bytes per parked greenlet against --parked-budget)")
-    fuzz.add_argument("--memory-share", type=positive(float, "--memory-share"), default=0.2,
+    fuzz.add_argument("--memory-share", type=positive(float, "--memory-share"),
+                      default=MEMORY_SHARE,
                       metavar="FRACTION",
                       help="most of the run's time the raw-memory checks may take after the "
-                           "first one (default 0.2)")
+                           f"first one (default {MEMORY_SHARE:g})")
     fuzz.add_argument("--parked-budget", type=positive(float, "--parked-budget"),
                       default=memcheck.PARKED_BUDGET, metavar="BYTES",
                       help="most bytes a greenlet suspended at depth 0 may cost (default "
