@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from greenfuzz.harness.execution.executor import IsolatedExecutor
+from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.judging import differences as profiles
 from greenfuzz.harness.program.ir import MAIN, Program, SetParent, Spawn, Switch
+from greenfuzz.harness.search import differential
+from greenfuzz.harness.search.campaign import CampaignConfig
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).parent.parent
@@ -104,6 +109,33 @@ def test_diff_finds_where_two_implementations_disagree(tmp_path: Path) -> None:
     assert [side["verdict"] for side in data["sides"]] == ["ok", "mismatch"]
     assert Program.from_json(data["program"]).size() <= 8
     assert found.with_suffix(".py").exists()
+
+
+def test_diff_shrinks_within_its_time(tmp_path: Path) -> None:
+    """Shrinking a disagreement stops after ``shrink_seconds`` and keeps the smallest
+    program so far (``--budget 8`` once ran 80 s, shrinking): with 0 s, the first
+    disagreeing program is kept as drawn, where a real shrink ends smaller."""
+    sides = [_diff_side("greenlet"), _diff_side(str(MUTANTS / "kwargs_dropped.py"))]
+    try:
+        runs = {limit: differential.run_diff(sides, out=tmp_path / str(limit), budget=120,
+                                             max_examples=2000, seed_value=1,
+                                             families=("core",), shrink_seconds=limit)
+                for limit in (0.0, 60.0)}
+    finally:
+        for side in sides:
+            side.executor.close()
+    (kept,), (shrunk,) = (runs[limit].disagreements for limit in (0.0, 60.0))
+    assert kept.signature == shrunk.signature
+    assert kept.program.size() > shrunk.program.size()
+    # Same seed, same programs up to the first disagreement: no shrinking run after it.
+    assert runs[0.0].examples < runs[60.0].examples
+
+
+def _diff_side(impl: str) -> differential.Side:
+    config = CampaignConfig(impl=Implementation(impl), out=Path(os.devnull), timeout=2.0)
+    executor = IsolatedExecutor(impl, timeout=2.0)
+    executor.start()
+    return differential.Side(impl, config, executor)
 
 
 def test_diff_of_two_correct_implementations_is_quiet(tmp_path: Path) -> None:

@@ -109,7 +109,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       f"{args.budget:g} s", markup=False)
         result = run_diff(sides, out=args.out, budget=args.budget,
                           max_examples=args.max_examples, seed_value=args.seed,
-                          keep_going=args.keep_going, families=args.families)
+                          keep_going=args.keep_going, families=args.families,
+                          shrink_seconds=min(60.0, max(10.0, args.budget / 2)))
     finally:
         for side in sides:
             side.executor.close()

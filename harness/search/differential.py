@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -184,19 +185,24 @@ class _OutOfTime(BaseException):
 
 def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: int,
              seed_value: Optional[int], keep_going: bool = False, max_greenlets: int = 6,
-             families: Sequence[str] = FAMILIES,
+             families: Sequence[str] = FAMILIES, shrink_seconds: float = 60.0,
              progress: Callable[[DiffResult], None] = lambda r: None) -> DiffResult:
-    """Run the same programs on both sides until the budget or a disagreement."""
+    """Run the same programs on both sides until the budget or a disagreement; each of
+    the two passes that shrink a disagreement (Hypothesis's, then ``simplify``) stops
+    after ``shrink_seconds``, keeping the smallest program so far (``--budget 8`` once
+    ran 80 s, shrinking)."""
     result = DiffResult()
     clean_stale(out)
     start = time.monotonic()
     seen: Dict[str, Disagreement] = {}
     batch = 0
     found: List[Disagreement] = []
+    shrink_until: List[float] = []
 
     def test(program: Program) -> None:
         check_signals()
-        if not found and time.monotonic() - start > budget:
+        now = time.monotonic()
+        if (not found and now - start > budget) or (found and now > shrink_until[0]):
             raise _OutOfTime
         result.examples += 1
         result.elapsed = time.monotonic() - start
@@ -210,12 +216,15 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
             result.known[disagreement.known] = result.known.get(disagreement.known, 0) + 1
             return
         if disagreement is not None and disagreement.signature not in seen:
+            if not found:
+                shrink_until[:] = [time.monotonic() + shrink_seconds]
             found.append(disagreement)
             raise _Disagree(disagreement.signature)
 
     while (time.monotonic() - start < budget and result.examples < max_examples
            and (keep_going or not seen)):
         found.clear()
+        shrink_until.clear()
         fits = max(5, min(200, max_examples - result.examples))
         wrapped = settings(max_examples=fits, deadline=None, database=None,
                            suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -231,7 +240,13 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
         try:
             wrapped()
         except _OutOfTime:
-            break
+            if not found:
+                break
+            # Shrinking ran out of time: the smallest disagreement so far counts.
+            smallest = min(found, key=lambda d: d.program.size())
+            seen[smallest.signature] = smallest
+            result.disagreements.append(smallest)
+            result.saved += smallest.save(out)
         except Interrupted as e:
             wind_down()
             result.interrupted = e.signum
@@ -244,7 +259,9 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
         except _Disagree:
             smallest = found[-1]
             signature = smallest.signature
-            smaller = simplify(smallest.program, partial(_same, sides=sides, signature=signature))
+            until = time.monotonic() + shrink_seconds
+            smaller = simplify(smallest.program, partial(_same, sides=sides,
+                                                         signature=signature, until=until))
             again = judge_both(smaller, sides) if smaller != smallest.program else None
             if again is not None and again.signature == signature:
                 smallest = again
@@ -262,7 +279,10 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
     return result
 
 
-def _same(program: Program, *, sides: Sequence[Side], signature: str) -> bool:
+def _same(program: Program, *, sides: Sequence[Side], signature: str,
+          until: float = math.inf) -> bool:
+    if time.monotonic() > until:
+        return False
     try:
         disagreement = judge_both(program, sides)
     except model.ModelError:
