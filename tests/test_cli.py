@@ -264,16 +264,16 @@ def test_a_signal_landing_inside_hypothesis_setup_interrupts_the_campaign(
 
     from hypothesis.internal.conjecture import engine
 
-    from greenfuzz.harness.search import campaign
+    from greenfuzz.harness.search import campaign, interrupts
     from tests.helpers import GREENLET
 
     def signal_lands_here(*args: object, **kwargs: object) -> None:
-        campaign._on_signal(signal.SIGINT, None)
+        interrupts._on_signal(signal.SIGINT, None)
 
     monkeypatch.setattr(engine.ConjectureRunner, "__init__", signal_lands_here)
     config = campaign.CampaignConfig(impl=GREENLET, out=tmp_path, budget=30, isolate=False,
                                      seed=1, families=("core",), memory=False)
-    with campaign.stop_on_signals():
+    with interrupts.stop_on_signals():
         result = campaign.run_campaign(config)
     assert result.interrupted == signal.SIGINT and result.examples == 0
 

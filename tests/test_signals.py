@@ -24,7 +24,7 @@ from typing import List
 
 import pytest
 
-from greenfuzz.harness.search import campaign
+from greenfuzz.harness.search import interrupts
 
 MUTANT = Path(__file__).parent / "mutants" / "throw_hangs.py"
 #: The promise: a run stops this many seconds after the signal at most.
@@ -136,14 +136,14 @@ def test_a_signal_swallowed_by_a_gc_callback_is_raised_again() -> None:
             for _ in range(1000):  # bytecodes: the pending handler runs among them
                 pass
 
-    with campaign.stop_on_signals():
+    with interrupts.stop_on_signals():
         gc.callbacks.append(callback)
         try:
             gc.collect()  # "Exception ignored in: gc callback": the Interrupted is lost
         finally:
             gc.callbacks.remove(callback)
-        with pytest.raises(campaign.Interrupted) as caught:
-            campaign.check_signals()
+        with pytest.raises(interrupts.Interrupted) as caught:
+            interrupts.check_signals()
     assert caught.value.signum == signal.SIGINT
 
 

@@ -35,7 +35,7 @@ from greenfuzz.harness.cli import (
     scale,
 )
 from greenfuzz.harness.cli.common import EXIT_INTERNAL, EXIT_USAGE, Parser, UsageError
-from greenfuzz.harness.search import campaign
+from greenfuzz.harness.search import interrupts
 
 #: In the order ``--help`` lists them.
 COMMANDS = {"fuzz": fuzz, "replay": replay, "impls": impls, "diff": diff, "matrix": matrix,
@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     console = Console(highlight=False, soft_wrap=True)
     try:
-        with campaign.stop_on_signals():
+        with interrupts.stop_on_signals():
             args = build_parser().parse_args(argv)
             return COMMANDS[args.command].run(args, console)
-    except campaign.Interrupted as e:
+    except interrupts.Interrupted as e:
         print(f"greenfuzz: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
         return 128 + e.signum
     except UsageError as e:

@@ -32,13 +32,8 @@ from greenfuzz.harness.judging.checks import OK
 from greenfuzz.harness.judging.differences import KNOWN
 from greenfuzz.harness.program.ir import FAMILIES, Program
 from greenfuzz.harness.reporting.findings import Finding, clean_stale, write_pair
-from greenfuzz.harness.search.campaign import (
-    CampaignConfig,
-    Interrupted,
-    check_signals,
-    judge,
-    wind_down,
-)
+from greenfuzz.harness.search.campaign import CampaignConfig, judge
+from greenfuzz.harness.search.interrupts import Interrupted, check_signals, wind_down
 from greenfuzz.harness.search.minimize import simplify
 from greenfuzz.harness.target import runtime
 from greenfuzz.strategies import programs

@@ -38,14 +38,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.lifetime import child_setup
 from greenfuzz.harness.reporting.findings import clean_stale
-from greenfuzz.harness.search.campaign import (
-    CampaignConfig,
-    CampaignResult,
-    Interrupted,
-    run_campaign,
-    stop_on_signals,
-    wind_down,
-)
+from greenfuzz.harness.search.campaign import CampaignConfig, CampaignResult, run_campaign
+from greenfuzz.harness.search.interrupts import Interrupted, stop_on_signals, wind_down
 from greenfuzz.harness.search.shared import SharedRun
 
 #: Seconds between a job's progress reports.
