@@ -12,7 +12,7 @@ from greenfuzz.harness import model
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.judging import memcheck
-from greenfuzz.harness.program.ir import MAIN, Program, Spawn, Switch
+from greenfuzz.harness.program.ir import MAIN, Drop, Program, Spawn, Switch
 from greenfuzz.harness.reporting.findings import Finding
 
 MUTANTS = Path(__file__).parent / "mutants"
@@ -36,6 +36,24 @@ def test_probe_is_silent_on_greenlet(greenlet_worker: IsolatedExecutor) -> None:
     assert result["starts_per_run"] == 2
     assert not result["leaked"], result["summary"]
     assert memcheck.raw_verdict(result).ok
+
+
+@pytest.mark.parametrize("where", ["worker", "in-process"])
+def test_probe_runs_the_program_as_it_was_judged(greenlet_worker: IsolatedExecutor,
+                                                  where: str) -> None:
+    """An op on a dropped greenlet is recorded as ``unbound`` in the probe's runs too:
+    they once used the worker's ``Tracer``, whose ``Unbound`` escaped the program's
+    handler, so main's script stopped there (g2 never started) and a 3.5.6 program grew
+    by 15.6 KB a run, a leak its reproducer never showed."""
+    program = Program(main=(Spawn("g1"), Drop("g1"), Switch("g1", catch=False), Spawn("g2"),
+                            Switch("g2")), greenlets=(("g1", ()), ("g2", ())))
+    assert [e[2] for e in model.predict(program) if e[:2] == (MAIN, 2)] == ["unbound"]
+    impl = implementations.load("greenlet")
+    result, observation = memcheck.run_memory_source(
+        memcheck.probe_source(program, per_batch=50, batches=3, warmup=1), impl,
+        greenlet_worker if where == "worker" else None)
+    assert result is not None, observation
+    assert result["starts_per_run"] == 1
 
 
 def test_probe_finds_plain_memory_leak() -> None:
