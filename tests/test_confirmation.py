@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from rich.console import Console
 
 from greenfuzz.harness.cli import fuzz
+from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
 from greenfuzz.harness.execution.runner import Observation
 from greenfuzz.harness.judging import differences
 from greenfuzz.harness.judging.checks import Verdict
-from greenfuzz.harness.program.ir import InThread, Program
+from greenfuzz.harness.program.ir import InThread, Program, Spawn, Switch
 from greenfuzz.harness.reporting.findings import Finding
-from greenfuzz.harness.reporting.reproduce import Reproduction
-from greenfuzz.harness.search.campaign import CampaignResult
+from greenfuzz.harness.reporting.reproduce import Reproduction, run_reproducer
+from greenfuzz.harness.search.campaign import CampaignConfig, CampaignResult, judge
 
 
 def _finding(reproduced: bool) -> Finding:
@@ -84,3 +86,27 @@ def test_release_range_must_be_release_numbers(tmp_path: Path) -> None:
                    '"differences": []}')
     with pytest.raises(differences.ProfileError, match="release number"):
         differences.load(str(bad))
+
+
+def test_a_reproducer_confirms_only_the_divergence_it_was_found_with(tmp_path: Path) -> None:
+    """The standalone reproducer must diverge where the campaign saw the finding diverge:
+    exit status 1 at another event is another divergence (a known bug met on the way once
+    confirmed a finding its reproducer did not show)."""
+    mutant = str(Path(__file__).parent / "mutants" / "kwargs_dropped.py")
+    program = Program(main=(Spawn("g1"), Switch("g1", (1,), (("a", 2),))),
+                      greenlets=(("g1", ()),))
+    with IsolatedExecutor(mutant, timeout=2.0) as executor:
+        config = CampaignConfig(impl=Implementation(mutant), out=tmp_path, timeout=2.0)
+        finding = judge(program, config, executor)
+    assert finding.kind == "mismatch" and finding.verdict.index is not None
+    script = finding.save(tmp_path)[1]
+
+    def run(index: Optional[int]) -> Reproduction:
+        return run_reproducer(script, kind="mismatch", impl=mutant, python=None,
+                              timeout=5.0, index=index)
+
+    assert run(finding.verdict.index).reproduced and run(None).reproduced
+    other = run(finding.verdict.index + 1)
+    assert not other.reproduced
+    assert other.how == (f"exit status 1, but it diverges at event {finding.verdict.index}, "
+                         f"not {finding.verdict.index + 1}")

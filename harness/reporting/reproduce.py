@@ -12,6 +12,7 @@ real but a maintainer needs to know the script is not deterministic.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,12 +44,21 @@ class Reproduction:
         return {"reproduced": self.reproduced, "how": self.how, "output": self.output}
 
 
+#: How a full reproducer names where it diverged: ``DIVERGES at event N`` (``render``),
+#: ``mismatch at event N`` (programs that end with the exit, ``exit_runtime``).
+_DIVERGED_AT = re.compile(r"^(?:DIVERGES|mismatch) at event (\d+)\b", re.MULTILINE)
+
+
 def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
                    timeout: float, signum: Optional[int] = None,
-                   memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> Reproduction:
+                   memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT,
+                   index: Optional[int] = None) -> Reproduction:
     """Run ``script`` and say whether it reproduced a finding of ``kind``.
 
     ``signum`` is the signal the crash died of in the campaign, when it was one.
+    ``index`` is the event the campaign saw the first divergence at: a reproducer that
+    says it diverged elsewhere found another divergence, not this one (a known bug met
+    on the way once confirmed a finding it did not reproduce).
     ``timeout`` is the program's limit: a hang must outlast it (plus start-up time),
     anything else must finish within it.  ``memory_limit`` is the programs' address-space
     limit.  The script runs in a process group of its own, killed as a whole when the
@@ -82,6 +92,11 @@ def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
                             f"exited with status {code}", out)
     if kind == HANG:
         return Reproduction(False, f"finished (exit status {code}) instead of hanging", out)
+    if code == 1 and index is not None:
+        said = _DIVERGED_AT.findall(done.stdout)
+        if said and int(said[-1]) != index:
+            return Reproduction(False, f"exit status 1, but it diverges at event {said[-1]}, "
+                                f"not {index}", out)
     return Reproduction(code == 1, f"exit status {code}" + (
         " (diverges from the model)" if code == 1 else ""), out)
 

@@ -631,7 +631,7 @@ def verify(finding: Finding, script: Path, config: CampaignConfig,
         outcome = run_reproducer(script, kind=finding.kind, impl=config.impl.spec,
                                  python=config.python, timeout=config.timeout,
                                  signum=signum if isinstance(signum, int) else None,
-                                 memory_limit=memory_limit)
+                                 memory_limit=memory_limit, index=finding.verdict.index)
         if outcome.reproduced:
             break
     finding = replace(finding, reproduction=outcome)
