@@ -11,6 +11,7 @@ the release that fixed it.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import greenlet
 import pytest
 
 from greenfuzz.harness.envs import envs
+from greenfuzz.harness.program.ir import Program
 from tests.test_executor import pyenv_pythons
 
 CRASHES = Path(__file__).parent / "crashes"
@@ -302,6 +304,27 @@ def test_a_self_switch_after_collections_and_a_frame_walk_segfaults_cpython_3_11
         assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
     else:
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: The same page, its second program: 7 ops the sixth session's deep campaign found (seed
+#: 2026) and ``gc_kill_resurrect_stale_frame.py``, its standalone reproducer, kept as
+#: written.  Measured: SIGSEGV 5 of 5 on CPython 3.11.7 with greenlet 1.1.3, 3.4.0, 3.5.0,
+#: 3.5.1 and 3.5.6; 0 of 5 with 3.0.0rc2 to 3.3.0; 0 of 3 with 3.5.6 on 3.12 and 3.13.
+KILL_RESURRECT = CRASHES / "gc_kill_resurrect_stale_frame.json"
+
+
+def test_a_kill_that_resurrects_beside_a_switching_finalizer_segfaults_cpython_3_11() -> None:
+    """Main switches to g1 from a nested call, makes garbage whose finalizer switches,
+    drops g1, which resurrects and switches back: on CPython 3.11 the kill's switch
+    reads a frame that is no longer there."""
+    assert Program.from_json(json.loads(KILL_RESURRECT.read_text())["program"]).size() == 7
+    done = run_script("gc_kill_resurrect_stale_frame")
+    if sys.version_info[:2] != (3, 11):
+        assert done.returncode == 0, done.stdout + done.stderr
+    elif release(greenlet.__version__) >= (3, 4, 0):
+        assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
+    else:
+        pytest.skip("measured on CPython 3.11 with greenlet 1.1.3 and >= 3.4.0 only")
 
 
 @pytest.mark.network
