@@ -299,6 +299,7 @@ def test_a_self_switch_after_collections_and_a_frame_walk_segfaults_cpython_3_11
     """``gc_self_switch_stale_frame.py`` is the standalone reproducer greenfuzz wrote for
     the program, kept as it was written: whether it crashes depends on when collections
     happen, so on every allocation of the script itself."""
+    assert Program.from_json(json.loads(STALE_FRAME.read_text())).size() == 11
     done = run_script("gc_self_switch_stale_frame")
     if sys.version_info[:2] == (3, 11) and release(greenlet.__version__) >= (3, 0, 0):
         assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
