@@ -513,6 +513,21 @@ def test_a_greenlet_ending_into_a_parent_of_a_thread_that_ended_stays_in_the_pro
     assert _determined(p) == p
 
 
+def test_a_kill_whose_finally_raises_is_unraisable() -> None:
+    """A greenlet killed by a drop whose finally part raises (here: a switch to a greenlet
+    given an ended thread's parent) dies of that exception, which the dealloc reports
+    to ``sys.unraisablehook`` as the dropper.  The deep campaign of the sixth session
+    found the model predicting no ``unraisable`` event (a false finding)."""
+    p = prog([Spawn("g1"), Switch("g1"), InThread((ThreadParent("g2"),))],
+             g1=[Spawn("g2"), Finally((Switch(MAIN), Switch("g2", catch=False)), split=1)],
+             g2=[])
+    events = agreed(p)
+    died = [i for i, e in enumerate(events) if e[:3] == ("g1", -1, "died")]
+    assert died and events[died[0]][3].type == "greenlet.error"
+    assert events[died[0] + 1][:3] == (MAIN, -1, "unraisable")
+    assert events[died[0] + 1][3].type == "greenlet.error"
+
+
 def test_a_thread_check_fires_on_a_greenlet_that_takes_another_threads_parent() -> None:
     mutant = implementations.load(str(Path(__file__).parent / "mutants" /
                                       "thread_reparent_allowed.py"))

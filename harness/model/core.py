@@ -60,7 +60,8 @@ STEP_LIMIT = 1_000_000
 #: checked.
 CORE_RULES = (
     "collect", "collect.taken", "collect.kill", "collect.keep_parent", "kill",
-    "kill.dying_taken", "current.collect_old", "switch.self", "switch.dead", "enter.traced",
+    "kill.dying_taken", "kill.raised", "current.collect_old", "switch.self", "switch.dead",
+    "enter.traced",
     "enter.taken", "enter.start", "enter.start_exit_value", "enter.throw_unstarted",
     "enter.resume", "receive.taken", "receive.value", "receive.raise", "finish.died",
     "finish.exit", "finish.raise", "finish.return", "finish.main", "finish.killing",
@@ -212,8 +213,15 @@ class Model:
         else:
             self.fire("kill.dying_taken")
         g.state = DEAD
-        self.trace("switch", g, dropper)  # the GreenletExit comes back as a value
+        raised, g.kill_raised = g.kill_raised, None
+        # The GreenletExit comes back as a value; another exception (a finally part
+        # raised) comes back as one, and the dealloc reports it to sys.unraisablehook
+        # (verified on greenlet 3.5.6: a switch to a greenlet of an ended thread).
+        self.trace("throw" if raised is not None else "switch", g, dropper)
         self.current = dropper
+        if raised is not None:
+            self.fire("kill.raised")
+            self.rec(dropper.name, -1, "unraisable", raised)
         g.parent = saved_parent
         g.rc -= 1
         self.safe = safe
@@ -410,6 +418,8 @@ class Model:
         g.state = DEAD
         if g.killing:
             self.fire("finish.killing")
+            if isinstance(delivery, Throwing):
+                g.kill_raised = delivery.exc
             return  # the kill switches back to whoever dropped it (``kill``)
         assert g.parent is not None
         dest = self.resolve(g.parent)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from greenfuzz.harness.families import Op
 from greenfuzz.harness.families.deliveries import Delivery, Flying, State
+from greenfuzz.harness.target.runtime import ExcValue
 
 UNSTARTED, RUNNING, SUSPENDED, DEAD = State
 
@@ -51,6 +52,8 @@ class MG:
     gone: bool = False
     #: Running its finally parts because it is being killed (``kill``).
     killing: bool = False
+    #: What other than ``GreenletExit`` its kill ended with (a finally part raised).
+    kill_raised: Optional[ExcValue] = None
     #: Performing an ``InThread`` block: its ops run in another thread.
     in_thread: bool = False
     #: Its ``run`` function is at the bottom of its stack (not main's while ``atexit``
