@@ -528,13 +528,11 @@ def test_a_kill_whose_finally_raises_is_unraisable() -> None:
     assert events[died[0] + 1][3].type == "greenlet.error"
 
 
-@pytest.mark.xfail(strict=True, reason="open model error: after a bounce, the model's "
-                   "current greenlet at teardown is g2, not main")
-def test_a_kill_at_teardown_after_a_bounce_sees_main_suspended() -> None:
-    """Found by the sixth session's deep campaign (seed 2026), not fixed: main's script
-    ends after a bouncing tracer's switch; at teardown, g1's finally part inspects
-    ``main.gr_frame``.  greenlet: main is suspended in the drop (a frame); the model
-    takes g2 for the dropper and predicts no frame.  Strict: passes once fixed."""
+def test_a_kill_inside_a_kill_sees_the_first_dropper_suspended() -> None:
+    """Found by the sixth session's deep campaign (seed 2026): at teardown main drops g2,
+    whose unwinding releases g1 (g2 was switching to it), so g1 is killed inside g2's
+    kill, and g1's finally part inspects ``main.gr_frame``.  greenlet: main waits in its
+    ``del``, suspended, with a frame; the model kept main running (no frame)."""
     agreed(prog(
         [Spawn("g1", MAIN), Spawn("g2"), Switch("g1"), Trace("bounce"), Switch("g1"),
          Switch("g2"), Switch("g2")],

@@ -202,6 +202,10 @@ class Model:
         g.parent = dropper
         g.rc += 1  # resurrected while it dies
         self.current = g
+        # The dropper waits in its ``del`` meanwhile: suspended, with a gr_frame, also
+        # for kills its unwinding causes in turn (verified on greenlet 3.5.6).
+        was, dropper.state = dropper.state, (
+            SUSPENDED if dropper.state is RUNNING else dropper.state)
         g.state = RUNNING
         self.trace("throw", dropper, g)
         hold, g.hold = g.hold, None
@@ -219,6 +223,7 @@ class Model:
         # (verified on greenlet 3.5.6: a switch to a greenlet of an ended thread).
         self.trace("throw" if raised is not None else "switch", g, dropper)
         self.current = dropper
+        dropper.state = was
         if raised is not None:
             self.fire("kill.raised")
             self.rec(dropper.name, -1, "unraisable", raised)
