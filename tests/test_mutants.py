@@ -74,8 +74,8 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
     try:
         impl = implementations.from_worker(str(path), executor.info, "")
         # A mutant is the installed greenlet with one defect: that release's known bugs
-        # are known here too (CI once spent this test's budget shrinking a crash of
-        # greenlet's own, and the mutant's defect went unfound).
+        # are known here too, so that they cannot use up the budget (in CI an
+        # unconfirmed crash, its cause not shown, once did, and the defect went unfound).
         profile = differences.with_release(None, "greenlet", greenlet.__version__,
                                            executor.info.get("python", ""))
         config = CampaignConfig(impl=impl, out=tmp_path, budget=240,
