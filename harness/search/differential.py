@@ -216,6 +216,14 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
             found.append(disagreement)
             raise _Disagree(disagreement.signature)
 
+    def smallest_found() -> Disagreement:
+        return min(found, key=lambda d: d.program.size())
+
+    def keep(disagreement: Disagreement) -> None:
+        seen[disagreement.signature] = disagreement
+        result.disagreements.append(disagreement)
+        result.saved += disagreement.save(out)
+
     while (time.monotonic() - start < budget and result.examples < max_examples
            and (keep_going or not seen)):
         found.clear()
@@ -237,19 +245,12 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
         except _OutOfTime:
             if not found:
                 break
-            # Shrinking ran out of time: the smallest disagreement so far counts.
-            smallest = min(found, key=lambda d: d.program.size())
-            seen[smallest.signature] = smallest
-            result.disagreements.append(smallest)
-            result.saved += smallest.save(out)
+            keep(smallest_found())  # shrinking ran out of time: the smallest so far counts
         except Interrupted as e:
             wind_down()
             result.interrupted = e.signum
             if found and found[-1].signature not in seen:  # kept as it stands
-                smallest = min(found, key=lambda d: d.program.size())
-                seen[smallest.signature] = smallest
-                result.disagreements.append(smallest)
-                result.saved += smallest.save(out)
+                keep(smallest_found())
             break
         except _Disagree:
             smallest = found[-1]
@@ -258,16 +259,9 @@ def run_diff(sides: Sequence[Side], *, out: Path, budget: float, max_examples: i
             smaller = simplify(smallest.program, partial(_same, sides=sides,
                                                          signature=signature, until=until))
             again = judge_both(smaller, sides) if smaller != smallest.program else None
-            if again is not None and again.signature == signature:
-                smallest = again
-            seen[signature] = smallest
-            result.disagreements.append(smallest)
-            result.saved += smallest.save(out)
+            keep(again if again is not None and again.signature == signature else smallest)
         except Flaky:  # the minimal example did not disagree again: keep the smallest
-            smallest = min(found, key=lambda d: d.program.size())
-            seen[smallest.signature] = smallest
-            result.disagreements.append(smallest)
-            result.saved += smallest.save(out)
+            keep(smallest_found())
         result.elapsed = time.monotonic() - start
         progress(result)
     result.elapsed = time.monotonic() - start
