@@ -77,6 +77,12 @@ def positive(kind: type, what: str):
     return parse
 
 
+def shrink_seconds(budget: float) -> float:
+    """How long each shrinking pass may take: shrinking may run past the budget, each
+    pass at most half of it (10-60 s)."""
+    return min(60.0, max(10.0, budget / 2))
+
+
 def greenlet_version(text: str) -> str:
     """An option type: a greenlet release number (``3.0.3``, ``2.0.0a1``)."""
     if not envs.VERSION.match(text):

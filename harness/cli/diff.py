@@ -16,6 +16,7 @@ from greenfuzz.harness.cli.common import (
     families_option,
     positive,
     prepare,
+    shrink_seconds,
 )
 from greenfuzz.harness.envs import catalog
 from greenfuzz.harness.program.ir import FAMILIES
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         result = run_diff(sides, out=args.out, budget=args.budget,
                           max_examples=args.max_examples, seed_value=args.seed,
                           keep_going=args.keep_going, families=args.families,
-                          shrink_seconds=min(60.0, max(10.0, args.budget / 2)))
+                          shrink_seconds=shrink_seconds(args.budget))
     finally:
         for side in sides:
             side.executor.close()

@@ -21,6 +21,7 @@ from greenfuzz.harness.cli.common import (
     families_option,
     positive,
     prepare,
+    shrink_seconds,
 )
 from greenfuzz.harness.cli.progress import campaign_progress
 from greenfuzz.harness.execution import implementations
@@ -117,8 +118,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         families=args.families, memory=not (args.no_memory or args.arch),
         programs_per_child=args.programs_per_child,
         memory_share=args.memory_share, parked_budget=args.parked_budget,
-        # Shrinking may run past the budget: each pass at most half of it (10-60 s).
-        shrink_seconds=min(60.0, max(10.0, args.budget / 2)))
+        shrink_seconds=shrink_seconds(args.budget))
     if args.arch and not args.no_memory:
         # USS under qemu includes the emulator's own code cache, which grows as it
         # translates: a noise allowance from the host would call that a leak.
