@@ -206,11 +206,7 @@ def _dying(m: Model, g: MG) -> bool:
     if not any(isinstance(g.script[level.start], Finally) for level in g.levels):
         return False
     obj = Flying(harness_error("GreenletExit"))
-    dropper = g.parent  # the kill made it the parent for the duration
-    assert dropper is not None
-    was = dropper.state
-    if was is State.RUNNING:
-        dropper.state = State.SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
+    # (The dropper waits in its ``del`` meanwhile, suspended: ``Model.kill`` sees to it.)
     g.killing = True
     m.raised(g, obj)
     m.unwind(g, obj)
@@ -218,7 +214,6 @@ def _dying(m: Model, g: MG) -> bool:
         m.count_step()
         m.step(g)
     g.killing = False
-    dropper.state = was
     return True
 
 
