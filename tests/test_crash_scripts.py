@@ -330,21 +330,13 @@ def test_a_kill_that_resurrects_beside_a_switching_finalizer_segfaults_cpython_3
 
 @pytest.mark.network
 @pytest.mark.slow
-@pytest.mark.parametrize(("version", "cpython", "crashes"),
-                         [("1.1.3", "3.11", True), ("3.0.3", "3.11", False),
-                          ("3.5.6", "3.12", False)])
-def test_the_kill_resurrect_segfault_on_other_releases(version: str, cpython: str,
-                                                       crashes: bool) -> None:
-    done = run_script("gc_kill_resurrect_stale_frame",
-                      python=release_python(version, cpython))
-    assert done.returncode == (-signal.SIGSEGV if crashes else 0), done.stdout + done.stderr
-
-
-@pytest.mark.network
-@pytest.mark.slow
-@pytest.mark.parametrize(("version", "cpython", "crashes"),
-                         [("3.0.3", "3.11", True), ("3.5.6", "3.12", False)])
-def test_the_stale_frame_segfault_on_other_releases(version: str, cpython: str,
-                                                    crashes: bool) -> None:
-    done = run_script("gc_self_switch_stale_frame", python=release_python(version, cpython))
+@pytest.mark.parametrize(("script", "version", "cpython", "crashes"), [
+    ("gc_self_switch_stale_frame", "3.0.3", "3.11", True),
+    ("gc_self_switch_stale_frame", "3.5.6", "3.12", False),
+    ("gc_kill_resurrect_stale_frame", "1.1.3", "3.11", True),
+    ("gc_kill_resurrect_stale_frame", "3.0.3", "3.11", False),
+    ("gc_kill_resurrect_stale_frame", "3.5.6", "3.12", False)])
+def test_the_stale_frame_segfaults_on_other_releases(script: str, version: str, cpython: str,
+                                                     crashes: bool) -> None:
+    done = run_script(script, python=release_python(version, cpython))
     assert done.returncode == (-signal.SIGSEGV if crashes else 0), done.stdout + done.stderr
