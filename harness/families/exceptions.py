@@ -206,7 +206,11 @@ def _dying(m: Model, g: MG) -> bool:
     if not any(isinstance(g.script[level.start], Finally) for level in g.levels):
         return False
     obj = Flying(harness_error("GreenletExit"))
-    # (The dropper waits in its ``del`` meanwhile, suspended: ``Model.kill`` sees to it.)
+    dropper = g.parent  # the kill made it the parent for the duration
+    assert dropper is not None
+    was = dropper.state
+    if was is State.RUNNING:
+        dropper.state = State.SUSPENDED  # it waits in its ``del`` meanwhile (has a gr_frame)
     g.killing = True
     m.raised(g, obj)
     m.unwind(g, obj)
@@ -214,6 +218,7 @@ def _dying(m: Model, g: MG) -> bool:
         m.count_step()
         m.step(g)
     g.killing = False
+    dropper.state = was
     return True
 
 
