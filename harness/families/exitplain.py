@@ -158,26 +158,30 @@ def leave_daemon_switching(count):
 
         def loop():
             g = new(inner)
+            g.switch()
+            running.append(g)
             while True:
-                g.switch()
                 sleep(0)
+                g.switch()
 
         new(loop).switch()
 
+    running = []
     for _ in range(count):
         threading.Thread(target=spin, daemon=True).start()
-    time.sleep(0.01)
+    wait_for(lambda: len(running) >= count)
 ''',
     "daemon_idle": '''
 def leave_daemon_idle(count):
     \"\"\"A daemon thread asleep for ever, with count suspended greenlets.\"\"\"
     def idle(sleep=time.sleep):
-        gs = parked_greenlets(count, greenlet.getcurrent, greenlet.greenlet)  # noqa: F841
+        idling.append(parked_greenlets(count, greenlet.getcurrent, greenlet.greenlet))
         while True:
             sleep(0.001)
 
+    idling = []
     threading.Thread(target=idle, daemon=True).start()
-    time.sleep(0.005)
+    wait_for(lambda: idling)
 ''',
     "threads": '''
 def leave_thread(count, ended):
@@ -193,9 +197,12 @@ def leave_thread(count, ended):
                     getcurrent().parent.switch()
 
             b = new(bounce)
-            end = monotonic() + 0.05
+            main = threading.main_thread()
+            end = monotonic() + 0.05  # until just after shutdown began, at most 50 ms
             while monotonic() < end:
                 b.switch()
+                if not main.is_alive():
+                    end = min(end, monotonic() + 0.001)
             left.append(b)
 
     thread = threading.Thread(target=work)
@@ -252,9 +259,17 @@ def leave_uses_greenlet(count, cycle):
             module.__dict__.setdefault("objects", []).append(obj)
 ''',
 }
+define_helper("wait_for", """
+def wait_for(done, limit=1.0):
+    \"\"\"Sleep until done() (a thread got where it is left), at most limit seconds.\"\"\"
+    end = time.monotonic() + limit
+    while not done() and time.monotonic() < end:
+        time.sleep(0.0002)
+""", imports=("time",))
 for _kind, _text in _LEAVE_HELPERS.items():
-    define_helper(f"leave_{_kind}", _text, needs=("parked",),
-                     imports=("threading", "time") if "thread" in _text else ("sys", "types"))
+    define_helper(f"leave_{_kind}", _text,
+                  needs=("parked", "wait_for") if "wait_for(" in _text else ("parked",),
+                  imports=("threading", "time") if "thread" in _text else ("sys", "types"))
 #: Each ``Leave`` kind: its helper and the call.
 LEAVE_CALLS = {"daemon_switching": ("daemon_switching", "leave_daemon_switching({n})"),
                 "daemon_idle": ("daemon_idle", "leave_daemon_idle({n})"),

@@ -70,6 +70,17 @@ def probe_call(fn, late, kind):
     return r
 
 
+def wait_for(done, limit=1.0):
+    """Sleep until ``done()`` (a thread has got where it is left), at most ``limit``
+    seconds: instead of a fixed sleep, which costs every program its length and may
+    still be too short under load."""
+    import time
+
+    end = time.monotonic() + limit
+    while not done() and time.monotonic() < end:
+        time.sleep(0.0002)
+
+
 def leave(T, kind, count):
     """Leave something behind for the exit (``LEAVE_KINDS`` of the family): threads and
     objects that only the module global ``T.left`` (or a reference cycle) holds."""
@@ -96,25 +107,30 @@ def leave(T, kind, count):
 
             def loop():
                 g = _greenlet(inner)
+                g.switch()
+                running.append(g)
                 while True:
-                    g.switch()
                     _sleep(0)
+                    g.switch()
 
             _greenlet(loop).switch()
 
+        running = []
         for _ in range(count):
             threading.Thread(target=spin, daemon=True).start()
-        time.sleep(0.01)
+        wait_for(lambda: len(running) >= count)
     elif kind == "daemon_idle":
         def idle(_sleep=time.sleep, _greenlet=greenlet_type):
             gs = [_greenlet(parked) for _ in range(count)]
             for g in gs:
                 g.switch()
+            idling.append(gs)
             while True:
                 _sleep(0.001)
 
+        idling = []
         threading.Thread(target=idle, daemon=True).start()
-        time.sleep(0.005)
+        wait_for(lambda: idling)
     elif kind in ("ended_thread", "nondaemon"):
         def work(_sleep=time.sleep, _greenlet=greenlet_type, _monotonic=time.monotonic,
                  _getcurrent=getcurrent):
@@ -124,15 +140,20 @@ def leave(T, kind, count):
             left.extend(gs)
             if kind == "nondaemon":
                 # Still switching after main's script has ended: shutdown waits for it.
+                # Until a millisecond after shutdown began (it marks the main thread
+                # ended first), at most 50 ms.
                 def bounce():
                     while True:
                         _sleep(0)
                         _getcurrent().parent.switch()
 
                 b = _greenlet(bounce)
+                main = threading.main_thread()
                 end = _monotonic() + 0.05
                 while _monotonic() < end:
                     b.switch()
+                    if not main.is_alive():
+                        end = min(end, _monotonic() + 0.001)
                 left.append(b)
 
         t = threading.Thread(target=work, daemon=False)
