@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import List
 
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
 from greenfuzz.harness import families as registry
 from greenfuzz.harness.cli.main import main
@@ -15,6 +18,7 @@ from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.families.base import Exc
 from greenfuzz.harness.model import CORE_RULES, predict, rules
 from greenfuzz.harness.program.ir import Drop, Program, Raise, Spawn, Switch
+from greenfuzz.harness.search import campaign
 from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 
 MUTANTS = Path(__file__).parent / "mutants"
@@ -81,7 +85,7 @@ def test_fuzz_reports_rule_coverage(tmp_path: Path, capsys: pytest.CaptureFixtur
                    "--out", str(tmp_path / "out"), "--stats", str(stats)])
     assert status == 0
     data = json.loads(stats.read_text())
-    assert data["programs"] >= 40
+    assert data["programs"] + data["repeats"] >= 40  # drawn: run, or run before
     assert set(data["rules"]) == set(rules())
     assert data["rules"]["core:enter.start"] > 0 and data["rules"]["op:Recurse"] > 0
     assert data["rules"]["op:Trace"] == 0  # tracing was not drawn
@@ -102,3 +106,32 @@ def test_same_seed_same_findings(tmp_path: Path) -> None:
     first = _findings(tmp_path / "a", "kwargs_dropped.py")
     assert first  # the mutant is found
     assert _findings(tmp_path / "b", "kwargs_dropped.py") == first
+
+
+@pytest.mark.parametrize("remember", [True, False])
+def test_a_program_drawn_again_is_not_run_again(tmp_path: Path, remember: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis draws an equal program from other choices: it runs once, and the
+    repeats are counted apart from the programs run (without the memory: every time)."""
+    config = CampaignConfig(impl=implementations.load("greenlet"), out=tmp_path,
+                            isolate=False, memory=False, verify=False, families=("core",))
+    runs: List[Program] = []
+    judge = campaign.judge
+    monkeypatch.setattr(campaign, "judge",
+                        lambda program, *a, **k: runs.append(program) or judge(program, *a, **k))
+    result = campaign.CampaignResult()
+    test = campaign._make_test(config, None, result, time.monotonic(), [], lambda r: None,
+                               passed=OrderedDict() if remember else None)
+
+    @settings(max_examples=10, database=None, phases=[Phase.generate], deadline=None)
+    @given(st.integers(0, 10**6).map(
+        lambda _: Program(main=(Spawn("g1"), Switch("g1")), greenlets=(("g1", ()),))))
+    def draw(program: Program) -> None:
+        test(program)
+
+    draw()
+    assert len(runs) == result.examples
+    if remember:
+        assert result.examples == 1 and result.repeats == 9
+    else:
+        assert result.examples == 10 and result.repeats == 0

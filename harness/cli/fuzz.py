@@ -52,8 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--budget", type=positive(float, "--budget"), default=60.0,
                       help="wall-clock seconds to fuzz for (default 60)")
     fuzz.add_argument("--max-examples", type=positive(int, "--max-examples"),
-                      default=10**9, help="stop after this many programs (in all: with "
-                                          "--jobs N each job runs its share)")
+                      default=10**9, help="stop after this many programs drawn (run, or "
+                                          "drawn again after passing: not run again; in "
+                                          "all: with --jobs N each job its share)")
     fuzz.add_argument("--jobs", type=positive(int, "--jobs"), default=None, metavar="N",
                       help="fuzz in N processes side by side, each with its own worker and "
                            "a seed derived from --seed (job 0 uses --seed itself: its "
@@ -204,6 +205,9 @@ def _summary(console: Console, impl: implementations.Implementation,
         table.add_row("jobs", f"{len(result.per_job)}, seeds " + ", ".join(
             str(job["seed"]) for job in result.per_job))
     table.add_row("time", f"{result.elapsed:.1f} s ({rate:.0f} programs/s)")
+    if result.repeats:
+        table.add_row("drawn again, not run", f"{result.repeats} programs (passed when "
+                                              "run earlier in the run)")
     if result.overrun > 1.0 and result.interrupted is None:
         table.add_row("past the budget", f"{result.overrun:.1f} s, " + (
             "shrinking and verifying findings" if result.findings else

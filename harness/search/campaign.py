@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +36,12 @@ from greenfuzz.harness.reporting.findings import (
 )
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search import interrupts
-from greenfuzz.harness.search.coverage import chain_digest, estimated_seconds, steer
+from greenfuzz.harness.search.coverage import (
+    aim,
+    chain_digest,
+    estimated_seconds,
+    steer,
+)
 from greenfuzz.harness.search.interrupts import Interrupted, check_signals, wind_down
 from greenfuzz.harness.search.memory_findings import (
     frees_everything,
@@ -143,9 +148,18 @@ class CampaignResult:
     #: Failing programs whose signature another job of the run had claimed (it shrinks
     #: and saves that finding; they are counted here, neither shrunk nor saved).
     duplicates: int = 0
+    #: Programs drawn again while one that passed earlier in the run was among the last
+    #: ``REPEATS_KEPT`` (the same program from other bytes, or Hypothesis replaying it):
+    #: not run again, nor counted as programs run.
+    repeats: int = 0
     #: Each job's seed, programs and digest, when the result merges several jobs.
     per_job: List[Dict[str, object]] = field(default_factory=list)
 
+
+#: How many of the last programs that passed a campaign remembers, so as not to run one
+#: again when Hypothesis draws it again: a quarter of the programs of a 20 s job were
+#: the same as one among the 256 before (448 of 1,927).
+REPEATS_KEPT = 1024
 
 #: Most programs that made the model fail kept per run (``keep_model_error``).
 MODEL_ERRORS_KEPT = 20
@@ -260,9 +274,12 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
     start = time.monotonic()
     deadline = start + config.budget
     seen: Dict[str, Finding] = {}
+    passed: OrderedDict = OrderedDict()  # see ``CampaignResult.repeats``
     database = DirectoryBasedExampleDatabase(str(config.out / ".hypothesis"))
     batch_index = 0
-    while result.examples < config.max_examples and time.monotonic() < deadline:
+    # (--max-examples counts the programs drawn: those run and the repeats.)
+    while result.examples + result.repeats < config.max_examples \
+            and time.monotonic() < deadline:
         if shared is not None and shared.stop_requested():
             break
         if not config.keep_going and any(f.confirmed for f in result.findings):
@@ -270,15 +287,16 @@ def _campaign(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         # Size the batch to what fits in the remaining budget at the rate seen so far,
         # so that the budget is kept to within about one batch's shrinking.
         elapsed = time.monotonic() - start
-        rate = result.examples / elapsed if result.examples else 20.0
+        drawn = result.examples + result.repeats
+        rate = drawn / elapsed if drawn else 20.0
         fits = int(rate * (deadline - time.monotonic()) * 0.9)
         # (At least 5 programs a batch, but never past --max-examples: a job of a
         # --jobs run may have only a few.)
-        n = min(max(5, min(config.batch, fits)), config.max_examples - result.examples)
+        n = min(max(5, min(config.batch, fits)), config.max_examples - drawn)
         failures: List[Finding] = []
         candidates: List[Tuple[int, Program]] = []
         test = _make_test(config, executor, result, start, failures, progress, candidates,
-                          deadline)
+                          deadline, passed)
         seed_value = None if config.seed is None else config.seed + batch_index
         wrapped = given(programs(max_greenlets=config.max_greenlets,
                                  families=families))(test)
@@ -442,9 +460,12 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
                result: CampaignResult, start: float,
                failures: List[Finding], progress: Callable[[CampaignResult], None],
                candidates: Optional[List[Tuple[int, Program]]] = None,
-               deadline: Optional[float] = None) -> Callable[[Program], None]:
+               deadline: Optional[float] = None,
+               passed: Optional[OrderedDict] = None) -> Callable[[Program], None]:
     """The body Hypothesis runs for each program of one batch; ``candidates`` gets the
-    passing program that started the most greenlets (for the raw-memory check)."""
+    passing program that started the most greenlets (for the raw-memory check);
+    ``passed`` remembers the last programs that passed, with what steered by them
+    (see ``CampaignResult.repeats``)."""
     shrink_timeout: List[float] = []
     shrink_until: List[float] = []
 
@@ -457,8 +478,19 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             raise _OutOfTime
         if config.shared is not None and not failures and config.shared.stop_requested():
             raise _OutOfTime
+        text = repr(program)  # (programs are not hashable: some ops hold dicts)
+        result.programs_digest = chain_digest(result.programs_digest, text)
+        if passed is not None and not failures:
+            again = passed.get(text)
+            if again is not None:
+                # Run before, and passed: steered as then, not run again (a repeat says
+                # nothing new unless it is flaky, and other programs are likelier to be).
+                passed.move_to_end(text)
+                result.repeats += 1
+                fired, pairs, seconds = again
+                aim(fired, pairs, result, seconds)
+                return
         result.examples += 1
-        result.programs_digest = chain_digest(result.programs_digest, program)
         for name in program_families(program):
             result.family_counts[name] = result.family_counts.get(name, 0) + 1
         result.elapsed = time.monotonic() - start
@@ -483,7 +515,12 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             assume(False)
             raise AssertionError("unreachable") from None
         if not failures:
-            steer(program, fired, result, estimated_seconds(program, finding.expected))
+            seconds = estimated_seconds(program, finding.expected)
+            pairs = steer(program, fired, result, seconds)
+            if passed is not None and finding.verdict.ok:
+                passed[text] = (fired, pairs, seconds)
+                if len(passed) > REPEATS_KEPT:
+                    passed.popitem(last=False)
         if finding.kind != runner.HANG:
             result.run_seconds += finding.observation.seconds
         if finding.verdict.ok and "after_other_programs" in finding.observation.extra:

@@ -44,7 +44,7 @@ def estimated_seconds(program: Program, expected: Sequence[object]) -> float:
 
 
 def steer(program: Program, fired: Counter, result: CampaignResult,
-          seconds: float = 0.0) -> None:
+          seconds: float = 0.0) -> Counter:
     """Count the rules and op pairs ``program`` fired, and steer Hypothesis (``target``)
     towards programs that fire rare ones, per millisecond it costs
     (``estimated_seconds``): each rule or pair scores 1 / (1 + how often it fired
@@ -52,22 +52,32 @@ def steer(program: Program, fired: Counter, result: CampaignResult,
     by 1 + its milliseconds, so that steering does not fill the campaign with the
     slowest programs (those that end with the interpreter's exit, family shutdown, whose
     rules are rare because they are dear: steering by rarity alone doubled their share
-    and cut programs per second by a third, bench figures in the commit)."""
+    and cut programs per second by a third, bench figures in the commit).  Returns the
+    op pairs."""
     pairs = op_pairs(program)
+    aim(fired, pairs, result, seconds)
+    result.rules.update(fired)
+    result.pairs.update(pairs)
+    return pairs
+
+
+def aim(fired: Counter, pairs: Counter, result: CampaignResult, seconds: float) -> None:
+    """Report to Hypothesis how rare what a program fired is (``steer``), without
+    counting it: also for a program not run again (a repeat)."""
     cost = 1.0 + 1000.0 * seconds
     target(sum(1.0 / (1 + result.rules[r]) for r in fired) / cost, label="rare rules")
     target(sum(1.0 / (1 + result.pairs[p]) for p in pairs) / cost, label="rare op pairs")
-    result.rules.update(fired)
-    result.pairs.update(pairs)
 
 
 def rule_stats(result: CampaignResult) -> Dict[str, object]:
-    """Rule coverage as ``--stats`` writes it: every rule's count, the rules that never
-    fired, the rarest op pairs, and a digest of the programs (each job's too, when the
-    result merges several: ``jobs``)."""
+    """Rule coverage as ``--stats`` writes it: the programs run and the repeats not run
+    again (``CampaignResult.repeats``), every rule's count, the rules that never fired,
+    the rarest op pairs, and a digest of the programs (each job's too, when the result
+    merges several: ``jobs``)."""
     every = model.rules()
     stats: Dict[str, object] = {
         "programs": result.examples,
+        "repeats": result.repeats,
         "programs_digest": result.programs_digest,
         "rules": {r: result.rules[r] for r in every},
         "never_fired": [r for r in every if not result.rules[r]],
@@ -80,8 +90,8 @@ def rule_stats(result: CampaignResult) -> Dict[str, object]:
     return stats
 
 
-def chain_digest(previous: str, program: Program) -> str:
-    """The digest of a sequence of programs, extended by ``program``.  Of its ``repr``:
-    ``dumps`` indents with json's pure-Python encoder, about 0.9 ms a program where repr
-    takes 0.07 ms (measured on drawn programs at load 6.5, 2 cores)."""
-    return hashlib.sha256((previous + repr(program)).encode()).hexdigest()[:24]
+def chain_digest(previous: str, text: str) -> str:
+    """The digest of a sequence of programs, extended by one whose ``repr`` is ``text``
+    (``dumps`` indents with json's pure-Python encoder, about 0.9 ms a program where repr
+    takes 0.07 ms, measured on drawn programs at load 6.5, 2 cores)."""
+    return hashlib.sha256((previous + text).encode()).hexdigest()[:24]

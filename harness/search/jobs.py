@@ -189,6 +189,7 @@ def run_jobs(config: CampaignConfig, jobs: int, memory_limit: Optional[int],
                    interrupted=interrupted)
     result.per_job = [{"job": job.index, "seed": job.seed,
                        "programs": job.result.examples if job.result else job.examples,
+                       "repeats": job.result.repeats if job.result else 0,
                        "programs_digest": job.result.programs_digest if job.result else None}
                       for job in started]
     if removed:
@@ -274,6 +275,7 @@ def merge(results: List[CampaignResult], elapsed: float, budget: float,
         merged.memory_checks += r.memory_checks
         merged.memory_seconds += r.memory_seconds
         merged.duplicates += r.duplicates
+        merged.repeats += r.repeats
         merged.rules.update(r.rules)
         merged.pairs.update(r.pairs)
         for counts, into in ((r.known, merged.known), (r.family_counts, merged.family_counts)):
