@@ -13,7 +13,6 @@ fresh worker.  See ``harness/target/worker.py`` for the protocol.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import marshal
@@ -52,15 +51,6 @@ STDERR_LIMIT = 256 * 1024
 KILL_SLACK = 0.5
 #: Most bytes of one request's worker stderr put into an observation.
 DETAIL_LIMIT = 32 * 1024
-
-
-@functools.lru_cache(maxsize=256)
-def _marshalled(source: str) -> bytes:
-    """A program's compiled code, marshalled: compiled once per source text.  In a
-    campaign a quarter of the programs run are the same text as one run before
-    (Hypothesis draws it again, or replays it while it shrinks or hill-climbs: 361 of
-    1,477 in 20 s), and compiling is the dearest part of a run."""
-    return marshal.dumps(loader.compiled(source))
 
 
 class WorkerError(RuntimeError):
@@ -357,7 +347,7 @@ class IsolatedExecutor:
         forks: every page it writes after a fork costs a page fault), else source."""
         if not self._send_code:
             return "source", source.encode()
-        return "marshal", _marshalled(source)
+        return "marshal", marshal.dumps(loader.compiled(source))
 
     def run_source(self, source: str, timeout: Optional[float] = None, *,
                    fresh: bool = False) -> Observation:
