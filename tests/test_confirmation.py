@@ -19,6 +19,7 @@ from greenfuzz.harness.judging.checks import Verdict
 from greenfuzz.harness.program.ir import InThread, Program, Spawn, Switch
 from greenfuzz.harness.reporting.findings import Finding
 from greenfuzz.harness.reporting.reproduce import Reproduction, run_reproducer
+from greenfuzz.harness.search import campaign
 from greenfuzz.harness.search.campaign import CampaignConfig, CampaignResult, judge
 
 
@@ -105,8 +106,32 @@ def test_a_reproducer_confirms_only_the_divergence_it_was_found_with(tmp_path: P
         return run_reproducer(script, kind="mismatch", impl=mutant, python=None,
                               timeout=5.0, index=index)
 
-    assert run(finding.verdict.index).reproduced and run(None).reproduced
+    same = run(finding.verdict.index)
+    assert same.reproduced and not same.otherwise and run(None).reproduced
     other = run(finding.verdict.index + 1)
-    assert not other.reproduced
+    assert not other.reproduced and other.otherwise
     assert other.how == (f"exit status 1, but it diverges at event {finding.verdict.index}, "
                          f"not {finding.verdict.index + 1}")
+
+
+@pytest.mark.parametrize(("outcomes", "runs", "confirmed"), [
+    # another bug met first (a known crash at exit), then the finding's own divergence
+    ([Reproduction(False, "killed by SIGABRT", otherwise=True),
+      Reproduction(True, "exit status 1 (diverges from the model)")], 2, True),
+    # the reproducer agrees with the model: not run again
+    ([Reproduction(False, "exit status 0")], 1, False),
+    # other divergences every time: at most three runs
+    ([Reproduction(False, "killed by SIGABRT", otherwise=True)] * 5, 3, False),
+])
+def test_a_reproducer_that_diverged_otherwise_runs_again(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outcomes: list, runs: int,
+        confirmed: bool) -> None:
+    left = list(outcomes)
+    monkeypatch.setattr(campaign, "run_reproducer", lambda *a, **k: left.pop(0))
+    monkeypatch.setattr(campaign, "verify_plain", lambda finding, *a, **k: finding)
+    finding = Finding(Program(), [], Observation([]),
+                      Verdict("mismatch", "differs", 3, "mismatch:value->value"), "greenlet")
+    config = CampaignConfig(impl=Implementation("greenlet"), out=tmp_path)
+    verified = campaign.verify(finding, tmp_path / "finding.py", config)
+    assert len(outcomes) - len(left) == runs
+    assert verified.confirmed is confirmed

@@ -39,6 +39,10 @@ class Reproduction:
     reproduced: bool
     how: str
     output: str = ""
+    #: It diverged, but otherwise than the finding (another signal, another event, a
+    #: crash for a mismatch): another bug met first, as a known crash at exit can be.
+    #: Not written out.
+    otherwise: bool = False
 
     def to_json(self) -> Dict[str, object]:
         return {"reproduced": self.reproduced, "how": self.how, "output": self.output}
@@ -84,19 +88,21 @@ def run_reproducer(script: Path, *, kind: str, impl: str, python: Optional[str],
         if kind == CRASH:
             same = signum is None or signum == -code
             return Reproduction(same, what if same else
-                                f"{what}, not {signal_name(signum or 0)}", out)
-        return Reproduction(False, what, out)
+                                f"{what}, not {signal_name(signum or 0)}", out,
+                                otherwise=not same)
+        return Reproduction(False, what, out, otherwise=True)
     if kind == CRASH:
         # A crash that is an exit status (an abort handler, os._exit) rather than a signal.
-        return Reproduction(code not in (0, 1) and signum is None,
-                            f"exited with status {code}", out)
+        same = code not in (0, 1) and signum is None
+        return Reproduction(same, f"exited with status {code}", out,
+                            otherwise=not same and code != 0)
     if kind == HANG:
         return Reproduction(False, f"finished (exit status {code}) instead of hanging", out)
     if code == 1 and index is not None:
         said = _DIVERGED_AT.findall(done.stdout)
         if said and int(said[-1]) != index:
             return Reproduction(False, f"exit status 1, but it diverges at event {said[-1]}, "
-                                f"not {index}", out)
+                                f"not {index}", out, otherwise=True)
     return Reproduction(code == 1, f"exit status {code}" + (
         " (diverges from the model)" if code == 1 else ""), out)
 

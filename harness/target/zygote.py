@@ -74,7 +74,8 @@ def zygote_serve(folder):
         # page they are on (a child ran in 8.5 ms instead of 11.7).  Only objects made
         # before the fork are frozen; the program's, the implementation's and the
         # tracer's are collected as in a fresh interpreter.
-        gc.freeze()
+        if hasattr(gc, "freeze"):  # CPython 3.7+; not PyPy
+            gc.freeze()
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
