@@ -36,12 +36,7 @@ from greenfuzz.harness.reporting.findings import (
 )
 from greenfuzz.harness.reporting.reproduce import DEFAULT_MEMORY_LIMIT, run_reproducer
 from greenfuzz.harness.search import interrupts
-from greenfuzz.harness.search.coverage import (
-    aim,
-    chain_digest,
-    estimated_seconds,
-    steer,
-)
+from greenfuzz.harness.search.coverage import aim, chain_digest, estimated_seconds, steer
 from greenfuzz.harness.search.interrupts import Interrupted, check_signals, wind_down
 from greenfuzz.harness.search.memory_findings import (
     frees_everything,
@@ -158,8 +153,8 @@ class CampaignResult:
 
 
 #: How many of the last programs that passed a campaign remembers, so as not to run one
-#: again when Hypothesis draws it again: a quarter of the programs of a 20 s job were
-#: the same as one among the 256 before (448 of 1,927).
+#: again when Hypothesis draws it again: about a fifth of what a 20 s job draws is such
+#: a repeat (641-672 of 2,880-3,034 drawn, measured with this many kept).
 REPEATS_KEPT = 1024
 
 #: Most programs that made the model fail kept per run (``keep_model_error``).
