@@ -99,6 +99,19 @@ def test_parent_chain_into_an_ended_thread_aborts(how: str) -> None:
     assert "survived" not in done.stdout
 
 
+def test_a_greenlet_ending_while_a_foreign_kill_is_queued_returns_the_kill() -> None:
+    """docs/upstream/foreign-kill-value-at-greenlet-end.md: measured every run on greenlet
+    2.0.2-3.5.6 (CPython 3.9-3.13), never on 1.1.3; the control (``g2`` switches to its
+    parent instead of ending) gets its value."""
+    if not (2, 0, 2) <= release(greenlet.__version__) <= (3, 5, 6):
+        pytest.skip(f"greenlet {greenlet.__version__} was not measured")
+    ended = run_script("foreign_kill_value_at_greenlet_end")
+    assert ended.returncode == 1, ended.stdout + ended.stderr
+    assert "Killing the greenlet because all references have vanished." in ended.stdout
+    control = run_script("foreign_kill_value_at_greenlet_end", "switch")
+    assert control.returncode == 0, control.stdout + control.stderr
+
+
 @pytest.mark.slow
 def test_daemon_greenlets_at_exit_abort_only_with_the_switches() -> None:
     """docs/upstream/daemon-greenlets-abort-at-exit.md.  How often it aborts depends on
@@ -202,6 +215,8 @@ def test_the_bugs_open_on_every_release_are_there_on_2_0_2() -> None:
     assert safe.returncode == 0 and safe.stdout.strip() == "no crash", safe.stderr[-2000:]
     chain = run_script("parent_chain_into_ended_thread", python=python)
     assert chain.returncode == -signal.SIGABRT and "Fatal Python error" in chain.stderr
+    value = run_script("foreign_kill_value_at_greenlet_end", python=python)
+    assert value.returncode == 1 and "Killing the greenlet" in value.stdout, value.stdout
     switch = run_script("self_switch_after_foreign_drop", python=python)
     assert switch.returncode == 1 and "SystemError" in switch.stdout, switch.stdout
     assert "returned NULL without setting an exception" in switch.stdout
@@ -280,6 +295,8 @@ def test_what_the_upstream_reports_say_of_1_1_3() -> None:
     python = release_python("1.1.3", "3.10")
     switch = run_script("self_switch_after_foreign_drop", python=python)
     assert switch.returncode == 0 and "('returned', (1, 2))" in switch.stdout, switch.stdout
+    value = run_script("foreign_kill_value_at_greenlet_end", python=python)
+    assert value.returncode == 0 and "NoneType None" in value.stdout, value.stdout
     held = run_script("thread_main_held_by_local", "local", python=python)
     assert held.returncode == 1 and "main greenlet reports dead" in held.stderr, held.stderr
     chain = run_script("parent_chain_into_ended_thread", python=python)

@@ -13,6 +13,7 @@ import greenlet
 import pytest
 
 from greenfuzz.harness import model
+from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.judging import differences
 from greenfuzz.harness.program.ir import (
     InThread,
@@ -122,3 +123,37 @@ def test_the_self_switch_bug_is_drawn_and_known_on_greenlet_3() -> None:
     known = data.known(p, verdict.kind, expected, observation.trace, verdict.index,
                        f"{verdict.summary}\n{observation.detail}")
     assert known is not None and known.id == "self-switch-after-foreign-drop", verdict.summary
+
+
+def test_the_foreign_kill_value_is_known_where_late_events_come_first(tmp_path: Path) -> None:
+    """A run at exit is judged without its ``late`` events, so the divergence's index
+    counts in that trace: the bundled data must be matched against the same events (a
+    confirmed GreenletExit-as-value of a shutdown program was missed, the index pointing
+    at another event of the whole trace)."""
+    from greenfuzz.harness.execution.runner import Observation
+    from greenfuzz.harness.families.shutdown import Leave, expected_status
+    from greenfuzz.harness.judging import checks
+    from greenfuzz.harness.search.campaign import CampaignConfig, judge
+    from greenfuzz.harness.target.codec import ExcValue
+
+    p = Program(main=(Spawn("g1"), Switch("g1"), Leave("cycle")), greenlets=(("g1", ()),))
+    expected = model.predict(p)
+    at = next(i for i, e in enumerate(expected) if e[:3] == ("main", 1, "value"))
+    killed = ExcValue("GreenletExit",
+                      ("Killing the greenlet because all references have vanished.",))
+    trace = [("late", -1, "del-getcurrent", ("greenlet", "main")), *expected[:at],
+             (*expected[at][:3], killed), *expected[at + 1:]]
+    observed = Observation(trace=trace, extra={"at_exit": True,
+                                               "status": expected_status(p, expected)})
+
+    class Ran:  # the executor: this run, whatever it is asked
+        def run(self, *args: object, **kwargs: object) -> Observation:
+            return observed
+
+    assert checks.compare(p, expected, observed).index == at
+    assert checks.judged_trace(observed)[at][3] == killed and trace[at][3] != killed
+    config = CampaignConfig(impl=implementations.load("greenlet"), out=tmp_path,
+                            profile=differences.for_greenlet("3.5.6", "3.11.7"))
+    finding = judge(p, config, Ran())  # type: ignore[arg-type]
+    assert finding.verdict.signature == "known:foreign-kill-value-at-greenlet-end", \
+        finding.verdict.summary

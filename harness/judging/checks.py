@@ -74,6 +74,14 @@ def describe_event(program: Program, event: Optional[Event]) -> str:
     return f"{where}: {kind} {payload!r}"
 
 
+def judged_trace(observed: Observation) -> List[Event]:
+    """The events a verdict's ``index`` counts in: a run at exit is judged without its
+    ``late`` events (``exit_runtime.judge``), others on the whole trace."""
+    if observed.extra.get("at_exit"):
+        return [e for e in observed.trace if e[0] != "late"]
+    return list(observed.trace)
+
+
 def compare(program: Program, expected: Sequence[Event], observed: Observation) -> Verdict:
     if observed.extra.get("at_exit"):
         from greenfuzz.harness.judging import at_exit  # family shutdown: its own oracle

@@ -225,7 +225,8 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
         observation.extra["after_other_programs"] = first
         verdict = checks.compare(program, expected, observation)
     if not verdict.ok and config.profile is not None:
-        difference = config.profile.known(program, verdict.kind, expected, observation.trace,
+        difference = config.profile.known(program, verdict.kind, expected,
+                                          checks.judged_trace(observation),
                                           verdict.index,
                                           f"{verdict.summary}\n{observation.detail}")
         if difference is not None:
