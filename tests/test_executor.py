@@ -469,3 +469,21 @@ def test_paste_refuses_what_would_not_stand_alone() -> None:
         target.paste(("tracediff", "codec"))
     with pytest.raises(ValueError, match="defined by both"):
         target.paste(("codec", "codec"))
+
+
+def test_a_child_collects_as_the_worker_would_nothing_frozen() -> None:
+    """When the oldest generation is collected depends on how many objects it holds:
+    a child must hold the worker's, as a fresh interpreter holds its own.  With the
+    worker's objects frozen (a gc.freeze() before each fork), full collections came at
+    other times, and the harness saw a gc-family SIGSEGV every run that a fresh
+    interpreter never showed."""
+    source = ("def program(gl, T):\n"
+              "    import gc\n"
+              "    T.rec('main', -1, 'frozen', getattr(gc, 'get_freeze_count', int)())\n"
+              "    T.rec('main', -1, 'oldest', len(gc.get_objects(2)) > 1000)\n")
+    with IsolatedExecutor("greenlet", timeout=5.0, programs_per_child=100) as ex:
+        for fresh in (True, False):
+            observation = ex.run_source(source, fresh=fresh)
+            assert observation.outcome == runner.COMPLETED, observation.detail
+            assert ("main", -1, "frozen", 0) in observation.trace
+            assert ("main", -1, "oldest", True) in observation.trace

@@ -44,6 +44,10 @@ def program(gl, T):
             threading.current_thread() is threading.main_thread()))
         note("modules: " + " ".join(sorted(sys.modules)))
         note("gc enabled: %%s" %% gc.isenabled())
+        # What decides when full collections happen (the oldest generation's size,
+        # nothing frozen): the gc family's collections must come when they would in
+        # a fresh interpreter (a gc.freeze() before each fork made them differ).
+        note("gc frozen: %%s" %% getattr(gc, "get_freeze_count", lambda: 0)())
 
     atexit.register(callback)
 

@@ -54,7 +54,6 @@ corrupt it.
 """
 
 import faulthandler
-import gc
 import importlib.util
 import json
 import marshal
@@ -233,15 +232,6 @@ class Worker:
         flush_std()
         parent = os.getpid()
         find_prctl()
-        # The worker's own objects (the runtime's, the standard library's, the
-        # implementation module's) go to the collector's permanent generation: the
-        # child's collections (the gc family's, ``check_alive``'s) then skip them
-        # instead of walking, and so copying, every page they are on.  Worker and child
-        # CPU per drawn program, all families: 2.9 ms before, 1.6-1.7 ms after.  What
-        # the program makes is collected as before; garbage the worker left (none of a
-        # program's) is no longer collected in the child, finalizers and all.
-        if hasattr(gc, "freeze"):  # CPython 3.7+; not PyPy
-            gc.freeze()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             die_with_parent(parent)

@@ -22,7 +22,6 @@ The child's trace, stdout and stderr go to ``trace``, ``out`` and ``err`` in the
 given on the command line, truncated before each program.
 """
 
-import gc
 import json
 import os
 import signal
@@ -68,14 +67,6 @@ def zygote_serve(folder):
         out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         flush_std()
-        # The zygote's own objects (the standard library's, the runtime's: no greenlet,
-        # nothing of a program's) go to the collector's permanent generation: a child's
-        # collections at exit then skip them instead of walking, and so copying, every
-        # page they are on (a child ran in 8.5 ms instead of 11.7).  Only objects made
-        # before the fork are frozen; the program's, the implementation's and the
-        # tracer's are collected as in a fresh interpreter.
-        if hasattr(gc, "freeze"):  # CPython 3.7+; not PyPy
-            gc.freeze()
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
