@@ -26,6 +26,7 @@ from greenfuzz.harness.execution.render import op_comment
 from greenfuzz.harness.execution.runner import COMPLETED, CRASH, HANG, Event, Observation
 from greenfuzz.harness.program.ir import MAIN, Program, flatten
 from greenfuzz.harness.target.codec import ExcValue
+from greenfuzz.harness.target.exit_runtime import judged_events
 from greenfuzz.harness.target.protocol import TextEnum
 from greenfuzz.harness.target.tracediff import first_divergence
 
@@ -76,9 +77,9 @@ def describe_event(program: Program, event: Optional[Event]) -> str:
 
 def judged_trace(observed: Observation) -> List[Event]:
     """The events a verdict's ``index`` counts in: a run at exit is judged without its
-    ``late`` events (``exit_runtime.judge``), others on the whole trace."""
+    ``late`` events (``exit_runtime.judged_events``), others on the whole trace."""
     if observed.extra.get("at_exit"):
-        return [e for e in observed.trace if e[0] != "late"]
+        return judged_events(observed.trace)
     return list(observed.trace)
 
 

@@ -361,6 +361,12 @@ def late_problem(kind, outcome, detail):
     return None
 
 
+def judged_events(observed):
+    """The events ``judge`` compares with the model: all but the ``late`` ones, which
+    ``late_problem`` judges instead (a divergence's index counts in these)."""
+    return [e for e in observed if e[0] != "late"]
+
+
 def judge(expected, observed, status, signum, stderr, want_status, first_divergence):
     """The verdict on a run at exit: None when it agrees, else ``(kind, summary, index,
     signature)``.  In order: death by a signal or a fatal error (``crash``); the events
@@ -373,7 +379,7 @@ def judge(expected, observed, status, signum, stderr, want_status, first_diverge
     if FATAL_MARK in stderr:
         line = next(ln for ln in stderr.splitlines() if FATAL_MARK in ln)
         return ("crash", "crash at exit: %s" % line.strip(), None, "crash:exit:fatal")
-    main = [e for e in observed if e[0] != "late"]
+    main = judged_events(observed)
     at = first_divergence(list(expected), main)
     if at is not None:
         want = expected[at] if at < len(expected) else "end of trace"
