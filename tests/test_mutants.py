@@ -18,14 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-import greenlet
 import pytest
 
 from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.execution.executor import IsolatedExecutor
-from greenfuzz.harness.judging import differences
 from greenfuzz.harness.program.ir import FAMILIES, program_families
 from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
+from tests.helpers import KNOWN_BUGS
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 MUTANTS = sorted(m.name for m in pkgutil.iter_modules([str(MUTANTS_DIR)]))
@@ -76,12 +75,10 @@ def test_mutant_is_caught(name: str, tmp_path: Path) -> None:
         # A mutant is the installed greenlet with one defect: that release's known bugs
         # are known here too, so that they cannot use up the budget (in CI an
         # unconfirmed crash, its cause not shown, once did, and the defect went unfound).
-        profile = differences.with_release(None, "greenlet", greenlet.__version__,
-                                           executor.info.get("python", ""))
         config = CampaignConfig(impl=impl, out=tmp_path, budget=240,
                                 max_examples=EXAMPLE_LIMIT, seed=1234, isolate=True,
                                 timeout=1.0, families=declared.get("FAMILIES", FAMILIES),
-                                profile=profile)
+                                profile=KNOWN_BUGS)
         result = run_campaign(config, executor=executor)
     finally:
         executor.close()

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Tuple
 
-import greenlet
 import pytest
 
 from greenfuzz.harness import model
@@ -22,12 +21,13 @@ from greenfuzz.harness.families.finalizers import Finalize
 from greenfuzz.harness.families.frames import Frames
 from greenfuzz.harness.families.shutdown import AtExit, Exit, Leave, expected_status
 from greenfuzz.harness.families.stack import Recurse
-from greenfuzz.harness.judging import checks, differences
+from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Exc, Program, ProgramError
 from greenfuzz.harness.reporting.findings import Finding
 from greenfuzz.harness.reporting.reproduce import run_reproducer
 from greenfuzz.harness.search.campaign import CampaignConfig, run_campaign
 from greenfuzz.harness.target import exit_runtime, runtime
+from tests.helpers import KNOWN_BUGS
 from tests.test_mutants import mutant_constants
 
 MUTANTS_DIR = Path(__file__).parent / "shutdown_mutants"
@@ -276,11 +276,9 @@ def test_campaign_finds_mutant(name: str, tmp_path: Path) -> None:
         # with a daemon thread switching, a confirmed crash that is not the mutant's).
         # (Shrinking an unconfirmed crash at exit, which load makes likelier, uses up
         # examples too: 600 were once not enough.)
-        profile = differences.with_release(None, "greenlet", greenlet.__version__,
-                                           ex.info.get("python", ""))
         config = CampaignConfig(impl=impl, out=tmp_path, budget=120, max_examples=1500,
                                 seed=1234, timeout=2.0, families=declared["FAMILIES"],
-                                profile=profile)
+                                profile=KNOWN_BUGS)
         result = run_campaign(config, executor=ex)
     # An unconfirmed finding (a crash at exit that a fresh process did not repeat) is
     # kept but does not end the search, nor fail a run: the confirmed one is what found
@@ -302,10 +300,9 @@ def test_campaign_on_greenlet_reports_nothing(tmp_path: Path) -> None:
         # As ``greenfuzz fuzz`` runs it: the release's known bugs are known (greenlet
         # 3.5.x on CPython 3.11 sometimes aborts at exit with a daemon thread switching,
         # docs/upstream/daemon-greenlets-abort-at-exit.md).
-        profile = differences.with_release(None, "greenlet", impl.version,
-                                           ex.info.get("python", ""))
         config = CampaignConfig(impl=impl, out=tmp_path, budget=25, seed=5, timeout=2.0,
-                                families=("core", "shutdown"), memory=False, profile=profile)
+                                families=("core", "shutdown"), memory=False,
+                                profile=KNOWN_BUGS)
         result = run_campaign(config, executor=ex)
     assert result.examples > 20
     assert result.family_counts.get("shutdown", 0) == result.examples
