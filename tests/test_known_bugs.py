@@ -157,3 +157,47 @@ def test_the_foreign_kill_value_is_known_where_late_events_come_first(tmp_path: 
     finding = judge(p, config, Ran())  # type: ignore[arg-type]
     assert finding.verdict.signature == "known:foreign-kill-value-at-greenlet-end", \
         finding.verdict.summary
+
+
+#: ``docs/upstream/gc-self-switch-stale-frame.md``'s second program (7 ops).
+KILL_RESURRECT = ROOT / "tests" / "crashes" / "gc_kill_resurrect_stale_frame.json"
+#: What faulthandler printed for it on greenlet 3.5.6 under CPython 3.11.7: it dies
+#: printing the stale frame.
+CUT_DUMP = ("killed by SIGSEGV (11)\nFatal Python error: Segmentation fault\n\nCurrent "
+            "thread 0x00007f1d97ea4b80 (most recent call first):\n  File ")
+
+
+def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
+    """Only a segfault whose dump stops at the first frame is this bug: one with a whole
+    dump (a crash of another kind in the same programs) stays a finding."""
+    data = differences.for_greenlet("3.5.6", "3.11.7")
+    assert data is not None
+    p = Program.from_json(json.loads(KILL_RESURRECT.read_text())["program"])
+    expected = model.predict(p)
+
+    def known(detail: str) -> object:
+        found = data.known(p, "crash", expected, [], 0, "crash: killed by SIGSEGV (11)\n"
+                           + detail)
+        return found and found.id
+
+    assert known(CUT_DUMP) == "stale-frame-switch-segfault"
+    whole = CUT_DUMP + '"/tmp/program.py", line 12 in run_g1\n  File "x.py", line 3 in <module>\n'
+    assert known(whole) is None
+    assert known(CUT_DUMP.replace("Segmentation fault", "Aborted")) is None
+    assert "stale-frame-switch-segfault" not in {
+        d.id for d in differences.for_greenlet("3.5.6", "3.12.1").differences}
+    assert differences.for_greenlet("3.3.0", "3.11.7") is None or \
+        "stale-frame-switch-segfault" not in {
+            d.id for d in differences.for_greenlet("3.3.0", "3.11.7").differences}
+
+
+def test_the_stale_frame_segfault_replays_as_known(tmp_path: Path) -> None:
+    """The finding of the sixth session's deep campaign, replayed: known, with the
+    write-up, where it crashes (CPython 3.11, greenlet 3.4 and later)."""
+    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (3, 4, 0):
+        pytest.skip("crashes on CPython 3.11 with greenlet 3.4.0 and later")
+    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(KILL_RESURRECT)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "KNOWN" in done.stdout and "stale-frame-switch-segfault" in done.stdout
+    assert "gc-self-switch-stale-frame.md" in done.stdout

@@ -18,7 +18,8 @@ profile is a JSON file (``harness/judging/documented/<name>.json``, or any path)
                    "op": "Drop"}}]}
 
 ``match`` is tested against the finding's first divergence only: the verdict kind,
-``detail`` (text the verdict or the run's output must contain, for a crash's message), the
+``detail`` (text the verdict or the run's output must contain, for a crash's message),
+``detail_end`` (text the run's output must end with: a crash dump cut short), the
 expected and observed events there (event ``kind`` and, for exceptions, ``exc``, the
 exception's type name; ``payload`` for an exact value) and ``op``, the operation the
 expected event belongs to (its class name, or an object of the class name under
@@ -45,7 +46,7 @@ FORMAT = "greenfuzz-profile/1"
 KNOWN = "known"
 PROFILES_DIR = Path(__file__).with_name("documented")
 _EVENT_KEYS = {"kind", "exc", "payload"}
-_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail"}
+_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail", "detail_end"}
 
 
 class ProfileError(Exception):
@@ -80,7 +81,8 @@ class Profile:
         verdict and the run said, for entries matching a crash's message)."""
         for difference in self.differences:
             if _matches(difference.match, program, kind, expected, observed, index) and \
-                    difference.match.get("detail", "") in detail:
+                    difference.match.get("detail", "") in detail and \
+                    detail.endswith(difference.match.get("detail_end", "")):
                 return difference
         return None
 
@@ -246,8 +248,9 @@ def _check_match(match: Any, where: str) -> None:
         raise ProfileError(f"{where}: unknown match keys {_shown(unknown)}")
     if "kind" in match:
         schema.string(match["kind"], f"{where}: match kind", limit=40)
-    if "detail" in match:
-        schema.string(match["detail"], f"{where}: match detail", limit=200)
+    for key in ("detail", "detail_end"):
+        if key in match:
+            schema.string(match[key], f"{where}: match {key}", limit=200)
     for side in ("expected", "observed"):
         event = match.get(side, {})
         for key in ("kind", "exc"):
