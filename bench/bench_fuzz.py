@@ -15,7 +15,9 @@ The ratio of the two is what generation, the model and the judging cost on top.
 ``--before`` also runs the campaign drawing programs choice by choice
 (``programs_per_draw``, as before genomes), in the same round.  ``--jobs N`` also runs
 the same campaign as N jobs side by side (``greenfuzz fuzz --jobs N``, ``run_jobs``), in
-the same round, and prints its programs/s against the single campaign's::
+the same round, and prints its programs/s against the single campaign's, and against N
+executors side by side on the drawn programs (each its share, in a process of its own):
+what execution by itself allows on the whole machine::
 
     .venv/bin/python bench/bench_fuzz.py --jobs 2
 
@@ -27,13 +29,14 @@ round (odd rounds run the old way first), and prints new/old ratios.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 # The executor bench draws programs the same way; it sits beside this script
 # (bench/ is sys.path[0] when run as python bench/bench_fuzz.py).
@@ -94,6 +97,41 @@ def executor_rate(args: argparse.Namespace, progs: list, zygote: bool = True) ->
         executor.close()
 
 
+def _share(args: argparse.Namespace, progs: list, barrier: Any, out: Any) -> None:
+    """One of ``executors_rate``'s processes: start, wait for the others, run, report."""
+    executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
+    executor.start()
+    try:
+        executor.run(progs[0])  # warm-up
+        barrier.wait(timeout=120)
+        start = time.perf_counter()
+        for p in progs:
+            executor.run(p)
+        out.put(time.perf_counter() - start)
+    finally:
+        executor.close()
+
+
+def executors_rate(args: argparse.Namespace, progs: list, n: int) -> float:
+    """Programs per second of ``n`` ``IsolatedExecutor``s side by side, each running its
+    share of ``progs`` in a process of its own, from the moment all had started."""
+    context = multiprocessing.get_context("fork")
+    barrier, out = context.Barrier(n), context.Queue()
+    shares = [progs[i::n] for i in range(n)]
+    workers = [context.Process(target=_share, args=(args, share, barrier, out))
+               for share in shares]
+    for w in workers:
+        w.start()
+    try:
+        walls = [out.get(timeout=600) for _ in workers]
+    finally:
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.kill()
+    return len(progs) / max(walls)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -117,7 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{','.join(families)}")
     print(f"{'round':>5} {'fuzz programs':>14} {'fuzz /s':>8} {'executor /s':>12} {'ratio':>6}"
           + (f" {'before /s':>10}" if args.before else "")
-          + (f" {f'{args.jobs} jobs /s':>10} {'speed-up':>8}" if args.jobs else "")
+          + (f" {f'{args.jobs} jobs /s':>10} {'speed-up':>8} {f'{args.jobs} exec /s':>10}"
+             f" {'ratio':>6}" if args.jobs else "")
           + (f" {'old fuzz /s':>11} {'old exec /s':>11} {'x fuzz':>6} {'x exec':>6}"
              if args.old else ""))
     for r in range(args.rounds):
@@ -137,8 +176,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             old_fuzz, _ = fuzz(args, families, r, zygote=False)
         if args.jobs:
             jobs_rate, _ = fuzz(args, families, r, args.jobs)
-            before += f" {jobs_rate:>10.1f} {jobs_rate / fuzz_rate:>8.2f}"
         progs = draw_programs(min(max(examples, 50), args.limit_count), 100 + r, families)
+        if args.jobs:
+            side_by_side = executors_rate(args, progs, args.jobs)
+            before += (f" {jobs_rate:>10.1f} {jobs_rate / fuzz_rate:>8.2f} "
+                       f"{side_by_side:>10.1f} {jobs_rate / side_by_side:>6.2f}")
         if args.old and r % 2:
             old_exec = executor_rate(args, progs, zygote=False)
         exec_rate = executor_rate(args, progs)
