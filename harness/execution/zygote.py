@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -46,6 +47,11 @@ PROGRAMS_PER_ZYGOTE = 500
 #: every program then runs in a fresh interpreter, without paying for a zygote first.
 GIVE_UP_AFTER = 3
 
+#: A zygote's folder is named ``greenfuzz-zygote-<pid of its greenfuzz>-<random>``: one
+#: left behind by a greenfuzz killed with SIGKILL (which removes nothing) is removed by
+#: the next one that starts a zygote (``sweep``).
+FOLDER = re.compile(r"greenfuzz-zygote-([0-9]+)-")
+
 #: ``(trace text, return code or None when killed at the limit, stdout + stderr,
 #: seconds)``: what ``exit_runtime.run_child`` returns for a fresh interpreter.
 ChildRun = Tuple[str, Optional[int], str, float]
@@ -72,6 +78,28 @@ def script(impl: str, runtime_path: str) -> str:
         "    sys.exit(child(program, IMPL, sys.argv[2]))",
         "",
     ])
+
+
+def sweep(folder: Optional[str] = None) -> int:
+    """Remove the zygote folders in ``folder`` (the temporary one) whose greenfuzz has
+    ended; how many were removed."""
+    folder = folder or tempfile.gettempdir()
+    removed = 0
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = FOLDER.match(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                os.kill(int(match[1]), 0)
+                continue  # its greenfuzz runs (or a process that took its pid)
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += not os.path.exists(entry.path)
+    return removed
 
 
 class ExitZygote:
@@ -112,7 +140,9 @@ class ExitZygote:
         if self.alive:
             return True
         self.close()
-        folder = tempfile.mkdtemp(prefix="greenfuzz-zygote-")
+        if not self.starts:
+            sweep()
+        folder = tempfile.mkdtemp(prefix=f"greenfuzz-zygote-{os.getpid()}-")
         path = os.path.join(folder, "zygote.py")
         runtime_path = os.path.join(folder, "runtime.py")
         with open(runtime_path, "w") as f:
