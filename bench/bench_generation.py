@@ -186,7 +186,8 @@ def mutants_table(k: int, budget: float, sample: List[str]) -> None:
 
 def _sample(text: str) -> List[str]:
     return ([s for s in text.split(",") if s] or
-            sorted(p.name for p in (ROOT / "tests" / "mutants").glob("*.py")))
+            sorted(p.name for p in (ROOT / "tests" / "mutants").glob("*.py")
+                   if not p.name.startswith("_")))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
