@@ -357,3 +357,44 @@ def test_the_stale_frame_segfaults_on_other_releases(script: str, version: str, 
                                                      crashes: bool) -> None:
     done = run_script(script, python=release_python(version, cpython))
     assert done.returncode == (-signal.SIGSEGV if crashes else 0), done.stdout + done.stderr
+
+
+#: The same page, its third program (9 ops with a recursion 256 deep, found by the
+#: eighth session's deep campaign, seed 2030) and ``gc_deep_kill_bad_bytecode.py``, its
+#: standalone reproducer, kept as written.  Measured (3 runs each, 2026-11-30): on
+#: CPython 3.11.7 every run fails, SIGSEGV with greenlet 1.1.3 and 2.0.2, "SystemError:
+#: unknown opcode" with 3.0.3, 3.3.0 and 3.5.6 (faulthandler: "XXX lineno: 962, opcode:
+#: 1"), a TypeError from a value that is not there with 3.4.0 and 3.5.0; with 3.5.6
+#: under CPython 3.10, 3.12 and 3.13 every run agrees.
+DEEP_KILL = CRASHES / "gc_deep_kill_bad_bytecode.json"
+
+
+def test_a_deep_greenlet_killed_beside_a_switching_finalizer_runs_bad_bytecode() -> None:
+    """g1 recurses 256 calls deep and switches to main; main makes garbage whose
+    finalizer switches, switches to itself and drops g1: on CPython 3.11 what runs
+    after the kill is no longer the code that was there."""
+    assert Program.from_json(json.loads(DEEP_KILL.read_text())["program"]).size() == 9
+    done = run_script("gc_deep_kill_bad_bytecode")
+    if sys.version_info[:2] != (3, 11):
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    assert done.returncode in (1, -signal.SIGSEGV), done.stdout + done.stderr
+    assert "OK:" not in done.stdout
+    if release(greenlet.__version__) in ((3, 0, 3), (3, 3, 0), (3, 5, 6)):
+        assert "SystemError: unknown opcode" in done.stdout + done.stderr
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize(("version", "cpython", "outcome"), [
+    ("1.1.3", "3.11", "SIGSEGV"), ("3.0.3", "3.11", "unknown opcode"),
+    ("3.5.6", "3.12", "OK")])
+def test_the_deep_kill_fails_on_other_releases(version: str, cpython: str,
+                                               outcome: str) -> None:
+    done = run_script("gc_deep_kill_bad_bytecode", python=release_python(version, cpython))
+    if outcome == "SIGSEGV":
+        assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
+    elif outcome == "OK":
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert done.returncode == 1 and outcome in done.stdout + done.stderr
