@@ -47,6 +47,25 @@ def test_lists_end_at_byte_zero_and_go_on_at_high_bytes() -> None:
     assert genes.decode(gene, b"\xff\x01" * 10) == [1] * 6  # max_size holds
 
 
+def test_a_program_the_model_refuses_outside_a_test_is_unsatisfied_without_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``decode`` runs outside Hypothesis too (``bench/bench_rules.py``), where
+    Hypothesis deprecates ``reject``: the same exception, and no warning."""
+    import warnings
+
+    from greenfuzz.harness.model import Unsupported
+    from greenfuzz.strategies import switch_graphs
+
+    def refuse(program: Program) -> None:
+        raise Unsupported("refused for the test")
+
+    monkeypatch.setattr(switch_graphs, "predict", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UnsatisfiedAssumption):
+            decode(bytes(range(256)) * 2)
+
+
 @pytest.mark.parametrize("families", [("core",), ("core", "stack", "threads"), ()])
 def test_random_genomes_decode_to_valid_predictable_programs(families: tuple) -> None:
     decoded = 0
