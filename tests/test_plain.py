@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from greenfuzz.harness import families, model
 from greenfuzz.harness.cli.main import main as greenfuzz
-from greenfuzz.harness.execution import implementations, runner
+from greenfuzz.harness.execution import implementations
 from greenfuzz.harness.families.base import spec_of
 from greenfuzz.harness.families.shutdown import at_exit
 from greenfuzz.harness.judging import checks
@@ -47,7 +47,7 @@ from greenfuzz.harness.reporting import plain
 from greenfuzz.harness.reporting.findings import verify_plain
 from greenfuzz.harness.search.campaign import CampaignConfig, judge
 from greenfuzz.strategies import programs
-from tests.helpers import GREENLET, prog
+from tests.helpers import executor, prog
 from tests.test_mutants import MUTANTS_DIR, mutant_constants
 from tests.test_registry import LINEAGE, Lineage
 
@@ -161,7 +161,9 @@ def test_plain_files_pass_on_greenlet(program: Program) -> None:
         # runtime in 10): under investigation, not a flaky failure of this test.
         return
     expected = model.predict(program)
-    if not checks.compare(program, expected, runner.run_inprocess(program, GREENLET)).ok:
+    # In a worker's child: a greenlet crash (the gc family's on CPython 3.11) is an
+    # observation there, where in process it killed the pytest-xdist worker.
+    if not checks.compare(program, expected, executor().run(program)).ok:
         return  # documented where the model and greenlet part (test_model_vs_greenlet)
     found = plain.render(program, expected, impl="greenlet")
     with tempfile.TemporaryDirectory() as tmp:
