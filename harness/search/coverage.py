@@ -72,9 +72,9 @@ def aim(fired: Counter, pairs: Counter, result: CampaignResult, seconds: float) 
 def rule_stats(result: CampaignResult) -> Dict[str, object]:
     """Rule coverage as ``--stats`` writes it: the programs run and the repeats not run
     again (``CampaignResult.repeats``), the run's seconds (interpreter start-up left
-    out) and how many of them were past the budget, every rule's count, the rules that never fired,
-    the rarest op pairs, and a digest of the programs (each job's too, when the result
-    merges several: ``jobs``)."""
+    out) and how many of them were past the budget, every rule's count, the rules that
+    never fired, the rarest op pairs, and a digest of the programs (each job's too, when
+    the result merges several: ``jobs``)."""
     every = model.rules()
     stats: Dict[str, object] = {
         "programs": result.examples,
