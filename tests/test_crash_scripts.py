@@ -398,3 +398,32 @@ def test_the_deep_kill_fails_on_other_releases(version: str, cpython: str,
         assert done.returncode == 0, done.stdout + done.stderr
     else:
         assert done.returncode == 1 and outcome in done.stdout + done.stderr
+
+
+#: The same page, the smallest program: ``kill_beside_finalizer_frame.py``, written by
+#: hand from the deep campaign's confirmed mismatch (``.json``: 16 ops, seed 2030).
+#: Measured (3 runs each, 2026-11-30): on CPython 3.11.7 greenlet 2.0.2, 3.0.0rc1 to
+#: 3.5.6 give ``['__del__', 'run_g3']`` every run, 1.1.3 segfaults; CPython 3.9 (3.1.1),
+#: 3.10 (1.1.3, 3.5.6), 3.12 (3.0.3, 3.5.6) and 3.13 (3.5.6) give the right frames.
+KILL_FINALIZER = CRASHES / "kill_beside_finalizer_frame.json"
+
+
+def test_a_kill_beside_a_switching_finalizer_leaves_the_finalizers_frame() -> None:
+    assert Program.from_json(json.loads(KILL_FINALIZER.read_text())["program"]).size() == 16
+    done = run_script("kill_beside_finalizer_frame")
+    if sys.version_info[:2] == (3, 11) and release(greenlet.__version__) >= (2, 0, 0):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "g3 is suspended in: ['__del__', 'run_g3']" in done.stdout
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize(("version", "cpython", "returncode"), [
+    ("1.1.3", "3.11", -signal.SIGSEGV), ("2.0.2", "3.11", 1), ("1.1.3", "3.10", 0),
+    ("3.0.3", "3.12", 0)])
+def test_the_kill_beside_a_finalizer_on_other_releases(version: str, cpython: str,
+                                                       returncode: int) -> None:
+    done = run_script("kill_beside_finalizer_frame", python=release_python(version, cpython))
+    assert done.returncode == returncode, done.stdout + done.stderr
