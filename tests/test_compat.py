@@ -48,6 +48,7 @@ def test_bundled_profiles_load_and_cite_sources() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"source": ""}, "lacks source"),
     ({"match": {"expected": {"colour": "red"}}}, "unknown match keys 'colour'"),
+    ({"match": {"program_has": "Garbage"}}, "program_has is a list of 1 to 8 ops"),
 ])
 def test_bad_profiles_are_one_line_errors(tmp_path: Path, change: dict, message: str) -> None:
     entry = {"match": CYCLE_MATCH, **change}

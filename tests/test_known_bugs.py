@@ -201,3 +201,65 @@ def test_the_stale_frame_segfault_replays_as_known(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "KNOWN" in done.stdout and "stale-frame-switch-segfault" in done.stdout
     assert "gc-self-switch-stale-frame.md" in done.stdout
+
+
+#: ``docs/upstream/gc-self-switch-stale-frame.md``'s smallest program, as the deep campaign
+#: found it (confirmed): main lists g3's frames after g3 dropped g1 beside a finalizer.
+KILL_FINALIZER = ROOT / "tests" / "crashes" / "kill_beside_finalizer_frame.json"
+
+
+def frames_divergence(p: Program) -> tuple:
+    """``p``'s model trace and the same trace with its first ``frames`` event observed
+    as None (what greenlet gave), and that event's index."""
+    expected = model.predict(p)
+    at = next(i for i, e in enumerate(expected) if e[2] == "frames")
+    return expected, [*expected[:at], (*expected[at][:3], None), *expected[at + 1:]], at
+
+
+def test_the_wrong_frame_after_a_kill_beside_a_finalizer_is_known_only_with_both() -> None:
+    """Known only in a program that makes switching garbage and drops a greenlet: a
+    wrong ``gr_frame`` elsewhere stays a finding."""
+    from greenfuzz.harness.families.frames import Frames
+    from greenfuzz.harness.families.gc import Garbage
+    from greenfuzz.harness.families.stack import Recurse
+    from greenfuzz.harness.program.ir import Drop, walk
+
+    data = differences.for_greenlet("3.5.6", "3.11.7")
+    assert data is not None
+    found = Program.from_json(json.loads(KILL_FINALIZER.read_text())["program"])
+    expected, observed, at = frames_divergence(found)
+    known = data.known(found, "mismatch", expected, observed, at)
+    assert known is not None and known.id == "kill-beside-finalizer-frame"
+    assert differences.for_greenlet("3.5.6", "3.12.1").known(
+        found, "mismatch", expected, observed, at) is None
+
+    def without(kind: type) -> Program:
+        def keep(script: tuple) -> tuple:
+            return tuple(op for op in script if not isinstance(op, kind))
+        return Program(main=keep(found.main),
+                       greenlets=tuple((n, keep(s)) for n, s in found.greenlets))
+
+    # g2's Garbage sits inside a Recurse: without the Recurse, without the garbage.
+    for other, gone in ((without(Drop), Drop), (without(Recurse), Garbage)):
+        assert not any(isinstance(op, gone) for _, s in other.scripts() for op in walk(s))
+        expected, observed, at = frames_divergence(other)
+        assert data.known(other, "mismatch", expected, observed, at) is None
+    # The op the divergence is at is matched where events number it: nested ops count.
+    nested = Program(main=(Spawn("g2"), Spawn("g1"), Switch("g1"), Drop("g2"),
+                           Recurse(0, "call", 0, (Garbage("del", "switch", 1, 0),
+                                                  Frames("g1")))),
+                     greenlets=(("g1", (Switch("main"),)), ("g2", ())))
+    nested.validate()
+    expected, observed, at = frames_divergence(nested)
+    assert expected[at][1] == 6 > len(nested.main)  # op 6 of main, flattened
+    known = data.known(nested, "mismatch", expected, observed, at)
+    assert known is not None and known.id == "kill-beside-finalizer-frame"
+
+
+def test_the_wrong_frame_replays_as_known(tmp_path: Path) -> None:
+    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (2, 0, 2):
+        pytest.skip("wrong on CPython 3.11 with greenlet 2.0.2 and later")
+    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(KILL_FINALIZER)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "KNOWN" in done.stdout and "kill-beside-finalizer-frame" in done.stdout

@@ -23,7 +23,8 @@ profile is a JSON file (``harness/judging/documented/<name>.json``, or any path)
 expected and observed events there (event ``kind`` and, for exceptions, ``exc``, the
 exception's type name; ``payload`` for an exact value) and ``op``, the operation the
 expected event belongs to (its class name, or an object of the class name under
-``type`` and field values, where ``"$self"`` is the greenlet performing the op).  Every
+``type`` and field values, where ``"$self"`` is the greenlet performing the op), and
+``program_has``, ops (the same patterns) that must each occur somewhere in the program.  Every
 key given must match; keys left out match anything.  Only the first divergence is
 looked at, so a known difference early in a program can hide a later bug in that same
 program; other programs still find it.
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from greenfuzz.harness.program import schema
-from greenfuzz.harness.program.ir import Program
+from greenfuzz.harness.program.ir import Program, flatten, walk
 from greenfuzz.harness.target import runtime
 
 FORMAT = "greenfuzz-profile/1"
@@ -46,7 +47,7 @@ FORMAT = "greenfuzz-profile/1"
 KNOWN = "known"
 PROFILES_DIR = Path(__file__).with_name("documented")
 _EVENT_KEYS = {"kind", "exc", "payload"}
-_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail", "detail_end"}
+_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail", "detail_end", "program_has"}
 
 
 class ProfileError(Exception):
@@ -263,18 +264,27 @@ def _check_match(match: Any, where: str) -> None:
                 runtime.decode(event["payload"])
             except (ValueError, TypeError, AttributeError, IndexError) as e:
                 raise ProfileError(f"{where}: match {side} payload: {e}") from None
-    op = match.get("op")
-    if op is None:
-        return
+    if "op" in match:
+        _check_op(match["op"], f"{where}: match op")
+    if "program_has" in match:
+        has = match["program_has"]
+        if not isinstance(has, list) or not 0 < len(has) <= 8:
+            raise ProfileError(f"{where}: match program_has is a list of 1 to 8 ops")
+        for i, op in enumerate(has):
+            _check_op(op, f"{where}: match program_has {i}")
+
+
+def _check_op(op: Any, where: str) -> None:
+    """An op pattern: an op name, or an object of the name under ``type`` and fields."""
     if isinstance(op, str):
-        schema.string(op, f"{where}: match op", limit=40)
+        schema.string(op, where, limit=40)
         return
     if not isinstance(op, dict) or len(op) > 16:
-        raise ProfileError(f"{where}: match op is an op name or an object of fields")
+        raise ProfileError(f"{where} is an op name or an object of fields")
     for key, value in op.items():
         if not (value is None or isinstance(value, (bool, int, str))) or \
                 (isinstance(value, str) and len(value) > 100):
-            raise ProfileError(f"{where}: match op field {str(key)[:40]!r} must be a "
+            raise ProfileError(f"{where} field {str(key)[:40]!r} must be a "
                                "short string, a number, a bool or null")
 
 
@@ -293,10 +303,14 @@ def _matches(match: Dict[str, Any], program: Program, kind: str, expected: Seque
             return False
         who, pc = want[0], want[1]
         try:
-            script = program.script(who)
+            script = flatten(program.script(who))  # as events number ops: nested ones too
         except KeyError:
             return False
         if not (0 <= pc < len(script) and _op_matches(match["op"], script[pc], who)):
+            return False
+    for pattern in match.get("program_has", ()):
+        if not any(_op_matches(pattern, op, who) for who, script in program.scripts()
+                   for op in walk(script)):
             return False
     return True
 
