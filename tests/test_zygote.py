@@ -302,26 +302,35 @@ def test_a_child_ends_after_its_limit_even_when_greenfuzz_was_killed() -> None:
 
 def test_the_folders_of_a_killed_greenfuzz_are_removed_by_the_next(tmp_path: Path) -> None:
     """A greenfuzz killed with SIGKILL cannot remove its zygote's folder; the next one
-    removes the folders whose greenfuzz is gone, and no other."""
+    removes the folders whose greenfuzz is gone and that nothing wrote to for a while,
+    and no other."""
     import subprocess
     import tempfile
+    import time
 
-    from greenfuzz.harness.execution.zygote import sweep
+    from greenfuzz.harness.execution.zygote import SWEEP_AFTER, sweep
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait(10.0)
-    gone = tmp_path / f"greenfuzz-zygote-{ended.pid}-abcd1234"
-    mine = tmp_path / f"greenfuzz-zygote-{os.getpid()}-abcd1234"
-    other = tmp_path / "greenfuzz-zygote-abcd1234"  # not named by a pid: left alone
-    for folder in (gone, mine, other):
-        folder.mkdir()
-        (folder / "runtime.py").write_text("")
+    long_ago = time.time() - SWEEP_AFTER - 60
+
+    def folder(parent: Path, name: str, old: bool = True) -> Path:
+        path = parent / name
+        path.mkdir(exist_ok=True)
+        (path / "runtime.py").write_text("")
+        if old:
+            os.utime(path / "runtime.py", (long_ago, long_ago))
+        return path
+
+    gone = folder(tmp_path, f"greenfuzz-zygote-{ended.pid}-abcd1234")
+    recent = folder(tmp_path, f"greenfuzz-zygote-{ended.pid}-recent12", old=False)
+    mine = folder(tmp_path, f"greenfuzz-zygote-{os.getpid()}-abcd1234")
+    other = folder(tmp_path, "greenfuzz-zygote-abcd1234")  # not named by a pid
     assert sweep(str(tmp_path)) == 1
-    assert not gone.exists() and mine.exists() and other.exists()
+    assert not gone.exists() and recent.exists() and mine.exists() and other.exists()
 
     with ExitZygote("greenlet") as z:  # the first start sweeps the temporary folder
-        leftover = Path(tempfile.gettempdir()) / f"greenfuzz-zygote-{ended.pid}-efgh5678"
-        leftover.mkdir(exist_ok=True)
+        leftover = folder(Path(tempfile.gettempdir()), f"greenfuzz-zygote-{ended.pid}-efgh5678")
         assert z.run("def program(gl, T):\n    pass\n", 5.0) is not None
         assert not leftover.exists()
         assert z._folder is not None and f"-{os.getpid()}-" in z._folder

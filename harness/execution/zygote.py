@@ -80,11 +80,18 @@ def script(impl: str, runtime_path: str) -> str:
     ])
 
 
-def sweep(folder: Optional[str] = None) -> int:
+#: How long a zygote's folder must have been left alone before ``sweep`` removes it: a
+#: pid that does not exist here may be a live greenfuzz in another pid namespace that
+#: shares the temporary folder, whose zygote writes its files at every program.
+SWEEP_AFTER = 600.0
+
+
+def sweep(folder: Optional[str] = None, idle: float = SWEEP_AFTER) -> int:
     """Remove the zygote folders in ``folder`` (the temporary one) whose greenfuzz has
-    ended; how many were removed."""
+    ended and whose files are older than ``idle`` seconds; how many were removed."""
     folder = folder or tempfile.gettempdir()
     removed = 0
+    now = time.time()
     with suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             match = FOLDER.match(entry.name)
@@ -96,6 +103,14 @@ def sweep(folder: Optional[str] = None) -> int:
             except ProcessLookupError:
                 pass
             except (PermissionError, OverflowError):
+                continue
+            try:
+                with os.scandir(entry.path) as files:
+                    newest = max([f.stat().st_mtime for f in files],
+                                 default=entry.stat().st_mtime)
+            except OSError:
+                continue
+            if now - newest < idle:
                 continue
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += not os.path.exists(entry.path)
