@@ -263,3 +263,31 @@ def test_the_wrong_frame_replays_as_known(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "KNOWN" in done.stdout and "kill-beside-finalizer-frame" in done.stdout
+
+
+def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() -> None:
+    """The deep campaign's ``crash-938cf10235`` (5 ops: main drops g1 beside switching
+    garbage, then starts a thread): the child exited 3 after CPython printed unknown
+    opcodes.  Known on CPython 3.11 in programs with both ``Garbage`` and ``Drop``."""
+    from greenfuzz.harness.families.gc import Garbage
+    from greenfuzz.harness.program.ir import Drop
+
+    p = Program(main=(Spawn("g1"), Switch("g1"), Garbage("del", "switch", 1, 0), Drop("g1"),
+                      InThread(())), greenlets=(("g1", (Switch("main"),)),))
+    p.validate()
+    expected = model.predict(p)
+    detail = ("crash: exit status 3\nexit status 3\nXXX lineno: 271, opcode: 151\n"
+              "XXX lineno: 106, opcode: 150\n")
+    data = differences.for_greenlet("3.5.6", "3.11.7")
+    assert data is not None
+    known = data.known(p, "crash", expected, [], 0, detail)
+    assert known is not None and known.id == "kill-beside-finalizer-bad-bytecode"
+    no_drop = Program(main=tuple(op for op in p.main if not isinstance(op, Drop)),
+                      greenlets=p.greenlets)
+    assert data.known(no_drop, "crash", model.predict(no_drop), [], 0, detail) is None
+    no_garbage = Program(main=tuple(op for op in p.main if not isinstance(op, Garbage)),
+                         greenlets=p.greenlets)
+    assert data.known(no_garbage, "crash", model.predict(no_garbage), [], 0, detail) is None
+    assert data.known(p, "crash", expected, [], 0, "crash: exit status 3\n") is None
+    assert differences.for_greenlet("3.5.6", "3.12.1").known(
+        p, "crash", expected, [], 0, detail) is None
