@@ -291,3 +291,33 @@ def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() 
     assert data.known(p, "crash", expected, [], 0, "crash: exit status 3\n") is None
     assert differences.for_greenlet("3.5.6", "3.12.1").known(
         p, "crash", expected, [], 0, detail) is None
+
+
+#: The deep campaign's ``mismatch-1b5d23e6f0`` (confirmed: its reproducer diverged in 1 of
+#: 3 runs, the race going the bug's way): a finalizer's own greenlet ends while a kill
+#: from another thread's drop is queued.
+FOREIGN_KILL_IN_FINALIZER = ROOT / "tests" / "crashes" / "foreign_kill_value_in_finalizer.json"
+
+
+def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop() -> None:
+    from greenfuzz.harness.families.concurrent import CrossDrop
+    from greenfuzz.harness.target.codec import decode_trace
+
+    data = json.loads(FOREIGN_KILL_IN_FINALIZER.read_text())
+    p = Program.from_json(data["program"])
+    expected = model.predict(p)
+    observed = decode_trace(data["observed"]["trace"])
+    at = next(i for i, (want, got) in enumerate(zip(expected, observed)) if want != got)
+    assert expected[at][2] == observed[at][2] == "collector"
+    detail = data["summary"]
+    profile = differences.for_greenlet("3.5.6", "3.11.7")
+    assert profile is not None
+    known = profile.known(p, "mismatch", expected, observed, at, detail)
+    assert known is not None and known.id == "foreign-kill-value-in-finalizer"
+
+    def no_cross_drop(script: tuple) -> tuple:
+        return tuple(op for op in script if not isinstance(op, CrossDrop))
+
+    local = Program(main=no_cross_drop(p.main),
+                    greenlets=tuple((n, no_cross_drop(s)) for n, s in p.greenlets))
+    assert profile.known(local, "mismatch", expected, observed, at, detail) is None
