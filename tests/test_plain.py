@@ -291,3 +291,46 @@ def test_report_rejects_what_is_not_a_finding(tmp_path: Path, capsys) -> None:
     bad.write_text("{}")
     assert greenfuzz(["report", str(bad)]) == 2
     assert greenfuzz(["report", str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_plain_reproducer_of_greenlets_own_bug_is_the_one_to_report(tmp_path: Path) -> None:
+    """A finding on the reference greenlet itself: its plain file failing there is the
+    reproduction, not a file that "fails on the reference too" (the deep campaign's
+    greenlet bugs were all called NOT usable)."""
+    from greenfuzz.harness.reporting.reproduce import (
+        SELF_REFERENCE,
+        same_interpreter,
+    )
+    from greenfuzz.harness.reporting.reproduce import (
+        verify_plain as run_plain,
+    )
+
+    script = tmp_path / "fails.py"
+    script.write_text("print('FAIL something: expected 1, observed 2')\nraise SystemExit(1)\n")
+    own = run_plain(script, kind="mismatch", impl="greenlet", python=None, timeout=5.0)
+    assert own.reproduced and own.usable and own.reference_how == SELF_REFERENCE
+    wrapper = tmp_path / "wrapped.py"
+    wrapper.write_text("from greenlet import *  # noqa\n")
+    other = run_plain(script, kind="mismatch", impl=str(wrapper), python=None, timeout=5.0)
+    assert other.reproduced and not other.usable and other.reference_how != SELF_REFERENCE
+    here = Path(sys.executable)
+    twin = here.with_name("python3" if here.name != "python3" else "python")
+    if twin.exists() and os.path.samefile(here, twin):
+        assert same_interpreter(str(here), str(twin))
+    base = getattr(sys, "_base_executable", sys.executable)
+    if os.path.dirname(os.path.abspath(base)) != os.path.dirname(os.path.abspath(here)):
+        assert not same_interpreter(str(here), base)  # a virtualenv's base: other packages
+
+
+def test_the_report_of_greenlets_own_bug_attaches_its_plain_file() -> None:
+    import greenlet
+
+    from tests.helpers import run_cli
+    from tests.test_crash_scripts import CRASHES, release
+
+    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (2, 0, 2):
+        pytest.skip("the finding's plain file fails on CPython 3.11 with greenlet 2.0.2+")
+    done = run_cli("report", str(CRASHES / "kill_beside_finalizer_frame.json"), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "does not reproduce" not in done.stdout
+    assert "is greenlet itself" in done.stdout and "— reproduced." in done.stdout

@@ -32,8 +32,10 @@ from greenfuzz.harness.program.ir import Op, Program, ProgramError, flatten, pro
 from greenfuzz.harness.reporting import findings, plain
 from greenfuzz.harness.reporting.reproduce import (
     REFERENCE,
+    SELF_REFERENCE,
     PlainReproduction,
     Reproduction,
+    is_reference,
     run_on_reference,
     run_reproducer,
 )
@@ -142,8 +144,11 @@ class Report:
                 there = run_reproducer(script, kind=self.kind, impl=self.impl,
                                        python=self.python, timeout=timeout,
                                        signum=signum if isinstance(signum, int) else None)
-            ref = run_on_reference(script, timeout=timeout, impl=reference,
-                                   python=reference_python)
+            if is_reference(self.impl, self.python, reference, reference_python):
+                ref = Reproduction(True, SELF_REFERENCE)
+            else:
+                ref = run_on_reference(script, timeout=timeout, impl=reference,
+                                       python=reference_python)
         if there is None and isinstance(recorded, dict):
             p = PlainReproduction.from_json(recorded)
             there = Reproduction(p.reproduced, p.how + " (recorded when found)", p.output)
@@ -195,6 +200,9 @@ class Report:
         out += ["", f"## {reference} itself", ""]
         if ref is None:
             out.append("Not run (`--no-run` and nothing recorded).")
+        elif ref.how == SELF_REFERENCE:
+            out.append(f"The finding's implementation is {reference} itself, under the same "
+                       "interpreter: the failure above is its own.")
         else:
             said = _last_line(ref.output)
             out.append(f"On {_reference_name(reference, reference_python)} the same "

@@ -29,7 +29,7 @@ from greenfuzz.harness.judging.checks import Verdict, context_lines
 from greenfuzz.harness.program import schema
 from greenfuzz.harness.program.ir import Program, ProgramError
 from greenfuzz.harness.reporting import plain as plain_code
-from greenfuzz.harness.reporting.reproduce import PlainReproduction, Reproduction
+from greenfuzz.harness.reporting.reproduce import SELF_REFERENCE, PlainReproduction, Reproduction
 from greenfuzz.harness.target import runtime
 
 FORMAT = "greenfuzz-finding/1"
@@ -186,8 +186,9 @@ class Finding:
         if p is None:
             return []
         if p.usable:
-            return [f"  plain reproducer ({self.id}.plain.py): reproduced ({p.how}), "
-                    f"passes on greenlet"]
+            where = ("greenlet's own bug" if p.reference_how == SELF_REFERENCE
+                     else "passes on greenlet")
+            return [f"  plain reproducer ({self.id}.plain.py): reproduced ({p.how}), {where}"]
         why = p.how if not p.reproduced else f"on greenlet: {p.reference_how}"
         return [f"  plain reproducer ({self.id}.plain.py): NOT usable ({why}); use the full "
                 f"reproducer {self.id}.py"] + [f"    not plain: {n}" for n in p.notes]

@@ -146,6 +146,30 @@ def _text(data: object) -> str:
 #: The implementation a plain reproducer must pass on: greenlet, under the harness's own
 #: interpreter (where greenfuzz is installed, so is the greenlet it was checked against).
 REFERENCE = "greenlet"
+#: What the reference run says when the finding's implementation is that same greenlet:
+#: there is no other greenlet to pass on, and failing there is the reproduction (a plain
+#: reproducer of one of greenlet's own bugs was called "NOT usable" for failing on it).
+SELF_REFERENCE = "not run: the implementation is the reference greenlet itself"
+
+
+def same_interpreter(a: str, b: str) -> bool:
+    """Whether the interpreter paths ``a`` and ``b`` are one environment: the same path,
+    or the same file in the same folder (a virtualenv's ``python`` and ``python3``; its
+    base interpreter, elsewhere, has other packages)."""
+    a, b = os.path.abspath(a), os.path.abspath(b)
+    if a == b:
+        return True
+    with suppress(OSError):
+        return os.path.dirname(a) == os.path.dirname(b) and os.path.samefile(a, b)
+    return False
+
+
+def is_reference(impl: str, python: Optional[str], reference: str = REFERENCE,
+                 reference_python: Optional[str] = None) -> bool:
+    """Whether ``impl`` under ``python`` (None: this interpreter) is the reference
+    implementation itself."""
+    return impl == reference and same_interpreter(python or sys.executable,
+                                                  reference_python or sys.executable)
 
 
 @dataclass(frozen=True)
@@ -164,7 +188,8 @@ class PlainReproduction:
 
     @property
     def usable(self) -> bool:
-        """Reproduces on the implementation and passes on greenlet: the one to report."""
+        """Reproduces on the implementation and passes on greenlet (or the implementation
+        is that greenlet): the one to report."""
         return self.reproduced and self.reference_ok
 
     def to_json(self) -> Dict[str, object]:
@@ -206,6 +231,9 @@ def verify_plain(script: Path, *, kind: str, impl: str, python: Optional[str],
     """Run the plain reproducer as the full one is run (``run_reproducer``), then on greenlet."""
     found = run_reproducer(script, kind=kind, impl=impl, python=python, timeout=timeout,
                            signum=signum)
+    if is_reference(impl, python):
+        return PlainReproduction(found.reproduced, found.how, found.output, True,
+                                 SELF_REFERENCE, tuple(notes))
     reference = run_on_reference(script, timeout=timeout)
     said = reference.output.strip().splitlines()
     how = reference.how + (f": {said[-1]}" if said and not reference.reproduced else "")
