@@ -191,16 +191,6 @@ def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
             d.id for d in differences.for_greenlet("3.3.0", "3.11.7").differences}
 
 
-def test_the_stale_frame_segfault_replays_as_known(tmp_path: Path) -> None:
-    """The finding of the sixth session's deep campaign, replayed: known, with the
-    write-up, where it crashes (CPython 3.11, greenlet 3.4 and later)."""
-    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (3, 4, 0):
-        pytest.skip("crashes on CPython 3.11 with greenlet 3.4.0 and later")
-    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(KILL_RESURRECT)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "KNOWN" in done.stdout and "stale-frame-switch-segfault" in done.stdout
-    assert "gc-self-switch-stale-frame.md" in done.stdout
 
 
 #: ``docs/upstream/gc-self-switch-stale-frame.md``'s smallest program, as the deep campaign
@@ -256,13 +246,21 @@ def test_the_wrong_frame_after_a_kill_beside_a_finalizer_is_known_only_with_both
     assert known is not None and known.id == "kill-beside-finalizer-frame"
 
 
-def test_the_wrong_frame_replays_as_known(tmp_path: Path) -> None:
-    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (2, 0, 2):
-        pytest.skip("wrong on CPython 3.11 with greenlet 2.0.2 and later")
-    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(KILL_FINALIZER)],
+@pytest.mark.parametrize(("finding", "difference", "since"), [
+    (KILL_RESURRECT, "stale-frame-switch-segfault", (3, 4, 0)),
+    (KILL_FINALIZER, "kill-beside-finalizer-frame", (2, 0, 2))])
+def test_the_frame_bugs_of_cpython_3_11_replay_as_known(tmp_path: Path, finding: Path,
+                                                        difference: str,
+                                                        since: tuple) -> None:
+    """The deep campaigns' findings, replayed where greenlet has the bug: known, with
+    the write-up."""
+    if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < since:
+        pytest.skip(f"measured on CPython 3.11 with greenlet {since} and later")
+    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(finding)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "KNOWN" in done.stdout and "kill-beside-finalizer-frame" in done.stdout
+    assert "KNOWN" in done.stdout and difference in done.stdout
+    assert "gc-self-switch-stale-frame.md" in done.stdout
 
 
 def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() -> None:
