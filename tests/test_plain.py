@@ -297,13 +297,8 @@ def test_a_plain_reproducer_of_greenlets_own_bug_is_the_one_to_report(tmp_path: 
     """A finding on the reference greenlet itself: its plain file failing there is the
     reproduction, not a file that "fails on the reference too" (the deep campaign's
     greenlet bugs were all called NOT usable)."""
-    from greenfuzz.harness.reporting.reproduce import (
-        SELF_REFERENCE,
-        same_interpreter,
-    )
-    from greenfuzz.harness.reporting.reproduce import (
-        verify_plain as run_plain,
-    )
+    from greenfuzz.harness.reporting.reproduce import SELF_REFERENCE, same_interpreter
+    from greenfuzz.harness.reporting.reproduce import verify_plain as run_plain
 
     script = tmp_path / "fails.py"
     script.write_text("print('FAIL something: expected 1, observed 2')\nraise SystemExit(1)\n")
