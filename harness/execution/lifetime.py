@@ -52,3 +52,18 @@ def child_setup(memory_limit: Optional[int] = None) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
     return setup
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` may still run: what greenfuzz left behind under a pid
+    (a temporary file, a zygote's folder) is removed only once this says no.  A pid
+    that exists but is not ours to signal counts as running."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

@@ -95,15 +95,9 @@ def sweep(folder: Optional[str] = None, idle: float = SWEEP_AFTER) -> int:
     with suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             match = FOLDER.match(entry.name)
-            if match is None or not entry.is_dir(follow_symlinks=False):
-                continue
-            try:
-                os.kill(int(match[1]), 0)
-                continue  # its greenfuzz runs (or a process that took its pid)
-            except ProcessLookupError:
-                pass
-            except (PermissionError, OverflowError):
-                continue
+            if match is None or not entry.is_dir(follow_symlinks=False) or \
+                    lifetime.running(int(match[1])):
+                continue  # not a zygote's, or its greenfuzz runs (or a process took its pid)
             try:
                 with os.scandir(entry.path) as files:
                     newest = max([f.stat().st_mtime for f in files],

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from greenfuzz import __version__
 from greenfuzz.harness.execution import render
+from greenfuzz.harness.execution.lifetime import running
 from greenfuzz.harness.execution.runner import Event, Observation
 from greenfuzz.harness.judging.checks import Verdict, context_lines
 from greenfuzz.harness.program import schema
@@ -266,7 +267,7 @@ def clean_stale(directory: Path) -> List[str]:
     for path in entries:
         temporary = TEMPORARY_NAME.fullmatch(path.name)
         if temporary is not None:
-            if _running(int(temporary["pid"])):
+            if running(int(temporary["pid"])):
                 continue  # another greenfuzz is writing it now
         elif not (path.suffix == ".py" and FINDING_NAME.fullmatch(_finding_stem(path))
                   and not path.with_name(_finding_stem(path) + ".json").exists()):
@@ -281,18 +282,6 @@ def _finding_stem(path: Path) -> str:
     """``<id>`` of ``<id>.py`` and of ``<id>.plain.py``."""
     stem = path.stem
     return stem[:-len(".plain")] if stem.endswith(".plain") else stem
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def load_program(path: Path) -> Program:
