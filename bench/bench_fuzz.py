@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 # The executor bench draws programs the same way; it sits beside this script
 # (bench/ is sys.path[0] when run as python bench/bench_fuzz.py).
@@ -82,13 +82,16 @@ def fuzz(args: argparse.Namespace, families: tuple, r: int, jobs: int = 1,
             executor.close()
 
 
-def executor_rate(args: argparse.Namespace, progs: list, zygote: bool = True) -> float:
-    """Programs per second of an ``IsolatedExecutor`` alone on ``progs``."""
+def executor_rate(args: argparse.Namespace, progs: list, zygote: bool = True,
+                  ready: Callable[[], object] = lambda: None) -> float:
+    """Programs per second of an ``IsolatedExecutor`` alone on ``progs``, timed from
+    when ``ready()`` returns (called after the warm-up)."""
     executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD,
                                 exit_zygote=zygote)
     executor.start()
     try:
         executor.run(progs[0])  # warm-up
+        ready()
         start = time.perf_counter()
         for p in progs:
             executor.run(p)
@@ -98,18 +101,10 @@ def executor_rate(args: argparse.Namespace, progs: list, zygote: bool = True) ->
 
 
 def _share(args: argparse.Namespace, progs: list, barrier: Any, out: Any) -> None:
-    """One of ``executors_rate``'s processes: start, wait for the others, run, report."""
-    executor = IsolatedExecutor(args.impl, programs_per_child=DEFAULT_PROGRAMS_PER_CHILD)
-    executor.start()
-    try:
-        executor.run(progs[0])  # warm-up
-        barrier.wait(timeout=120)
-        start = time.perf_counter()
-        for p in progs:
-            executor.run(p)
-        out.put(time.perf_counter() - start)
-    finally:
-        executor.close()
+    """One of ``executors_rate``'s processes: its seconds on ``progs``, timed once all
+    have started."""
+    out.put(len(progs) / executor_rate(args, progs,
+                                       ready=lambda: barrier.wait(timeout=120)))
 
 
 def executors_rate(args: argparse.Namespace, progs: list, n: int) -> float:
