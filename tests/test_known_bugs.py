@@ -198,6 +198,13 @@ def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
 KILL_FINALIZER = ROOT / "tests" / "crashes" / "kill_beside_finalizer_frame.json"
 
 
+def without(p: Program, kind: type) -> Program:
+    """``p`` with every script's ops of type ``kind`` left out (their nested ops too)."""
+    def keep(script: tuple) -> tuple:
+        return tuple(op for op in script if not isinstance(op, kind))
+    return Program(main=keep(p.main), greenlets=tuple((n, keep(s)) for n, s in p.greenlets))
+
+
 def frames_divergence(p: Program) -> tuple:
     """``p``'s model trace and the same trace with its first ``frames`` event observed
     as None (what greenlet gave), and that event's index."""
@@ -223,14 +230,8 @@ def test_the_wrong_frame_after_a_kill_beside_a_finalizer_is_known_only_with_both
     assert differences.for_greenlet("3.5.6", "3.12.1").known(
         found, "mismatch", expected, observed, at) is None
 
-    def without(kind: type) -> Program:
-        def keep(script: tuple) -> tuple:
-            return tuple(op for op in script if not isinstance(op, kind))
-        return Program(main=keep(found.main),
-                       greenlets=tuple((n, keep(s)) for n, s in found.greenlets))
-
     # g2's Garbage sits inside a Recurse: without the Recurse, without the garbage.
-    for other, gone in ((without(Drop), Drop), (without(Recurse), Garbage)):
+    for other, gone in ((without(found, Drop), Drop), (without(found, Recurse), Garbage)):
         assert not any(isinstance(op, gone) for _, s in other.scripts() for op in walk(s))
         expected, observed, at = frames_divergence(other)
         assert data.known(other, "mismatch", expected, observed, at) is None
@@ -280,19 +281,16 @@ def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() 
     assert data is not None
     known = data.known(p, "crash", expected, [], 0, detail)
     assert known is not None and known.id == "kill-beside-finalizer-bad-bytecode"
-    no_drop = Program(main=tuple(op for op in p.main if not isinstance(op, Drop)),
-                      greenlets=p.greenlets)
-    assert data.known(no_drop, "crash", model.predict(no_drop), [], 0, detail) is None
-    no_garbage = Program(main=tuple(op for op in p.main if not isinstance(op, Garbage)),
-                         greenlets=p.greenlets)
-    assert data.known(no_garbage, "crash", model.predict(no_garbage), [], 0, detail) is None
+    for kind in (Drop, Garbage):
+        other = without(p, kind)
+        assert data.known(other, "crash", model.predict(other), [], 0, detail) is None
     assert data.known(p, "crash", expected, [], 0, "crash: exit status 3\n") is None
     assert differences.for_greenlet("3.5.6", "3.12.1").known(
         p, "crash", expected, [], 0, detail) is None
 
 
-#: The deep campaign's ``mismatch-1b5d23e6f0`` (confirmed: its reproducer diverged in 1 of
-#: 3 runs, the race going the bug's way): a finalizer's own greenlet ends while a kill
+#: The deep campaign's ``mismatch-1b5d23e6f0`` (confirmed: its reproducer diverged in the
+#: 3rd of up to 10 runs, the race going the bug's way): a finalizer's own greenlet ends while a kill
 #: from another thread's drop is queued.
 FOREIGN_KILL_IN_FINALIZER = ROOT / "tests" / "crashes" / "foreign_kill_value_in_finalizer.json"
 
@@ -313,9 +311,5 @@ def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop
     known = profile.known(p, "mismatch", expected, observed, at, detail)
     assert known is not None and known.id == "foreign-kill-value-in-finalizer"
 
-    def no_cross_drop(script: tuple) -> tuple:
-        return tuple(op for op in script if not isinstance(op, CrossDrop))
-
-    local = Program(main=no_cross_drop(p.main),
-                    greenlets=tuple((n, no_cross_drop(s)) for n, s in p.greenlets))
+    local = without(p, CrossDrop)
     assert profile.known(local, "mismatch", expected, observed, at, detail) is None
