@@ -317,7 +317,14 @@ def test_a_plain_reproducer_of_greenlets_own_bug_is_the_one_to_report(tmp_path: 
         assert not same_interpreter(str(here), base)  # a virtualenv's base: other packages
 
 
-def test_the_report_of_greenlets_own_bug_attaches_its_plain_file() -> None:
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+def test_the_report_of_greenlets_own_bug_attaches_its_plain_file(tmp_path: Path,
+                                                                  where: str) -> None:
+    """The kept finding, as made under this interpreter, and as downloaded from another
+    machine: its interpreter's path is not here, but this one has the same versions (the
+    kept file names the path of the machine it was found on, which a CI clone lacks)."""
+    import platform
+
     import greenlet
 
     from tests.helpers import run_cli
@@ -325,7 +332,32 @@ def test_the_report_of_greenlets_own_bug_attaches_its_plain_file() -> None:
 
     if sys.version_info[:2] != (3, 11) or release(greenlet.__version__) < (2, 0, 2):
         pytest.skip("the finding's plain file fails on CPython 3.11 with greenlet 2.0.2+")
-    done = run_cli("report", str(CRASHES / "kill_beside_finalizer_frame.json"), timeout=120)
+    data = json.loads((CRASHES / "kill_beside_finalizer_frame.json").read_text())
+    missing = str(tmp_path / "elsewhere" / "bin" / "python3")
+    data["python"] = {"executable": sys.executable if where == "here" else missing,
+                      "version": f"{platform.python_implementation()} "
+                                 f"{platform.python_version()}"}
+    data["implementation"]["version"] = greenlet.__version__
+    finding = tmp_path / "finding.json"
+    finding.write_text(json.dumps(data))
+    done = run_cli("report", str(finding), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "does not reproduce" not in done.stdout
     assert "is greenlet itself" in done.stdout and "— reproduced." in done.stdout
+    assert ("is not here, and this one has the same versions" in done.stdout) == \
+        (where == "elsewhere")
+
+
+def test_a_missing_interpreter_has_a_stand_in_only_of_the_same_versions() -> None:
+    import platform
+
+    import greenlet
+
+    from greenfuzz.harness.reporting.reproduce import stand_in
+
+    this = f"{platform.python_implementation()} {platform.python_version()}"
+    assert stand_in("greenlet", this, greenlet.__version__) == sys.executable
+    assert stand_in("greenlet", this, greenlet.__version__ + ".1") is None
+    assert stand_in("greenlet", "CPython 2.7.18", greenlet.__version__) is None
+    assert stand_in("greenfuzz_no_such_module", this, "1.0") is None
+    assert stand_in("impl.py", this, greenlet.__version__) is None

@@ -38,6 +38,7 @@ from greenfuzz.harness.reporting.reproduce import (
     is_reference,
     run_on_reference,
     run_reproducer,
+    stand_in,
 )
 from greenfuzz.harness.target import runtime
 
@@ -134,17 +135,23 @@ class Report:
             script.write_text(self.plain.source)
             why = ""
             there: Optional[Reproduction] = None
-            impl_file = self.impl.endswith(".py")
-            if not Path(self.python).exists():
+            python, instead = self.python, ""
+            if not Path(python).exists():
+                here = stand_in(self.impl, self.python_version, self.impl_version)
+                if here:
+                    python, instead = here, (f" (under {here}: the finding's {self.python} "
+                                             "is not here, and this one has the same versions)")
+            if not Path(python).exists():
                 why = f"its interpreter {self.python} is not here"
-            elif impl_file and not Path(self.impl).exists():
+            elif self.impl.endswith(".py") and not Path(self.impl).exists():
                 why = f"its implementation {self.impl} is not here"
             else:
                 signum = (self.data.get("observed") or {}).get("signum")
                 there = run_reproducer(script, kind=self.kind, impl=self.impl,
-                                       python=self.python, timeout=timeout,
+                                       python=python, timeout=timeout,
                                        signum=signum if isinstance(signum, int) else None)
-            if is_reference(self.impl, self.python, reference, reference_python):
+                there = Reproduction(there.reproduced, there.how + instead, there.output)
+            if is_reference(self.impl, python, reference, reference_python):
                 ref = Reproduction(True, SELF_REFERENCE)
             else:
                 ref = run_on_reference(script, timeout=timeout, impl=reference,

@@ -172,6 +172,32 @@ def is_reference(impl: str, python: Optional[str], reference: str = REFERENCE,
                                                   reference_python or sys.executable)
 
 
+#: What ``stand_in`` asks an interpreter: its version as findings record it, and the
+#: version of the implementation module named in argv[1] (empty when it has none).
+_VERSIONS = ("import importlib, platform, sys; m = importlib.import_module(sys.argv[1]); "
+             "v = getattr(m, '__version__', ''); print(platform.python_implementation(), "
+             "platform.python_version()); print(v if isinstance(v, str) else '')")
+
+
+def stand_in(impl: str, python_version: str, impl_version: str,
+             timeout: float = 30.0) -> Optional[str]:
+    """This interpreter, when it is the version a finding was made under and has the same
+    version of its implementation module: a finding downloaded from another machine names
+    an interpreter path that is not here, and its bug is still checkable on the same
+    versions.  None when they differ, or the implementation is a file."""
+    if impl.endswith(".py") or not python_version or not impl_version:
+        return None
+    try:
+        done = subprocess.run([sys.executable, "-c", _VERSIONS, impl], capture_output=True,
+                              text=True, timeout=timeout, start_new_session=True, check=False)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or len(lines) != 2:
+        return None
+    return sys.executable if (lines[0], lines[1]) == (python_version, impl_version) else None
+
+
 @dataclass(frozen=True)
 class PlainReproduction:
     """The plain reproducer run standalone: on the finding's implementation (it must fail
