@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -370,8 +371,16 @@ def test_the_stale_frame_on_other_releases(script: str, version: str, cpython: s
 #: CPython 3.11.7 every run fails, SIGSEGV with greenlet 1.1.3 and 2.0.2, "SystemError:
 #: unknown opcode" with 3.0.3, 3.3.0 and 3.5.6 (faulthandler: "XXX lineno: 962, opcode:
 #: 1"), a TypeError from a value that is not there with 3.4.0 and 3.5.0; with 3.5.6
-#: under CPython 3.10, 3.12 and 3.13 every run agrees.
+#: under CPython 3.10, 3.12 and 3.13 every run agrees.  Which of those a run shows
+#: depends on the memory layout, not only the release: with 3.5.6 the same script gave
+#: "TypeError: 'cell' object is not subscriptable" under CI's pytest (a clone in
+#: /tmp/ciclone) and "TypeError: 'tuple_iterator' object is not callable" copied to a
+#: longer path, on every run.
 DEEP_KILL = CRASHES / "gc_deep_kill_bad_bytecode.json"
+#: The last line of the script's output when it runs what is not its code: bytes that are
+#: no opcode, or objects of a type the code never puts there.
+BAD_CODE = re.compile(r"^(SystemError: unknown opcode|TypeError: .*(object is not "
+                      r"\w+|non-iterable .* object))$", re.MULTILINE)
 
 
 def test_a_deep_greenlet_killed_beside_a_switching_finalizer_runs_bad_bytecode() -> None:
@@ -385,14 +394,14 @@ def test_a_deep_greenlet_killed_beside_a_switching_finalizer_runs_bad_bytecode()
         return
     assert done.returncode in (1, -signal.SIGSEGV), done.stdout + done.stderr
     assert "OK:" not in done.stdout
-    if release(greenlet.__version__) in ((3, 0, 3), (3, 3, 0), (3, 5, 6)):
-        assert "SystemError: unknown opcode" in done.stdout + done.stderr
+    if release(greenlet.__version__) >= (3, 0, 3):
+        assert BAD_CODE.search(done.stdout + done.stderr), done.stdout + done.stderr
 
 
 @pytest.mark.network
 @pytest.mark.slow
 @pytest.mark.parametrize(("version", "cpython", "outcome"), [
-    ("1.1.3", "3.11", "SIGSEGV"), ("3.0.3", "3.11", "unknown opcode"),
+    ("1.1.3", "3.11", "SIGSEGV"), ("3.0.3", "3.11", "bad code"),
     ("3.5.6", "3.12", "OK")])
 def test_the_deep_kill_fails_on_other_releases(version: str, cpython: str,
                                                outcome: str) -> None:
@@ -402,7 +411,8 @@ def test_the_deep_kill_fails_on_other_releases(version: str, cpython: str,
     elif outcome == "OK":
         assert done.returncode == 0, done.stdout + done.stderr
     else:
-        assert done.returncode == 1 and outcome in done.stdout + done.stderr
+        assert done.returncode == 1 and BAD_CODE.search(done.stdout + done.stderr), \
+            done.stdout + done.stderr
 
 
 #: The same page, the smallest program: ``kill_beside_finalizer_frame.py``, written by
