@@ -344,8 +344,31 @@ def test_the_report_of_greenlets_own_bug_attaches_its_plain_file(tmp_path: Path,
     assert done.returncode == 0, done.stdout + done.stderr
     assert "does not reproduce" not in done.stdout
     assert "is greenlet itself" in done.stdout and "— reproduced." in done.stdout
+    assert "the failure above is its own" in done.stdout
     assert ("is not here, and this one has the same versions" in done.stdout) == \
         (where == "elsewhere")
+
+
+def test_the_report_of_greenlets_own_bug_claims_no_failure_the_plain_file_lacks(
+        tmp_path: Path) -> None:
+    """The deep-kill finding's plain file agrees with greenlet (its allocations differ, so
+    the collections fall elsewhere): the report says it does not reproduce, and does not
+    call a failure greenlet's own."""
+    import greenlet
+
+    from tests.helpers import run_cli
+    from tests.test_crash_scripts import CRASHES
+
+    data = json.loads((CRASHES / "gc_deep_kill_bad_bytecode.json").read_text())
+    data["python"]["executable"] = sys.executable
+    data["implementation"]["version"] = greenlet.__version__
+    finding = tmp_path / "finding.json"
+    finding.write_text(json.dumps(data))
+    done = run_cli("report", str(finding), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "does not reproduce this finding" in done.stdout and "NOT reproduced" in done.stdout
+    assert "is greenlet itself" in done.stdout
+    assert "the failure above is its own" not in done.stdout
 
 
 def test_a_missing_interpreter_has_a_stand_in_only_of_the_same_versions() -> None:

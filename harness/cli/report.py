@@ -209,7 +209,9 @@ class Report:
             out.append("Not run (`--no-run` and nothing recorded).")
         elif ref.how == SELF_REFERENCE:
             out.append(f"The finding's implementation is {reference} itself, under the same "
-                       "interpreter: the failure above is its own.")
+                       "interpreter: " + ("the failure above is its own." if there is not None
+                                          and there.reproduced else "there is no other "
+                                          f"{reference} to run the reproducer on."))
         else:
             said = _last_line(ref.output)
             out.append(f"On {_reference_name(reference, reference_python)} the same "
