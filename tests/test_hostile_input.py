@@ -1,6 +1,6 @@
 """Finding and profile files are data: whatever a crafted or damaged file holds,
-``greenfuzz replay`` (and ``--differences``) exits 0, 1 or 2, says why in one line when it
-refuses, prints no traceback and runs nothing but the program."""
+``greenfuzz replay`` (and ``--differences``) and ``greenfuzz report`` exit 0, 1 or 2, say
+why in one line when they refuse, print no traceback and run nothing but the program."""
 
 from __future__ import annotations
 
@@ -210,6 +210,41 @@ def test_deep_profile_is_refused(folder: Path) -> None:
     done = _run(["replay", str(program), "--differences", str(profile)], folder)
     _assert_data_only(done, folder, before)
     assert done.returncode == 2 and "nests" in done.stderr
+
+
+#: A finding greenlet made (kept in ``tests/crashes``), for ``greenfuzz report``.
+KEPT_FINDING = Path(__file__).parent / "crashes" / "kill_beside_finalizer_frame.json"
+
+
+@pytest.mark.parametrize("crafted", ["interpreter", "implementation", "id"])
+def test_report_runs_no_interpreter_or_file_a_finding_names(tmp_path: Path,
+                                                            crafted: str) -> None:
+    """``greenfuzz report`` ran the interpreter and the ``.py`` implementation a finding
+    named, and wrote its plain file where the finding's id pointed: a downloaded finding
+    could run anything.  Now only greenlet, under this interpreter or one of the same
+    versions, runs without ``--impl``/``--python``; an id must be a finding's name."""
+    marker = tmp_path / "marker"
+    data = json.loads(KEPT_FINDING.read_text())
+    if crafted == "interpreter":
+        fake = tmp_path / "python3"
+        fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        fake.chmod(0o755)
+        data["python"]["executable"] = str(fake)
+    elif crafted == "implementation":
+        (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                         "from greenlet import *  # noqa\n")
+        data["implementation"]["spec"] = "evil.py"
+    else:
+        data["id"] = "../escaped-0123456789"
+    (tmp_path / "finding.json").write_text(json.dumps(data))
+    before = {p.name for p in tmp_path.iterdir()}
+    done = _run(["report", "finding.json"], tmp_path)
+    _assert_data_only(done, tmp_path, before)
+    assert not (tmp_path.parent / "escaped-0123456789.plain.py").exists()
+    if crafted == "implementation":
+        assert done.returncode == 0 and "`--impl evil.py` runs it" in done.stdout
+    elif crafted == "id":
+        assert done.returncode == 2 and "is not a finding's name" in done.stderr
 
 
 def test_base_program_is_valid() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -258,16 +259,26 @@ def test_finding_says_when_plain_does_not_reproduce(tmp_path: Path) -> None:
 
 
 def test_report_is_upstream_ready_markdown(tmp_path: Path, capsys) -> None:
+    """The mutant is a ``.py`` file the finding names: it runs only when ``--impl`` names
+    it (a finding never chooses code to run); without, the report shows the run the
+    finding recorded and says how to run it."""
     program, _ = CASES["no_kill_on_drop"]
     finding = finding_for(program, "no_kill_on_drop", tmp_path)
-    assert greenfuzz(["report", str(tmp_path / f"{finding.id}.json")]) == 0
+    path = str(tmp_path / f"{finding.id}.json")
+    assert greenfuzz(["report", path, "--impl", finding.impl]) == 0
     text = capsys.readouterr().out
     for part in ("# ", "**Implementation:**", "**Interpreter:**", "## Reproducer",
                  "```python", "del g1", "## Expected vs observed", "FAIL del g1",
                  "## What greenlet documents", "greenlet.readthedocs.io/en/latest/greenlet_gc",
-                 "## greenlet itself", "the same reproducer passes"):
+                 "## greenlet itself", "the same reproducer passes",
+                 f"On {finding.impl} under {platform.python_implementation()} ",
+                 "(diverges from the model) — reproduced."):
         assert part in text, part
-    assert "does not reproduce" not in text
+    assert "does not reproduce" not in text and "Not run here" not in text
+    assert greenfuzz(["report", path]) == 0
+    text = capsys.readouterr().out
+    assert f"Not run here: the finding names the implementation {finding.impl}" in text
+    assert "(recorded when found) — reproduced." in text and "FAIL del g1" in text
 
 
 def test_report_says_when_the_plain_file_does_not_reproduce(tmp_path: Path, capsys) -> None:
@@ -323,7 +334,6 @@ def test_the_report_of_greenlets_own_bug_attaches_its_plain_file(tmp_path: Path,
     """The kept finding, as made under this interpreter, and as downloaded from another
     machine: its interpreter's path is not here, but this one has the same versions (the
     kept file names the path of the machine it was found on, which a CI clone lacks)."""
-    import platform
 
     import greenlet
 
@@ -345,7 +355,7 @@ def test_the_report_of_greenlets_own_bug_attaches_its_plain_file(tmp_path: Path,
     assert "does not reproduce" not in done.stdout
     assert "is greenlet itself" in done.stdout and "— reproduced." in done.stdout
     assert "the failure above is its own" in done.stdout
-    assert ("is not here, and this one has the same versions" in done.stdout) == \
+    assert ("of the same versions: the finding was made under" in done.stdout) == \
         (where == "elsewhere")
 
 
@@ -372,7 +382,6 @@ def test_the_report_of_greenlets_own_bug_claims_no_failure_the_plain_file_lacks(
 
 
 def test_a_missing_interpreter_has_a_stand_in_only_of_the_same_versions() -> None:
-    import platform
 
     import greenlet
 

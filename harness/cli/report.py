@@ -38,6 +38,7 @@ from greenfuzz.harness.reporting.reproduce import (
     is_reference,
     run_on_reference,
     run_reproducer,
+    same_interpreter,
     stand_in,
 )
 from greenfuzz.harness.target import runtime
@@ -58,6 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "greenlet, under this interpreter)")
     report.add_argument("--reference-python", default=None, metavar="PYTHON",
                         help="the interpreter to run the reference under (default this one)")
+    report.add_argument("--impl", default=None, metavar="IMPL",
+                        help="run the reproducer on this implementation (a module or a .py "
+                             "file; default: the finding's when it is greenlet: a finding "
+                             "never chooses what code runs)")
+    report.add_argument("--python", default=None, metavar="PATH",
+                        help="run the reproducer under this interpreter (default: this one, "
+                             "when the finding was made under it or under the same versions)")
     report.add_argument("--timeout", type=positive(float, "--timeout"), default=5.0,
                         help="seconds each run of the reproducer may take (default 5)")
     report.add_argument("--no-run", action="store_true",
@@ -68,7 +76,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     data, finding_program = _load(args.file)
     report = Report(data, finding_program, args.file)
     text = report.markdown(run=not args.no_run, reference=args.reference,
-                           reference_python=args.reference_python, timeout=args.timeout)
+                           reference_python=args.reference_python, timeout=args.timeout,
+                           impl=args.impl, python=args.python)
     console.print(text, markup=False, highlight=False)
     return EXIT_OK
 
@@ -82,6 +91,17 @@ def _load(path: Path) -> Tuple[Dict[str, Any], Program]:
         raise UsageError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or data.get("format") != findings.FORMAT:
         raise UsageError(f"{path}: not a greenfuzz finding (format {findings.FORMAT})")
+    named = data.get("id", "finding")
+    if not isinstance(named, str) or not (named == "finding"
+                                          or findings.FINDING_NAME.fullmatch(named)):
+        raise UsageError(f"{path}: malformed finding: id {str(named)[:60]!r} is not a "
+                         "finding's name")
+    for part, keys in (("implementation", ("spec", "version")),
+                       ("python", ("executable", "version"))):
+        fields = data.get(part, {})
+        if not isinstance(fields, dict) or not all(isinstance(fields.get(k, ""), str)
+                                                   for k in keys):
+            raise UsageError(f"{path}: malformed finding: {part} is not strings")
     try:
         program = Program.from_json(data.get("program"))
         data["expected"] = runtime.decode_trace(data.get("expected") or [])
@@ -99,7 +119,7 @@ class Report:
         self.program = program
         self.path = path
         self.kind = str(data.get("kind", "mismatch"))
-        self.id = str(data.get("id", path.stem))
+        self.id = str(data.get("id", "finding"))  # validated: a finding's name
         impl = data.get("implementation") or {}
         self.impl = str(impl.get("spec", "greenlet"))
         self.impl_version = str(impl.get("version", ""))
@@ -120,9 +140,15 @@ class Report:
     # -- running ---------------------------------------------------------------------------
 
     def runs(self, run: bool, reference: str, reference_python: Optional[str],
-             timeout: float) -> Tuple[Optional[Reproduction], Optional[Reproduction], str]:
+             timeout: float, impl: Optional[str] = None, python: Optional[str] = None
+             ) -> Tuple[Optional[Reproduction], Optional[Reproduction], str]:
         """The plain reproducer on the finding's implementation and on the reference
-        (None: not run), and why the first was not run."""
+        (None: not run), and why the first was not run.
+
+        A finding is data, perhaps downloaded: the implementation and interpreter it names
+        run only where that is no choice of its own (greenlet, under this interpreter or
+        one of the same versions); any other runs when ``impl``/``python`` (the command
+        line) name it."""
         recorded = self.data.get("plain_reproduction")
         if not run:
             if isinstance(recorded, dict):
@@ -130,28 +156,32 @@ class Report:
                 return (Reproduction(p.reproduced, p.how, p.output),
                         Reproduction(p.reference_ok, p.reference_how), "")
             return None, None, "--no-run, and the finding recorded no run"
+        target, why = impl or self.impl, ""
+        if impl is None and self.impl != REFERENCE:
+            why = (f"the finding names the implementation {self.impl}, and a finding never "
+                   f"chooses what runs: `--impl {self.impl}` runs it")
+        chosen, instead = python, ""
+        if chosen is None and not why:
+            if same_interpreter(self.python, sys.executable):
+                chosen = sys.executable
+            elif stand_in(target, self.python_version, self.impl_version):
+                chosen, instead = sys.executable, (
+                    f" (under {sys.executable}, of the same versions: the finding was made "
+                    f"under {self.python})")
+            else:
+                why = (f"the finding was made under {self.python} ({self.python_version}), "
+                       f"not this interpreter: `--python {self.python}` runs it there")
         with tempfile.TemporaryDirectory(prefix="greenfuzz-report-") as tmp:
             script = Path(tmp) / f"{self.id}.plain.py"
             script.write_text(self.plain.source)
-            why = ""
             there: Optional[Reproduction] = None
-            python, instead = self.python, ""
-            if not Path(python).exists():
-                here = stand_in(self.impl, self.python_version, self.impl_version)
-                if here:
-                    python, instead = here, (f" (under {here}: the finding's {self.python} "
-                                             "is not here, and this one has the same versions)")
-            if not Path(python).exists():
-                why = f"its interpreter {self.python} is not here"
-            elif self.impl.endswith(".py") and not Path(self.impl).exists():
-                why = f"its implementation {self.impl} is not here"
-            else:
+            if not why:
                 signum = (self.data.get("observed") or {}).get("signum")
-                there = run_reproducer(script, kind=self.kind, impl=self.impl,
-                                       python=python, timeout=timeout,
+                there = run_reproducer(script, kind=self.kind, impl=target,
+                                       python=chosen, timeout=timeout,
                                        signum=signum if isinstance(signum, int) else None)
                 there = Reproduction(there.reproduced, there.how + instead, there.output)
-            if is_reference(self.impl, python, reference, reference_python):
+            if there is not None and is_reference(target, chosen, reference, reference_python):
                 ref = Reproduction(True, SELF_REFERENCE)
             else:
                 ref = run_on_reference(script, timeout=timeout, impl=reference,
@@ -164,8 +194,9 @@ class Report:
     # -- the report ----------------------------------------------------------------------
 
     def markdown(self, *, run: bool = True, reference: str = REFERENCE,
-                 reference_python: Optional[str] = None, timeout: float = 5.0) -> str:
-        there, ref, why = self.runs(run, reference, reference_python, timeout)
+                 reference_python: Optional[str] = None, timeout: float = 5.0,
+                 impl: Optional[str] = None, python: Optional[str] = None) -> str:
+        there, ref, why = self.runs(run, reference, reference_python, timeout, impl, python)
         usable = there is not None and there.reproduced and ref is not None and ref.reproduced
         failed = _fail_line(there.output if there else "")
         name = f"{self.impl} {self.impl_version}".strip()
@@ -193,13 +224,16 @@ class Report:
                 + (" (`GREENFUZZ_IMPL=module` runs it on another implementation)." if
                    not self.impl.endswith(".py") else "."), ""]
         out += ["## Expected vs observed", ""]
+        if why:
+            out += [f"Not run here: {why}.", ""]
         if there is not None:
             shown = there.output.strip() or "(no output)"
-            out += [f"On {name} under {self.python_version}: {there.how}"
+            ran = f"{name} under {self.python_version}" if why else \
+                f"{impl or self.impl} under `{python}`" if python else \
+                f"{impl or name} under {self.python_version}"
+            out += [f"On {ran}: {there.how}"
                     + (" — reproduced." if there.reproduced else " — NOT reproduced."),
                     "", "```", shown[-1500:], "```", ""]
-        elif why:
-            out += [f"Not run on {name}: {why}.", ""]
         out += ["greenfuzz's verdict (event trace of the full program):", "", "```",
                 str(self.data.get("summary", "")).rstrip(), "```", ""]
         out += ["## What greenlet documents", ""]

@@ -173,8 +173,10 @@ def is_reference(impl: str, python: Optional[str], reference: str = REFERENCE,
 
 
 #: What ``stand_in`` asks an interpreter: its version as findings record it, and the
-#: version of the implementation module named in argv[1] (empty when it has none).
-_VERSIONS = ("import importlib, platform, sys; m = importlib.import_module(sys.argv[1]); "
+#: version of the implementation module named in argv[1] (empty when it has none), found
+#: as a reproducer finds it (not in the current folder, which ``-c`` puts first).
+_VERSIONS = ("import sys; sys.path.pop(0); import importlib, platform; "
+             "m = importlib.import_module(sys.argv[1]); "
              "v = getattr(m, '__version__', ''); print(platform.python_implementation(), "
              "platform.python_version()); print(v if isinstance(v, str) else '')")
 
