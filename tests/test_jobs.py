@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import psutil
 import pytest
@@ -158,11 +158,22 @@ def test_a_signal_stops_every_job(signum: int, tmp_path: Path) -> None:
     seen: List[psutil.Process] = []
     try:
         # Running: two jobs, each with its worker and the worker's forked child.
+        # Every process seen over a second once six ran at once: a job's forked child is
+        # replaced every 100 programs, so one look can fall between two children (5 seen
+        # in a loaded CI run).
         deadline = time.monotonic() + 60
-        while len(_descendants(proc.pid)) < 6 and time.monotonic() < deadline:
+        by_pid: Dict[int, psutil.Process] = {}
+        while time.monotonic() < deadline:
+            now = _descendants(proc.pid)
+            by_pid.update((p.pid, p) for p in now)
+            if len(now) >= 6:
+                break
             time.sleep(0.1)
-        time.sleep(1.0)
-        seen = _descendants(proc.pid)
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            by_pid.update((p.pid, p) for p in _descendants(proc.pid))
+            time.sleep(0.1)
+        seen = list(by_pid.values())
         sent = time.monotonic()
         proc.send_signal(signum)
         output, _ = proc.communicate(timeout=60)
