@@ -348,9 +348,34 @@ def test_a_kill_that_resurrects_beside_a_switching_finalizer_segfaults_cpython_3
         pytest.skip("measured on CPython 3.11 with greenlet 1.1.3 and >= 3.4.0 only")
 
 
+#: The same page, its fourth program: 7 ops this session's campaign found (seed 2031) and
+#: ``gc_kill_self_switch_segfault.py``, its standalone reproducer, kept as written.
+#: Measured (3 runs each, 2026-11-30): SIGSEGV every run on CPython 3.11.7 with greenlet
+#: 1.1.3 and 3.0.0rc2 to 3.5.6 (3.0.3, 3.2.4, 3.3.0, 3.4.0, 3.5.0, 3.5.1 included); none
+#: with 2.0.2 and 3.0.0rc1, nor on CPython 3.9, 3.10, 3.12, 3.13; with greenlet 3.5.6 at
+#: three paths with eight environment sizes each, 24 of 24 runs died.
+SELF_SWITCH_KILL = CRASHES / "gc_kill_self_switch_segfault.json"
+
+
+def test_a_self_switch_after_a_kill_beside_a_finalizer_segfaults_cpython_3_11() -> None:
+    """g1 waits in a switch to main; main makes garbage whose finalizer switches, drops
+    g1 and switches to itself: on CPython 3.11 that switch reads a frame that is gone."""
+    assert Program.from_json(json.loads(SELF_SWITCH_KILL.read_text())["program"]).size() == 7
+    done = run_script("gc_kill_self_switch_segfault")
+    if sys.version_info[:2] != (3, 11):
+        assert done.returncode == 0, done.stdout + done.stderr
+    elif release(greenlet.__version__) >= (3, 0, 3):
+        assert done.returncode == -signal.SIGSEGV, done.stdout + done.stderr
+    else:
+        pytest.skip("measured on CPython 3.11 with greenlet 3.0.3 and later here")
+
+
 @pytest.mark.network
 @pytest.mark.slow
 @pytest.mark.parametrize(("script", "version", "cpython", "returncode"), [
+    ("gc_kill_self_switch_segfault", "1.1.3", "3.11", -signal.SIGSEGV),
+    ("gc_kill_self_switch_segfault", "2.0.2", "3.11", 0),
+    ("gc_kill_self_switch_segfault", "3.5.6", "3.12", 0),
     ("gc_self_switch_stale_frame", "3.0.3", "3.11", -signal.SIGSEGV),
     ("gc_self_switch_stale_frame", "3.5.6", "3.12", 0),
     ("gc_kill_resurrect_stale_frame", "1.1.3", "3.11", -signal.SIGSEGV),

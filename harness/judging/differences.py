@@ -19,7 +19,9 @@ profile is a JSON file (``harness/judging/documented/<name>.json``, or any path)
 
 ``match`` is tested against the finding's first divergence only: the verdict kind,
 ``detail`` (text the verdict or the run's output must contain, for a crash's message),
-``detail_end`` (text the run's output must end with: a crash dump cut short), the
+``detail_end`` (text the run's output must end with: a crash dump cut short),
+``detail_cut`` (text the run's output must hold with at most one unfinished line after
+it: a dump that stops there or inside its next line), the
 expected and observed events there (event ``kind`` and, for exceptions, ``exc``, the
 exception's type name; ``payload`` for an exact value) and ``op``, the operation the
 expected event belongs to (its class name, or an object of the class name under
@@ -47,7 +49,8 @@ FORMAT = "greenfuzz-profile/1"
 KNOWN = "known"
 PROFILES_DIR = Path(__file__).with_name("documented")
 _EVENT_KEYS = {"kind", "exc", "payload"}
-_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail", "detail_end", "program_has"}
+_MATCH_KEYS = {"kind", "expected", "observed", "op", "detail", "detail_end", "detail_cut",
+               "program_has"}
 
 
 class ProfileError(Exception):
@@ -83,9 +86,19 @@ class Profile:
         for difference in self.differences:
             if _matches(difference.match, program, kind, expected, observed, index) and \
                     difference.match.get("detail", "") in detail and \
-                    detail.endswith(difference.match.get("detail_end", "")):
+                    detail.endswith(difference.match.get("detail_end", "")) and \
+                    _cut_after(detail, difference.match.get("detail_cut")):
                 return difference
         return None
+
+
+def _cut_after(detail: str, text: Optional[str]) -> bool:
+    """Whether ``detail`` stops at ``text`` or inside the line after it (True when there
+    is no ``text`` to look for)."""
+    if text is None:
+        return True
+    at = detail.rfind(text)
+    return at >= 0 and "\n" not in detail[at + len(text):]
 
 
 def names() -> List[str]:
@@ -249,7 +262,7 @@ def _check_match(match: Any, where: str) -> None:
         raise ProfileError(f"{where}: unknown match keys {_shown(unknown)}")
     if "kind" in match:
         schema.string(match["kind"], f"{where}: match kind", limit=40)
-    for key in ("detail", "detail_end"):
+    for key in ("detail", "detail_end", "detail_cut"):
         if key in match:
             schema.string(match[key], f"{where}: match {key}", limit=200)
     for side in ("expected", "observed"):
