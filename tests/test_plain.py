@@ -302,6 +302,11 @@ def test_report_rejects_what_is_not_a_finding(tmp_path: Path, capsys) -> None:
     bad.write_text("{}")
     assert greenfuzz(["report", str(bad)]) == 2
     assert greenfuzz(["report", str(tmp_path / "missing.json")]) == 2
+    kept = str(Path(__file__).parent / "crashes" / "kill_beside_finalizer_frame.json")
+    assert greenfuzz(["report", kept, "--impl", str(tmp_path / "nope.py")]) == 2
+    assert greenfuzz(["report", kept, "--python", str(tmp_path / "nope")]) == 2
+    said = capsys.readouterr().err
+    assert "no such implementation file" in said and "no such interpreter" in said
 
 
 def test_a_plain_reproducer_of_greenlets_own_bug_is_the_one_to_report(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import inspect
 import json
 import platform
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -73,6 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    if args.impl and args.impl.endswith(".py") and not Path(args.impl).is_file():
+        raise UsageError(f"--impl: no such implementation file: {args.impl}")
+    if args.python and shutil.which(args.python) is None:
+        raise UsageError(f"--python: no such interpreter: {args.python}")
     data, finding_program = _load(args.file)
     report = Report(data, finding_program, args.file)
     text = report.markdown(run=not args.no_run, reference=args.reference,
