@@ -247,6 +247,26 @@ def test_report_runs_no_interpreter_or_file_a_finding_names(tmp_path: Path,
         assert done.returncode == 2 and "is not a finding's name" in done.stderr
 
 
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.text(alphabet=st.sampled_from('\\"\'Nux{}0 \n#'), max_size=12),
+                      max_size=4))
+@example(lines=["greenlet 3.5.6 \\N"])  # a crafted version: a SyntaxError before
+@example(lines=['x \\"""', f'"""\n{PAYLOADS[0]}\n"""'])
+def test_docstrings_of_written_scripts_hold_any_text_as_text(lines: List[str]) -> None:
+    """Reproducers put a finding's versions and names in their docstring: whatever they
+    hold stays text (a backslash escape made the plain file a SyntaxError, which exits 1
+    and read as a reproduction)."""
+    import ast
+
+    from greenfuzz.harness.families.base import python_docstring
+
+    text = python_docstring(lines)
+    tree = ast.parse(text)
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
+    assert ast.literal_eval(text) == "\n".join(
+        line.replace('"""', "'''") for line in lines).rstrip() + "\n"
+
+
 def test_base_program_is_valid() -> None:
     """The hostile documents start from a program that passes (so refusals are caused by
     what was changed)."""

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from greenfuzz.harness.execution import render
 from greenfuzz.harness.execution.runner import COMPLETED, CRASH, HANG, Observation
 from greenfuzz.harness.execution.zygote import ExitZygote
+from greenfuzz.harness.families.base import python_docstring
 from greenfuzz.harness.families.shutdown import at_exit
 from greenfuzz.harness.program.ir import Program
 from greenfuzz.harness.target import EXIT, exit_runtime, paste, runtime
@@ -50,7 +51,7 @@ def script(program: Program, expected: Optional[Sequence[tuple]] = None, *, impl
            "interpreter's exit) and judges it: killed by the child's signal when the child "
            "crashed,",
            "exit status 1 while the implementation differs, 0 once it agrees."]
-    docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
+    docstring = python_docstring(doc)
     expected_src = pprint.pformat([tuple(e) for e in expected or ()], width=96)
     impl_default = os.path.abspath(impl) if impl.endswith(".py") else impl
     return "\n".join([

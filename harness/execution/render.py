@@ -14,7 +14,7 @@ import pprint
 from typing import List, Sequence
 
 from greenfuzz.harness.families import Emitter, Op, flatten, op_comment, positions, registered, spec
-from greenfuzz.harness.families.base import identifier
+from greenfuzz.harness.families.base import identifier, python_docstring
 from greenfuzz.harness.families.stack import canary_base, recurse_function
 from greenfuzz.harness.program.ir import MAIN, Program
 from greenfuzz.harness.target import RUNTIME, paste
@@ -103,7 +103,7 @@ def reproducer(
         "Exit status 1 while the implementation differs from the expected trace, 0 once "
         "it agrees.",
     ]
-    docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
+    docstring = python_docstring(doc)
     expected_src = pprint.pformat([tuple(e) for e in expected], width=96)
     parts = [
         "#!/usr/bin/env python3",

@@ -362,6 +362,13 @@ def positions(script: Sequence[Op]) -> List[Tuple[int, Op]]:
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
+def python_docstring(lines: Sequence[str]) -> str:
+    """``lines`` as a module docstring.  They may hold text from a finding (versions,
+    names, titles), which is data: no backslash escape or closing quotes gets through."""
+    return '"""' + "\n".join(line.replace("\\", "\\\\").replace('"""', "'''")
+                              for line in lines).rstrip() + '\n"""'
+
+
 def identifier(name: object) -> str:
     """``name`` when it is a plain identifier, else ``ProgramError``: a program read from a
     file is data, and nothing in it may become code (defence in depth: the schema,

@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from greenfuzz.harness.execution import render, runner
 from greenfuzz.harness.execution.executor import IsolatedExecutor
 from greenfuzz.harness.execution.implementations import Implementation
+from greenfuzz.harness.families.base import python_docstring
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import MAIN, Program
 from greenfuzz.harness.target import MEMORY, paste, runtime
@@ -151,7 +152,7 @@ def reproducer(program: Program, verdict: checks.Verdict, observation: runner.Ob
            f"{impl!r}).",
            "Exit status 1 while memory still grows (or a parked greenlet still costs more "
            "than the budget), 0 once it does not."]
-    docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
+    docstring = python_docstring(doc)
     if verdict.signature == f"{checks.LEAK}:parked":
         budget = float(result.get("budget") or PARKED_BUDGET)
         counts = tuple(result.get("counts") or PARKED_COUNTS)

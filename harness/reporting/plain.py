@@ -28,6 +28,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Set, Tuple
 
+from greenfuzz.harness.families.base import python_docstring
 from greenfuzz.harness.families.plainwriter import HELPERS, Event, Writer
 from greenfuzz.harness.program import ir
 from greenfuzz.harness.program.ir import MAIN, Program
@@ -110,7 +111,7 @@ def _assemble(w: Writer, program: Program, impl: str, title: str, details: Seque
            + (" (a module, or a .py file)." if path_impl else " (a module)."), *w.doc]
     for note in dict.fromkeys(w.notes):
         doc += textwrap.wrap(f"Not plain: {note}.", 88)
-    docstring = '"""' + "\n".join(d.replace('"""', "'''") for d in doc).rstrip() + '\n"""'
+    docstring = python_docstring(doc)
     out = [docstring]
     imports = sorted(i for i in w.imports if i != "importlib.util" or path_impl)
     out += [f"import {m}" for m in imports]
