@@ -7,6 +7,7 @@ invariants checked here hold in every order of collection (see
 """
 
 import gc
+import time
 import weakref
 
 from .errors import FuzzError
@@ -16,6 +17,10 @@ from .errors import FuzzError
 NESTED_DEPTH = 120
 #: How many finalizers may make new garbage, per ``garbage`` call (``Collector.act``).
 REARM = 200
+#: Seconds the report waits for finalizers still to run: ``gc.collect()`` does nothing
+#: while another thread collects (CPython: "already collecting"), whose finalizers may
+#: be running there with the GIL released.
+FINISH_WAIT = 1.0
 
 
 class Collector:
@@ -82,10 +87,15 @@ class Collector:
         return callback
 
     def finish(self):
-        """A full collection (every finalizer made runs), then the collector as it was."""
+        """A full collection (every finalizer made runs, another thread's collection
+        waited for: ``FINISH_WAIT``), then the collector as it was."""
         self.rearm = 0
         gc.collect()
         gc.collect()
+        deadline = time.monotonic() + FINISH_WAIT
+        while self.ran != self.made and time.monotonic() < deadline:
+            time.sleep(0.005)
+            gc.collect()
         self.off = True
         if self.ran != self.made:
             self.violation("%d finalizer(s) made, %d ran after a full collection"
