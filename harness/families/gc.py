@@ -235,7 +235,7 @@ def collector_report():
     collector["rearm"] = 0
     gc.collect()
     gc.collect()
-    deadline = time.monotonic() + 1.0  # gc.collect() does nothing while a thread collects
+    deadline = time.monotonic() + 0.5  # gc.collect() does nothing while a thread collects
     while collector["ran"] != collector["made"] and time.monotonic() < deadline:
         time.sleep(0.005)
         gc.collect()

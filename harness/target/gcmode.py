@@ -20,7 +20,7 @@ REARM = 200
 #: Seconds the report waits for finalizers still to run: ``gc.collect()`` does nothing
 #: while another thread collects (CPython: "already collecting"), whose finalizers may
 #: be running there with the GIL released.
-FINISH_WAIT = 1.0
+FINISH_WAIT = 0.5
 
 
 class Collector:
