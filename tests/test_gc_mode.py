@@ -189,7 +189,7 @@ class Slow:
         self.me = self
 
     def __del__(self):
-        time.sleep(0.3)  # the GIL released in the middle of that thread's collection
+        time.sleep(0.2)  # the GIL released in the middle of that thread's collection
 
 
 def other():
@@ -205,7 +205,7 @@ gc.collect()
 gc.disable()  # no collection but the thread's, until the report's
 thread = threading.Thread(target=other)
 thread.start()
-time.sleep(0.1)
+time.sleep(0.05)
 gcmode.collector_report(T)
 thread.join()
 print([e[3] for e in T.events if e[2] == "collector"])
