@@ -216,7 +216,7 @@ def test_deep_profile_is_refused(folder: Path) -> None:
 KEPT_FINDING = Path(__file__).parent / "crashes" / "kill_beside_finalizer_frame.json"
 
 
-@pytest.mark.parametrize("crafted", ["interpreter", "implementation", "id"])
+@pytest.mark.parametrize("crafted", ["interpreter", "implementation", "id", "version"])
 def test_report_runs_no_interpreter_or_file_a_finding_names(tmp_path: Path,
                                                             crafted: str) -> None:
     """``greenfuzz report`` ran the interpreter and the ``.py`` implementation a finding
@@ -234,8 +234,10 @@ def test_report_runs_no_interpreter_or_file_a_finding_names(tmp_path: Path,
         (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
                                          "from greenlet import *  # noqa\n")
         data["implementation"]["spec"] = "evil.py"
-    else:
+    elif crafted == "id":
         data["id"] = "../escaped-0123456789"
+    else:  # it goes into the plain file's docstring: a NUL made it fail to compile
+        data["implementation"]["version"] = "3.5.6\x00"
     (tmp_path / "finding.json").write_text(json.dumps(data))
     before = {p.name for p in tmp_path.iterdir()}
     done = _run(["report", "finding.json"], tmp_path)
@@ -245,6 +247,8 @@ def test_report_runs_no_interpreter_or_file_a_finding_names(tmp_path: Path,
         assert done.returncode == 0 and "`--impl evil.py` runs it" in done.stdout
     elif crafted == "id":
         assert done.returncode == 2 and "is not a finding's name" in done.stderr
+    elif crafted == "version":
+        assert done.returncode == 2 and "is not printable text" in done.stderr
 
 
 @settings(max_examples=200, deadline=None)

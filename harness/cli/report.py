@@ -104,9 +104,12 @@ def _load(path: Path) -> Tuple[Dict[str, Any], Program]:
     for part, keys in (("implementation", ("spec", "version")),
                        ("python", ("executable", "version"))):
         fields = data.get(part, {})
-        if not isinstance(fields, dict) or not all(isinstance(fields.get(k, ""), str)
-                                                   for k in keys):
-            raise UsageError(f"{path}: malformed finding: {part} is not strings")
+        # They go into the scripts the report writes and runs: printable text only (a NUL
+        # or a lone surrogate made the plain file fail to compile, or greenfuzz fail).
+        if not isinstance(fields, dict) or not all(_text(fields.get(k, "")) for k in keys):
+            raise UsageError(f"{path}: malformed finding: {part} is not printable text")
+    if not all(_text(data.get(k, ""), limit=100_000, lines=True) for k in ("kind", "summary")):
+        raise UsageError(f"{path}: malformed finding: kind or summary is not text")
     try:
         program = Program.from_json(data.get("program"))
         data["expected"] = runtime.decode_trace(data.get("expected") or [])
@@ -114,6 +117,14 @@ def _load(path: Path) -> Tuple[Dict[str, Any], Program]:
     except (ProgramError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: malformed finding: {e}") from None
     return data, program
+
+
+def _text(value: Any, limit: int = 1000, lines: bool = False) -> bool:
+    """Whether ``value`` is a string of printable characters (and newlines, with
+    ``lines``: no NUL, no lone surrogate), of at most ``limit`` characters."""
+    if not isinstance(value, str) or len(value) > limit:
+        return False
+    return all(line.isprintable() for line in (value.split("\n") if lines else [value]))
 
 
 class Report:
