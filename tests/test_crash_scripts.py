@@ -354,7 +354,7 @@ def segfaults_on_cpython_3_11(script: str, since: Tuple[int, ...]) -> None:
         pytest.skip(f"measured here on CPython 3.11 with greenlet {since} and later")
 
 
-#: The same page, its fourth program: 7 ops this session's campaign found (seed 2031) and
+#: The same page, its fourth program: 7 ops the ninth session's campaign found (seed 2031) and
 #: ``gc_kill_self_switch_segfault.py``, its standalone reproducer, kept as written.
 #: Measured (3 runs each, 2026-11-30): SIGSEGV every run on CPython 3.11.7 with greenlet
 #: 1.1.3 and 3.0.0rc2 to 3.5.6 (3.0.3, 3.2.4, 3.3.0, 3.4.0, 3.5.0, 3.5.1 included); none

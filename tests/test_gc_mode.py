@@ -176,8 +176,9 @@ def test_finalizers_that_never_run_are_reported() -> None:
 
 #: Main's script ends while another thread collects, its finalizers still running:
 #: ``gc.collect()`` does nothing then (CPython: "already collecting"), so the report
-#: must wait for them (a campaign's unconfirmed ``mismatch-c36bddcb1b``, seed 2032: "78
-#: finalizer(s) made, 76 ran after a full collection", with threads left running).
+#: must wait for them.  A campaign's unconfirmed ``mismatch-c36bddcb1b`` (seed 2032: "78
+#: finalizer(s) made, 76 ran after a full collection", threads left running) fits this;
+#: it did not replay.
 CONCURRENT_COLLECTION = """
 import gc, threading, time
 import greenlet

@@ -194,7 +194,7 @@ def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
 
 
 #: The same page's fourth program (7 ops: g1 waits in a switch to main; main makes
-#: switching garbage, drops g1 and switches to itself), found by this session's campaign
+#: switching garbage, drops g1 and switches to itself), found by the ninth session's campaign
 #: (seed 2031) and kept as written; on greenlet 3.5.6 faulthandler dies before it
 #: prints any frame.
 SELF_SWITCH_KILL = ROOT / "tests" / "crashes" / "gc_kill_self_switch_segfault.json"
