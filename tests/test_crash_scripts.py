@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import greenlet
 import pytest
@@ -31,12 +31,14 @@ from tests.test_executor import pyenv_pythons
 CRASHES = Path(__file__).parent / "crashes"
 
 
-def run_script(name: str, *args: str, timeout: float = 60,
-               python: str = sys.executable) -> subprocess.CompletedProcess:
+def run_script(name: str, *args: str, timeout: float = 60, python: str = sys.executable,
+               env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Run ``tests/crashes/<name>.py`` in a fresh interpreter (by default this one, with
-    the installed greenlet; ``release_python`` gives one with an old release)."""
+    the installed greenlet; ``release_python`` gives one with an old release), with
+    ``env`` added to the environment."""
     return subprocess.run([python, str(CRASHES / f"{name}.py"), *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
 
 
 @functools.cache
@@ -419,9 +421,8 @@ def deep_kill_outcomes(python: str = sys.executable) -> Counter:
     agrees), ``bad code`` (``BAD_CODE``), ``SIGSEGV``, or what else it printed last."""
     outcomes: Counter = Counter()
     for size in DEEP_KILL_PADDING:
-        done = subprocess.run([python, str(CRASHES / "gc_deep_kill_bad_bytecode.py")],
-                              capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, GREENFUZZ_TEST_PADDING="x" * size))
+        done = run_script("gc_deep_kill_bad_bytecode", python=python,
+                          env={"GREENFUZZ_TEST_PADDING": "x" * size})
         said = done.stdout + done.stderr
         if done.returncode == 0 and "OK:" in done.stdout:
             outcomes["OK"] += 1
