@@ -159,6 +159,13 @@ def test_the_foreign_kill_value_is_known_where_late_events_come_first(tmp_path: 
         finding.verdict.summary
 
 
+def on_3_11() -> differences.Profile:
+    """The bundled data for greenlet 3.5.6 under CPython 3.11.7 (the campaigns' pair)."""
+    data = differences.for_greenlet("3.5.6", "3.11.7")
+    assert data is not None
+    return data
+
+
 #: ``docs/upstream/gc-self-switch-stale-frame.md``'s second program (7 ops).
 KILL_RESURRECT = ROOT / "tests" / "crashes" / "gc_kill_resurrect_stale_frame.json"
 #: What faulthandler printed for it on greenlet 3.5.6 under CPython 3.11.7: it dies
@@ -170,8 +177,7 @@ CUT_DUMP = ("killed by SIGSEGV (11)\nFatal Python error: Segmentation fault\n\nC
 def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
     """Only a segfault whose dump stops at the first frame is this bug: one with a whole
     dump (a crash of another kind in the same programs) stays a finding."""
-    data = differences.for_greenlet("3.5.6", "3.11.7")
-    assert data is not None
+    data = on_3_11()
     p = Program.from_json(json.loads(KILL_RESURRECT.read_text())["program"])
     expected = model.predict(p)
 
@@ -206,8 +212,7 @@ def test_a_dump_cut_at_its_first_frame_is_the_stale_frame_only_with_garbage() ->
     program it stays a finding (a thread with no Python frame dies so too)."""
     from greenfuzz.harness.families.gc import Garbage
 
-    data = differences.for_greenlet("3.5.6", "3.11.7")
-    assert data is not None
+    data = on_3_11()
     found = json.loads(SELF_SWITCH_KILL.read_text())
     p = Program.from_json(found["program"])
     detail = found["observed"]["detail"]
@@ -224,8 +229,6 @@ def test_a_dump_cut_at_its_first_frame_is_the_stale_frame_only_with_garbage() ->
     assert known(without(p, Garbage), detail) is None
     assert known(p, detail + '  File "x.py", line 3 in <module>\n') is None
     assert known(p, detail.replace("Segmentation fault", "Aborted")) is None
-
-
 
 
 #: ``docs/upstream/gc-self-switch-stale-frame.md``'s smallest program, as the deep campaign
@@ -256,8 +259,7 @@ def test_the_wrong_frame_after_a_kill_beside_a_finalizer_is_known_only_with_both
     from greenfuzz.harness.families.stack import Recurse
     from greenfuzz.harness.program.ir import Drop, walk
 
-    data = differences.for_greenlet("3.5.6", "3.11.7")
-    assert data is not None
+    data = on_3_11()
     found = Program.from_json(json.loads(KILL_FINALIZER.read_text())["program"])
     expected, observed, at = frames_divergence(found)
     known = data.known(found, "mismatch", expected, observed, at)
@@ -313,8 +315,7 @@ def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() 
     expected = model.predict(p)
     detail = ("crash: exit status 3\nexit status 3\nXXX lineno: 271, opcode: 151\n"
               "XXX lineno: 106, opcode: 150\n")
-    data = differences.for_greenlet("3.5.6", "3.11.7")
-    assert data is not None
+    data = on_3_11()
     known = data.known(p, "crash", expected, [], 0, detail)
     assert known is not None and known.id == "kill-beside-finalizer-bad-bytecode"
     for kind in (Drop, Garbage):
@@ -342,8 +343,7 @@ def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop
     at = next(i for i, (want, got) in enumerate(zip(expected, observed)) if want != got)
     assert expected[at][2] == observed[at][2] == "collector"
     detail = data["summary"]
-    profile = differences.for_greenlet("3.5.6", "3.11.7")
-    assert profile is not None
+    profile = on_3_11()
     known = profile.known(p, "mismatch", expected, observed, at, detail)
     assert known is not None and known.id == "foreign-kill-value-in-finalizer"
 

@@ -339,7 +339,6 @@ def test_the_report_of_greenlets_own_bug_attaches_its_plain_file(tmp_path: Path,
     """The kept finding, as made under this interpreter, and as downloaded from another
     machine: its interpreter's path is not here, but this one has the same versions (the
     kept file names the path of the machine it was found on, which a CI clone lacks)."""
-
     import greenlet
 
     from tests.helpers import run_cli
