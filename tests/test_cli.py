@@ -198,10 +198,15 @@ def test_budget_is_kept_whatever_max_greenlets(tmp_path: Path, greenlets: str) -
     assert done.returncode == 0, done.stdout + done.stderr
     # The run's own time (interpreter start-up, seconds under load, left out); the
     # whole command's time only bounds a run that would not end.
-    seconds = json.loads((tmp_path / "stats.json").read_text())["seconds"]
-    assert seconds < 4 + 1 + 2, f"{seconds:.1f} s"
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["seconds"] < 4 + 1 + 2, f"{stats['seconds']:.1f} s"
+    assert stats["overrun_seconds"] < 1 + 2, f"{stats['overrun_seconds']:.1f} s"
     assert took < 4 + 1 + 30, f"{took:.1f} s"
-    assert "past the budget" not in done.stdout
+    # Past the budget by up to one program's time limit is kept: the summary may say so
+    # (CI saw 1.4 s under load), but only as the program that was running, never shrinking.
+    assert "shrinking" not in done.stdout
+    if "past the budget" in done.stdout:
+        assert "finishing the program running when it ran out" in done.stdout
 
 
 def fuzz_where_the_model_raises(error: type, tmp_path: Path, capsys: pytest.CaptureFixture,
