@@ -42,6 +42,7 @@ from greenfuzz.harness.families.base import (
     Scripts,
     walk,
 )
+from greenfuzz.harness.target import gcmode
 
 if TYPE_CHECKING:
     from greenfuzz.harness.model.core import MG, Model
@@ -229,16 +230,14 @@ def token():
 
 """ + target.function_source("gcmode", "own_greenlet") + """
 
+""" + target.function_source("gcmode", "collect_until") + """
+
 def collector_report():
     \"\"\"A full collection (every finalizer made runs), then the collector as it was;
     the first things finalizers saw that greenlet's rules exclude.\"\"\"
     collector["rearm"] = 0
-    gc.collect()
-    gc.collect()
-    deadline = time.monotonic() + 0.5  # gc.collect() does nothing while a thread collects
-    while collector["ran"] != collector["made"] and time.monotonic() < deadline:
-        time.sleep(0.005)
-        gc.collect()
+    collect_until(lambda: collector["ran"] == collector["made"], wait=""" + (
+    repr(gcmode.FINISH_WAIT)) + """)
     collector["off"] = True
     if collector["ran"] != collector["made"]:
         broken.append(f"{collector['made']} finalizer(s) made, {collector['ran']} ran "

@@ -90,12 +90,7 @@ class Collector:
         """A full collection (every finalizer made runs, another thread's collection
         waited for: ``FINISH_WAIT``), then the collector as it was."""
         self.rearm = 0
-        gc.collect()
-        gc.collect()
-        deadline = time.monotonic() + FINISH_WAIT
-        while self.ran != self.made and time.monotonic() < deadline:
-            time.sleep(0.005)
-            gc.collect()
+        collect_until(lambda: self.ran == self.made, FINISH_WAIT)
         self.off = True
         if self.ran != self.made:
             self.violation("%d finalizer(s) made, %d ran after a full collection"
@@ -106,6 +101,19 @@ class Collector:
         if not enabled:
             gc.disable()
         return tuple(self.violations)
+
+
+def collect_until(done, wait):
+    """Two full collections, then more for up to ``wait`` seconds until ``done()``:
+    ``gc.collect()`` does nothing while another thread collects, whose finalizers may be
+    running there with the GIL released.  The plain reproducers of family ``gc`` paste
+    this function as it is."""
+    gc.collect()
+    gc.collect()
+    deadline = time.monotonic() + wait
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.005)
+        gc.collect()
 
 
 def own_greenlet(gl, action, token, violation):
