@@ -220,6 +220,29 @@ def test_crash_dies_of_the_same_signal(tmp_path: Path) -> None:
     assert run_plain(source, tmp_path, "greenlet").returncode == 0
 
 
+def test_every_name_a_plain_file_defines_is_kept_from_greenlets() -> None:
+    """A program's greenlet may be called anything ``schema.NAME`` allows: held under a
+    helper's name it would replace that helper."""
+    from greenfuzz.harness.families import plainwriter as pw
+    from greenfuzz.harness.program.schema import NAME
+
+    defined = [n for n in pw.taken_names() if NAME.fullmatch(n)]
+    assert {"token", "finalizer", "own_greenlet", "collect_until", "check"} <= set(defined)
+    assert [n for n in defined if n != MAIN and pw.Writer.ref(n) == n] == []
+
+
+@pytest.mark.parametrize("name", ["token", "finalizer"])
+def test_a_greenlet_named_like_a_helper_leaves_it_working(name: str, tmp_path: Path) -> None:
+    """Held as ``token``, the greenlet replaced the gc family's helper and every
+    finalizer failed (``'greenlet.greenlet' object is not callable``) on greenlet."""
+    from greenfuzz.harness.families.gc import Garbage
+
+    p = prog([Spawn(name), Switch(name), Garbage("del", "park", 2, 0), Switch(name)],
+             **{name: [Switch(MAIN), Garbage("weakref", "kill", 1, 0)]})
+    done = run_plain(rendered(p).source, tmp_path, "greenlet")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # -- findings: the file on disk, its verification, the report ----------------------------
 
 

@@ -16,9 +16,10 @@ needs it: the common ones here, a family's own defined by its module
 
 from __future__ import annotations
 
+import ast
 import keyword
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from greenfuzz.harness.families.base import MAIN, Op, flatten, span, spec, walk
 from greenfuzz.harness.target import runtime
@@ -306,7 +307,7 @@ class Writer:
     def ref(name: str) -> str:
         """The global a greenlet is held in (its name, when that is a usable identifier)."""
         if name == MAIN or (name.isidentifier() and not keyword.iskeyword(name)
-                            and name not in RESERVED):
+                            and name not in taken_names()):
             return name
         return "g_" + "".join(c if c.isalnum() else "_" for c in name)
 
@@ -507,6 +508,27 @@ RESERVED = {"greenlet", "main", "check", "fail", "seen", "check_seen", "Exc", "l
              "side_by_side", "Peers", "parked_greenlet", "collector", "broken", "weak",
              "make_garbage", "collector_report", "event", "late", "exit_status", "atexit",
              "subprocess", "signal", "early_callbacks", "parked", "started"}
+
+
+_TAKEN: Dict[int, FrozenSet[str]] = {}
+
+
+def taken_names() -> FrozenSet[str]:
+    """``RESERVED`` and every top-level name a helper defines: a greenlet held under one
+    would replace it (a program's names are any ``schema.NAME``, ``token`` included)."""
+    if len(HELPERS) not in _TAKEN:  # families define helpers when they are imported
+        names = set(RESERVED)
+        for helper in HELPERS.values():
+            for node in ast.parse(helper.text).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names.update(n.id for t in targets for n in ast.walk(t)
+                                 if isinstance(n, ast.Name))
+        _TAKEN.clear()
+        _TAKEN[len(HELPERS)] = frozenset(names)
+    return _TAKEN[len(HELPERS)]
 
 
 def assigned_names(ops: Sequence[Op], me: str) -> Set[str]:
