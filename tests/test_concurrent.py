@@ -249,15 +249,18 @@ def test_the_family_finds_the_self_switch_bug_when_self_switches_are_kept() -> N
     assert failed and all("returned NULL without" in s for s in failed), failed
 
 
-def test_switch_to_self_after_a_foreign_drop_fails_on_greenlet_2_to_3_5_6() -> None:
+@pytest.mark.parametrize("how", [[], ["dead"]])
+def test_switch_to_self_after_a_foreign_drop_fails_on_greenlet_2_to_3_5_6(how: List[str]
+                                                                           ) -> None:
     """docs/upstream/self-switch-after-foreign-drop.md: measured on greenlet 2.0.0-3.5.6
-    (CPython 3.10-3.13), every run; the control (``getcurrent()`` first) works."""
+    (CPython 3.10-3.13), every run, switching to the current greenlet or to a dead one
+    whose parent it is; the control (``getcurrent()`` first) works."""
     release = tuple(int(p) for p in greenlet.__version__.split(".")[:3] if p.isdigit())
     script = str(CRASHES / "self_switch_after_foreign_drop.py")
-    broken = subprocess.run([sys.executable, script], capture_output=True, text=True,
+    broken = subprocess.run([sys.executable, script, *how], capture_output=True, text=True,
                             timeout=60)
-    control = subprocess.run([sys.executable, script, "getcurrent"], capture_output=True,
-                             text=True, timeout=60)
+    control = subprocess.run([sys.executable, script, *how, "getcurrent"],
+                             capture_output=True, text=True, timeout=60)
     assert control.returncode == 0, control.stdout + control.stderr
     if (2, 0, 0) <= release <= (3, 5, 6):
         assert broken.returncode == 1, broken.stdout + broken.stderr

@@ -222,11 +222,13 @@ def test_the_bugs_open_on_every_release_are_there_on_2_0_2() -> None:
     assert chain.returncode == -signal.SIGABRT and "Fatal Python error" in chain.stderr
     value = run_script("foreign_kill_value_at_greenlet_end", python=python)
     assert value.returncode == 1 and "Killing the greenlet" in value.stdout, value.stdout
-    switch = run_script("self_switch_after_foreign_drop", python=python)
-    assert switch.returncode == 1 and "SystemError" in switch.stdout, switch.stdout
-    assert "returned NULL without setting an exception" in switch.stdout
-    control = run_script("self_switch_after_foreign_drop", "getcurrent", python=python)
-    assert control.returncode == 0, control.stdout + control.stderr
+    for how in ((), ("dead",)):  # to the current greenlet, or to a dead child of it
+        switch = run_script("self_switch_after_foreign_drop", *how, python=python)
+        assert switch.returncode == 1 and "SystemError" in switch.stdout, switch.stdout
+        assert "returned NULL without setting an exception" in switch.stdout
+        control = run_script("self_switch_after_foreign_drop", *how, "getcurrent",
+                             python=python)
+        assert control.returncode == 0, control.stdout + control.stderr
 
 
 def runs_until(name: str, *args: str, python: str, most: int,
@@ -298,8 +300,10 @@ def test_what_the_upstream_reports_say_of_1_1_3() -> None:
     main greenlet never reports dead (so the use-after-free script stops at its check),
     and the parent chain aborts, worded "greenlets cannot continue"."""
     python = release_python("1.1.3", "3.10")
-    switch = run_script("self_switch_after_foreign_drop", python=python)
-    assert switch.returncode == 0 and "('returned', (1, 2))" in switch.stdout, switch.stdout
+    for how in ((), ("dead",)):
+        switch = run_script("self_switch_after_foreign_drop", *how, python=python)
+        assert switch.returncode == 0 and "('returned', (1, 2))" in switch.stdout, \
+            switch.stdout
     value = run_script("foreign_kill_value_at_greenlet_end", python=python)
     assert value.returncode == 0 and "NoneType None" in value.stdout, value.stdout
     held = run_script("thread_main_held_by_local", "local", python=python)

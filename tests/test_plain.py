@@ -9,10 +9,12 @@ with the campaign that finds it (one campaign per mutant, not one per module).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,22 @@ from greenfuzz.strategies import programs
 from tests.helpers import executor, prog
 from tests.test_mutants import MUTANTS_DIR, mutant_constants
 from tests.test_registry import LINEAGE, Lineage
+
+#: greenlet's bugs that threads racing a finalizer's switches show (docs/upstream:
+#: self-switch-after-foreign-drop.md, foreign-kill-value-at-greenlet-end.md).
+KNOWN_RACES = re.compile(r"Greenlet\.switch\(\) returned NULL without|a finalizer's greenlet "
+                         r"answered (GreenletExit\()?'Killing the greenlet because")
+
+
+def only_known_races(output: str) -> bool:
+    """Whether a plain file failed only on what its finalizers saw, each thing one of
+    ``KNOWN_RACES``."""
+    head = "FAIL what finalizers saw that greenlet rules out: expected [], observed "
+    failed = [line for line in output.splitlines() if line.startswith("FAIL")]
+    if len(failed) != 1 or not failed[0].startswith(head):
+        return False
+    seen = ast.literal_eval(failed[0][len(head):])
+    return bool(seen) and all(KNOWN_RACES.search(text) for text in seen)
 
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
 HARNESS_WORDS = ("rec(", "ret(", "spawn(", "T.", "EXPECTED", "execute(", "registry")
@@ -155,12 +173,6 @@ def test_plain_files_pass_on_greenlet(program: Program) -> None:
     file that failed on greenlet would blame every implementation)."""
     if at_exit(program):
         return  # it runs in an interpreter of its own (tests/test_plain_families.py)
-    if {"gc", "concurrent"} <= set(program_families(program)):
-        # Garbage left for threads side by side: on greenlet 3.5.6 a finalizer run in one
-        # of them sometimes gets greenlet.error "Greenlet.switch() returned NULL without
-        # an exception set" (seen in 3 of 10 runs of one plain file, never through the
-        # runtime in 10): under investigation, not a flaky failure of this test.
-        return
     expected = model.predict(program)
     # In a worker's child: a greenlet crash (the gc family's on CPython 3.11) is an
     # observation there, where in process it killed the pytest-xdist worker.
@@ -169,6 +181,14 @@ def test_plain_files_pass_on_greenlet(program: Program) -> None:
     found = plain.render(program, expected, impl="greenlet")
     with tempfile.TemporaryDirectory() as tmp:
         done = run_plain(found.source, Path(tmp), "greenlet")
+    if done.returncode != 0 and {"gc", "concurrent"} <= set(program_families(program)):
+        # Garbage and threads side by side: a finalizer's greenlet switches race the
+        # other threads' drops, and greenlet's two open bugs there show in some runs
+        # (about 1 in 5 for such files): a switch to a dead greenlet whose parent is the
+        # current one fails (self_switch_after_foreign_drop.py dead), and a greenlet
+        # that ends hands back the killed one's GreenletExit.
+        assert only_known_races(done.stdout), done.stdout + done.stderr + found.source
+        return
     assert done.returncode == 0, done.stdout + done.stderr + found.source
 
 

@@ -10,6 +10,12 @@ dropped greenlet (its "deleteme" list) inside that call and the call then fails:
 ``greenlet.error: Greenlet.switch() returned NULL without an exception set.`` (3.0.0rc2
 and later) or ``SystemError: ... returned NULL without setting an exception`` (2.0.x).
 
+Argument ``dead`` switches instead to a greenlet of the thread that has ended, whose
+parent is the current greenlet: the switching docs say such a switch "actually goes to
+the dead greenlet's parent", so it too is a switch to oneself, and it fails the same way
+(the gc family's finalizers reach the bug there, found in greenfuzz's own test of plain
+files mixing garbage and threads).
+
 Prints what the call did; exit status 1 when it did not return ``(1, 2)``.  Argument
 ``getcurrent`` calls ``greenlet.getcurrent()`` first (the control: it then works).
 """
@@ -39,9 +45,12 @@ def body():
     box.append(g)
     del g
     current = greenlet.getcurrent()
+    if "dead" in sys.argv[1:]:
+        current = greenlet.greenlet(lambda: None)
+        current.switch()  # dead now; its parent is this thread's main greenlet
     ready.set()
     dropped.wait(10)
-    if sys.argv[1:] == ["getcurrent"]:
+    if "getcurrent" in sys.argv[1:]:
         greenlet.getcurrent()
     try:
         outcome.append(("returned", current.switch(1, 2)))
