@@ -349,3 +349,65 @@ def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop
 
     local = without(p, CrossDrop)
     assert profile.known(local, "mismatch", expected, observed, at, detail) is None
+
+
+#: A confirmed finding of a 30-minute campaign on greenlet 3.5.6 under CPython 3.13.0
+#: (seed 2040), shrunk to three ops: ``Spawn(g1)``, ``CtxCopy(g1)`` (not needed: without
+#: it 3 of 6 replays crashed too), ``Leave(daemon_switching, 4)``.  Its replays died of
+#: SIGSEGV at exit in 7 of 12 runs.
+DAEMON_3_13 = ROOT / "tests" / "crashes" / "daemon_switching_exit_segfault_3_13.json"
+
+
+def daemon_3_13_verdict(program: Program):  # type: ignore[no-untyped-def]
+    """The kept finding's recorded crash, judged as a run of ``program``."""
+    from greenfuzz.harness.execution.runner import Observation
+    from greenfuzz.harness.judging import checks
+    from greenfuzz.harness.target import codec
+
+    observed = json.loads(DAEMON_3_13.read_text())["observed"]
+    run = Observation(trace=codec.decode_trace(observed["trace"]), outcome=observed["outcome"],
+                      detail=observed["detail"],
+                      extra={"at_exit": True, "status": -11, "signum": 11, "signal": "SIGSEGV"})
+    expected = model.predict(program)
+    verdict = checks.compare(program, expected, run)
+    return verdict, expected, checks.judged_trace(run), f"{verdict.summary}\n{run.detail}"
+
+
+def test_the_daemon_segfault_at_exit_is_known_on_cpython_3_13_only() -> None:
+    from greenfuzz.harness.families.shutdown import Leave
+
+    program = Program.from_json(json.loads(DAEMON_3_13.read_text())["program"])
+    verdict, expected, trace, detail = daemon_3_13_verdict(program)
+    assert verdict.kind == "crash"
+
+    def known(python: str, p: Program = program) -> object:
+        data = differences.for_greenlet("3.5.6", python)
+        assert data is not None
+        found = data.known(p, verdict.kind, expected, trace, verdict.index, detail)
+        return found and found.id
+
+    assert known("3.13.0") == "daemon-greenlets-segfault-at-exit"
+    assert known("3.12.1") is None and known("3.11.7") is None
+    # Daemon threads that do not switch greenlets: not this bug.
+    idle = Program(main=(Spawn("g1"), Leave("daemon_idle", 4)), greenlets=(("g1", ()),))
+    assert known("3.13.0", idle) is None
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_replaying_the_daemon_finding_on_3_13_says_known() -> None:
+    """Whether it crashes is a race: every replay exits 0, and within ten at least one
+    crashed and was named."""
+    from tests.test_crash_scripts import release_python
+
+    python = release_python("3.5.6", "3.13")
+    outputs = []
+    for _ in range(10):
+        done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay", str(DAEMON_3_13),
+                               "--python", python], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+        if "KNOWN" in done.stdout:
+            break
+    assert "daemon-greenlets-segfault-at-exit" in outputs[-1], outputs
