@@ -498,7 +498,8 @@ class Writer:
         return lines
 
 
-#: Names the file defines: a greenlet may not be held under one of them.
+#: Names the file binds outside its helpers' top-level definitions (``taken_names`` adds
+#: those, listed here or not): a greenlet may not be held under one of them.
 RESERVED = {"greenlet", "main", "check", "fail", "seen", "check_seen", "Exc", "label",
              "names", "refs", "check_alive", "stack", "handled", "in_flight", "tracer",
              "raising_tracer", "in_thread", "Held", "a", "b", "e", "x", "y", "dead", "os", "sys",
