@@ -461,6 +461,20 @@ def test_another_threads_main_greenlet_is_a_parent_only_for_unstarted_greenlets(
     assert ("g2", -1, "start", ((5,), {})) in trace
 
 
+def test_an_unstarted_greenlet_under_a_started_one_stays_in_this_thread() -> None:
+    """greenlet finds an unstarted greenlet's thread at the first started greenlet up its
+    parent chain: g3's parent g1 is suspended here, so g3 runs, although g1's parent g4
+    was moved to a thread that has ended.  The model said greenlet.error (it walked to
+    the top of the chain) until a campaign on CPython 3.13 found it (12 ops)."""
+    p = prog([Spawn("g4"), Spawn("g1", "g4"), Switch("g1"), InThread((ThreadParent("g4"),)),
+              Spawn("g3", "g1"), Switch("g3", (7,)), Switch("g4")],
+             g1=[Switch(MAIN), Switch(MAIN, (8,))], g3=[Return(9)], g4=[])
+    trace = agreed(p)
+    assert ("g3", -1, "start", ((7,), {})) in trace
+    assert ("g1", 0, "value", 9) in trace and ("main", 6, "value", 8) in trace
+    assert ("main", 7, "caught", runtime.ExcValue("greenlet.error", None)) in trace
+
+
 def test_a_greenlet_dropped_in_another_thread_dies_when_this_thread_calls_greenlet() -> None:
     """The last reference to a suspended greenlet dropped in another thread: it stays alive
     there and gets its GreenletExit in its own thread, from the greenlet that ran the

@@ -293,13 +293,18 @@ class Model:
 
     @staticmethod
     def foreign_root(g: MG) -> bool:
-        """``g`` is unstarted and its parent chain ends at another thread's main greenlet
-        (``ThreadParent``): switching or throwing to it is a ``greenlet.error``
-        (verified on 3.5.6: "cannot switch to a different thread")."""
+        """``g`` is unstarted and belongs to another thread: the first started greenlet
+        up its parent chain is another thread's main greenlet (``ThreadParent``).
+        Switching or throwing to it is a ``greenlet.error`` (verified on 3.5.6: "cannot
+        switch to a different thread").  The walk stops at the first started greenlet,
+        dead ones included, as greenlet's ``find_main_greenlet_in_lineage`` does: an
+        unstarted greenlet whose parent is a started one of this thread belongs to this
+        thread, whatever is further up (verified on 3.5.6 with CPython 3.10-3.13; a
+        campaign on 3.13 found the model wrong there)."""
         if g.state != UNSTARTED:
             return False
         walk: MG = g
-        while walk.parent is not None:
+        while walk.state == UNSTARTED and walk.parent is not None:
             walk = walk.parent
         return walk.foreign
 
