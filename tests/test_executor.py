@@ -310,6 +310,10 @@ def test_failures_after_other_programs_are_run_again_fresh(tmp_path: Path,
     else:
         assert result.state_dependent > 0
         assert any("passed in a fresh one" in note for note in result.notes)
+        # By how they failed there: a return value worn into another (mismatch:...).
+        assert sum(result.state_dependent_by.values()) == result.state_dependent
+        assert all(how.startswith("mismatch:") for how in result.state_dependent_by), \
+            result.state_dependent_by
 
 
 def test_a_wedged_worker_is_killed_and_the_program_is_a_hang() -> None:

@@ -234,8 +234,10 @@ def _summary(console: Console, impl: implementations.Implementation,
         table.add_row("model rules fired", f"{len(rules()) - len(never)} of {len(rules())}"
                       + (f"; never: {', '.join(never)}" if never else ""))
     if result.state_dependent:
+        most = sorted(result.state_dependent_by.items(), key=lambda kv: -kv[1])[:3]
         table.add_row("failed only after other programs", f"{result.state_dependent} (passed "
-                      "in a fresh child; see the note)")
+                      "in a fresh child; see the note): " + ", ".join(
+                          f"{how} {count}" for how, count in most))
     if result.memory_checks:
         table.add_row("raw-memory checks", f"{result.memory_checks} "
                                            f"({result.memory_seconds:.1f} s)")

@@ -126,6 +126,9 @@ class CampaignResult:
     #: Programs that failed in a reused child but passed in a fresh one: state that
     #: earlier programs left behind (in the implementation or the harness), not findings.
     state_dependent: int = 0
+    #: Those programs by how they failed in the reused child: the verdict's signature
+    #: there (``mismatch:value->caught``), or the outcome of a crash or hang.
+    state_dependent_by: Dict[str, int] = field(default_factory=dict)
     #: Raw-memory checks run, and the seconds they took.
     memory_checks: int = 0
     memory_seconds: float = 0.0
@@ -223,6 +226,7 @@ def judge(program: Program, config: CampaignConfig, executor: Optional[IsolatedE
         first = verdict.summary
         observation = executor.run(program, timeout or config.timeout, fresh=True)
         observation.extra["after_other_programs"] = first
+        observation.extra["after_other_signature"] = verdict.signature
         verdict = checks.compare(program, expected, observation)
     if not verdict.ok and config.profile is not None:
         difference = config.profile.known(program, verdict.kind, expected,
@@ -522,6 +526,11 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
             result.run_seconds += finding.observation.seconds
         if finding.verdict.ok and "after_other_programs" in finding.observation.extra:
             result.state_dependent += 1
+            extra = finding.observation.extra
+            first = extra["after_other_programs"]
+            how = str(extra.get("after_other_signature") or (
+                first.get("outcome") if isinstance(first, dict) else "") or "failure")
+            result.state_dependent_by[how] = result.state_dependent_by.get(how, 0) + 1
             if result.state_dependent == 1:
                 result.notes.append(
                     "a program failed in a child that had run other programs and passed in a "

@@ -72,7 +72,8 @@ def aim(fired: Counter, pairs: Counter, result: CampaignResult, seconds: float) 
 def rule_stats(result: CampaignResult) -> Dict[str, object]:
     """Rule coverage as ``--stats`` writes it: the programs run and the repeats not run
     again (``CampaignResult.repeats``), the run's seconds (interpreter start-up left
-    out) and how many of them were past the budget, every rule's count, the rules that
+    out) and how many of them were past the budget, the programs that failed only after
+    other programs (by how they failed), every rule's count, the rules that
     never fired, the rarest op pairs, and a digest of the programs (each job's too, when
     the result merges several: ``jobs``)."""
     every = model.rules()
@@ -82,6 +83,8 @@ def rule_stats(result: CampaignResult) -> Dict[str, object]:
         "seconds": round(result.elapsed, 3),
         "overrun_seconds": round(result.overrun, 3),
         "programs_digest": result.programs_digest,
+        "failed_only_after_other_programs": dict(sorted(
+            result.state_dependent_by.items(), key=lambda kv: -kv[1])),
         "rules": {r: result.rules[r] for r in every},
         "never_fired": [r for r in every if not result.rules[r]],
         "op_pairs_seen": len(result.pairs),

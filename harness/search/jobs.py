@@ -278,7 +278,8 @@ def merge(results: List[CampaignResult], elapsed: float, budget: float,
         merged.repeats += r.repeats
         merged.rules.update(r.rules)
         merged.pairs.update(r.pairs)
-        for counts, into in ((r.known, merged.known), (r.family_counts, merged.family_counts)):
+        for counts, into in ((r.known, merged.known), (r.family_counts, merged.family_counts),
+                             (r.state_dependent_by, merged.state_dependent_by)):
             for name, count in counts.items():
                 into[name] = into.get(name, 0) + count
         notes.update(dict.fromkeys(r.notes))
