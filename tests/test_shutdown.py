@@ -21,6 +21,7 @@ from greenfuzz.harness.families.finalizers import Finalize
 from greenfuzz.harness.families.frames import Frames
 from greenfuzz.harness.families.shutdown import AtExit, Exit, Leave, expected_status
 from greenfuzz.harness.families.stack import Recurse
+from greenfuzz.harness.families.threads import InThread
 from greenfuzz.harness.judging import checks
 from greenfuzz.harness.program.ir import Exc, Program, ProgramError
 from greenfuzz.harness.reporting.findings import Finding
@@ -371,3 +372,39 @@ def test_a_fatal_error_that_killed_no_process_is_still_a_crash(
                           timeout=60, env=dict(os.environ, GREENFUZZ_IMPL=str(impl)))
     assert done.returncode == status, done.stdout + done.stderr
     assert "crash at exit: Fatal Python error: torn" in done.stdout or status < 0
+
+
+#: An atexit callback switches to g1, which starts a thread.  CPython 3.12 refuses that
+#: ("can't create new thread at interpreter shutdown"); a campaign on greenlet 3.5.6 /
+#: CPython 3.12.1 (seed 2042) found the model predicting the thread.
+THREAD_AT_EXIT = Program(main=(AtExit(False, (Switch("g1", catch=True),)), Spawn("g1")),
+                         greenlets=(("g1", (InThread(()),)),))
+
+
+def test_a_thread_started_from_an_atexit_callback_is_left_open(
+        executor: IsolatedExecutor) -> None:
+    events = model.predict(THREAD_AT_EXIT)
+    assert events[-1][2] == "undecided" and "atexit" in events[-1][3], events[-1]
+    assert ("g1", -1, "start", ((), {})) in events
+    verdict, observation = _judge(THREAD_AT_EXIT, executor)
+    assert verdict.ok, verdict.summary + "\n" + str(observation.extra.get("output"))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize(("cpython", "refused"), [("3.11", False), ("3.12", True),
+                                                  ("3.13", False)])
+def test_whether_the_thread_starts_depends_on_the_interpreter(cpython: str,
+                                                              refused: bool) -> None:
+    """Why the model leaves it open: the same program, greenlet 3.5.6."""
+    from tests.test_crash_scripts import release_python
+
+    python = release_python("3.5.6", cpython)
+    observation = at_exit.run(THREAD_AT_EXIT, "greenlet", python=python, timeout=10.0)
+    verdict = checks.compare(THREAD_AT_EXIT, model.predict(THREAD_AT_EXIT), observation)
+    assert verdict.ok, verdict.summary
+    died = [e for e in observation.trace if e[:3] == ("g1", -1, "died")]
+    if refused:
+        assert died and "can't create new thread at interpreter shutdown" in str(died[0][3])
+    else:
+        assert not died and any(e[2] == "thread" for e in observation.trace)

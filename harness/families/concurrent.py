@@ -244,6 +244,7 @@ def _concurrent(m: Model, g: MG, op: Concurrent) -> None:
     """Each thread's trace is its thread program's prediction (greenlets are bound to
     their thread), appended thread after thread with names ``<name>@<k>``; then no
     cross-thread rule broken."""
+    m.thread_starts()
     scripts = m.program.scripts()
     for k, root in enumerate(op.roots):
         if root not in dict(scripts):

@@ -34,7 +34,9 @@ class Undecided(ModelError):
     """A state reached through the public API that greenlet's documentation gives no
     outcome for: a greenlet ends into a parent chain leading to a thread that has ended
     (greenlet 1.1.3-3.5.6 abort the process there; docs/upstream/
-    parent-chain-into-ended-thread.md).  Never left out of programs: the model predicts
+    parent-chain-into-ended-thread.md); or whose outcome depends on the interpreter's
+    version (a thread started from an ``atexit`` callback: ``Model.thread_starts``).
+    Never left out of programs: the model predicts
     the events up to it and an ``undecided`` event, after which any completed run agrees;
     a crash there is still a finding (``known`` for greenlet, from its bundled data)."""
 

@@ -222,6 +222,7 @@ def _main_finished(m: Model) -> None:
     if state.started or not at_exit(m.program):
         return
     state.started = True
+    m.exiting = True
     m.main.run_frame = False  # callbacks are called by the exit, after run_main returned
     state.queue = [*reversed(state.late), *reversed(state.early)]
     m.finished = False

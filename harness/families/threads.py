@@ -132,6 +132,7 @@ def _state(m: Model) -> Threads:
 
 
 def _enter(m: Model, g: MG, op: InThread) -> None:
+    m.thread_starts()
     g.in_thread = True
     m.ext["threads"] = Threads(mark=len(m.events))
 
