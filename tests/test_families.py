@@ -475,6 +475,18 @@ def test_an_unstarted_greenlet_under_a_started_one_stays_in_this_thread() -> Non
     assert ("main", 7, "caught", runtime.ExcValue("greenlet.error", None)) in trace
 
 
+def test_a_dead_greenlet_up_the_chain_also_keeps_an_unstarted_one_here() -> None:
+    """Dead counts as started: g3 runs under the dead g1, then ends into g1's parent g4,
+    which belongs to the ended thread (greenlet aborts there: the known
+    parent-chain-into-ended-thread, which ``agreed`` accepts)."""
+    p = prog([Spawn("g4"), Spawn("g1"), Switch("g1"), SetParent("g1", "g4"),
+              InThread((ThreadParent("g4"),)), Spawn("g3", "g1"), Switch("g3")],
+             g1=[], g3=[], g4=[])
+    trace = agreed(p)
+    assert ("g3", -1, "start", ((), {})) in trace
+    assert trace[-1][2] == "undecided" and "g3 ends into g4" in trace[-1][3], trace[-1]
+
+
 def test_a_greenlet_dropped_in_another_thread_dies_when_this_thread_calls_greenlet() -> None:
     """The last reference to a suspended greenlet dropped in another thread: it stays alive
     there and gets its GreenletExit in its own thread, from the greenlet that ran the
