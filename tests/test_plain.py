@@ -70,6 +70,7 @@ def only_known_races(output: str) -> bool:
     seen = ast.literal_eval(failed[0][len(head):])
     return bool(seen) and all(KNOWN_RACES.search(text) for text in seen)
 
+
 #: What the runtime's instrumentation looks like: none of it may appear in a plain file.
 HARNESS_WORDS = ("rec(", "ret(", "spawn(", "T.", "EXPECTED", "execute(", "registry")
 
@@ -184,9 +185,10 @@ def test_plain_files_pass_on_greenlet(program: Program) -> None:
     if done.returncode != 0 and {"gc", "concurrent"} <= set(program_families(program)):
         # Garbage and threads side by side: a finalizer's greenlet switches race the
         # other threads' drops, and greenlet's two open bugs there show in some runs
-        # (about 1 in 5 for such files): a switch to a dead greenlet whose parent is the
-        # current one fails (self_switch_after_foreign_drop.py dead), and a greenlet
-        # that ends hands back the killed one's GreenletExit.
+        # (2 of 200 such files drawn failed, each in about 1 run in 5): a switch to a
+        # dead greenlet whose parent is the current one fails
+        # (self_switch_after_foreign_drop.py dead), and a greenlet that ends hands back
+        # the killed one's GreenletExit.
         assert only_known_races(done.stdout), done.stdout + done.stderr + found.source
         return
     assert done.returncode == 0, done.stdout + done.stderr + found.source

@@ -10,7 +10,7 @@ dropped greenlet (its "deleteme" list) inside that call and the call then fails:
 ``greenlet.error: Greenlet.switch() returned NULL without an exception set.`` (3.0.0rc2
 and later) or ``SystemError: ... returned NULL without setting an exception`` (2.0.x).
 
-Argument ``dead`` switches instead to a greenlet of the thread that has ended, whose
+Argument ``dead`` switches instead to a greenlet that has ended in this thread, whose
 parent is the current greenlet: the switching docs say such a switch "actually goes to
 the dead greenlet's parent", so it too is a switch to oneself, and it fails the same way
 (the gc family's finalizers reach the bug there, found in greenfuzz's own test of plain
