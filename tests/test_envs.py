@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from greenfuzz.harness.families.finalizers import Finalize, Resurrect
+from greenfuzz.harness.families.threads import InThread, ThreadParent
 from greenfuzz.harness.program.ir import MAIN, Drop, Program, Spawn, Switch
 from tests.helpers import run_cli
 from tests.test_executor import pyenv_pythons
@@ -105,6 +107,34 @@ def test_pypy_runs_and_shows_its_documented_difference(tmp_path: Path) -> None:
         assert done.returncode == code, done.stdout + done.stderr
         assert "under pypy" in done.stdout
     assert "expected g1: died ExcValue('GreenletExit'" in done.stdout
+
+
+#: What a campaign on PyPy 3.9.16 (``--known pypy``, seed 2045) stopped at within 60 s,
+#: each shrunk: PyPy's greenlet, documented in ``pypy.json`` since, by difference id.
+PYPY_DIFFERENCES = {
+    "finalizer-runs-at-collection": Program(
+        main=(Spawn("g1"), Finalize("g1", "weakref")), greenlets=(("g1", ()),)),
+    "no-resurrection-on-collection": Program(
+        main=(Spawn("g1"), Switch("g1", catch=True)),
+        greenlets=(("g1", (Resurrect(MAIN, (Switch(MAIN, catch=True),)),)),)),
+    "parent-without-thread-check": Program(
+        main=(Spawn("g1"), Switch("g1", catch=True),
+              InThread((ThreadParent("g1", catch=True),))), greenlets=(("g1", ()),)),
+}
+
+
+@pytest.mark.parametrize("difference", sorted(PYPY_DIFFERENCES))
+def test_pypys_documented_differences_are_known_with_its_profile(tmp_path: Path,
+                                                                 difference: str) -> None:
+    python = pypy3()
+    path = tmp_path / "program.json"
+    path.write_text(PYPY_DIFFERENCES[difference].dumps())
+    found = run_cli("replay", str(path), "--python", python, timeout=120)
+    assert found.returncode == 1, found.stdout + found.stderr
+    known = run_cli("replay", str(path), "--python", python, "--differences", "pypy",
+                    timeout=120)
+    assert known.returncode == 0, known.stdout + known.stderr
+    assert f"known difference {difference}:" in known.stdout, known.stdout
 
 
 def test_a_full_disk_loses_no_finding(tmp_path: Path) -> None:
