@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,23 @@ def test_pypys_documented_differences_are_known_with_its_profile(tmp_path: Path,
                     timeout=120)
     assert known.returncode == 0, known.stdout + known.stderr
     assert f"known difference {difference}:" in known.stdout, known.stdout
+
+
+@pytest.mark.parametrize("how", ["dead", "unstarted"])
+def test_pypys_parent_chain_bugs_the_docs_name(how: str) -> None:
+    """docs/implementations.md: under PyPy a greenlet under a finished parent cannot run,
+    and one that ends skips its unstarted parent; greenlet does both as documented (the
+    PyPy campaign of the tenth session met both again, as findings)."""
+    python = pypy3()
+    script = str(Path(__file__).parent / "crashes" / "pypy_parent_chain.py")
+    on_pypy = subprocess.run([python, script, how], capture_output=True, text=True,
+                             timeout=60)
+    assert on_pypy.returncode == 1, on_pypy.stdout + on_pypy.stderr
+    if how == "dead":
+        assert "got an already-finished continulet" in on_pypy.stdout
+    on_greenlet = subprocess.run([sys.executable, script, how], capture_output=True,
+                                 text=True, timeout=60)
+    assert on_greenlet.returncode == 0, on_greenlet.stdout + on_greenlet.stderr
 
 
 def test_a_full_disk_loses_no_finding(tmp_path: Path) -> None:
