@@ -415,3 +415,46 @@ def test_replaying_the_daemon_finding_on_3_13_says_known() -> None:
         if "KNOWN" in done.stdout:
             break
     assert "daemon-greenlets-segfault-at-exit" in outputs[-1], outputs
+
+
+#: A confirmed finding of the tenth session's campaign on greenlet 3.5.6 / CPython 3.10.13
+#: (seed 2044): main throws the exception it handles into itself twice.
+THROW_TO_SELF_3_10 = ROOT / "tests" / "crashes" / "throw_to_self_traceback_3_10.json"
+
+
+def test_the_shorter_traceback_on_3_10_is_known_there_only() -> None:
+    from greenfuzz.harness.execution.runner import Observation
+    from greenfuzz.harness.judging import checks
+    from greenfuzz.harness.target import codec
+
+    record = json.loads(THROW_TO_SELF_3_10.read_text())
+    program = Program.from_json(record["program"])
+    run = Observation(trace=codec.decode_trace(record["observed"]["trace"]))
+    expected = model.predict(program)
+    verdict = checks.compare(program, expected, run)
+    assert not verdict.ok and verdict.kind == "mismatch", verdict.summary
+
+    def known(python: str) -> object:
+        data = differences.for_greenlet("3.5.6", python)
+        assert data is not None
+        found = data.known(program, verdict.kind, expected, run.trace, verdict.index,
+                           verdict.summary)
+        return found and found.id
+
+    assert known("3.10.13") == "throw-to-self-traceback-entry"
+    assert known("3.11.7") is None and known("3.12.1") is None
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize(("cpython", "says"), [("3.10", "KNOWN"), ("3.11", "OK")])
+def test_replaying_the_throw_to_self_finding(cpython: str, says: str) -> None:
+    """3.10 records the shorter traceback every run (and the data names it); 3.11 agrees."""
+    from tests.test_crash_scripts import release_python
+
+    python = release_python("3.5.6", cpython)
+    done = subprocess.run([sys.executable, "-m", "greenfuzz", "replay",
+                           str(THROW_TO_SELF_3_10), "--python", python],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(says), done.stdout
