@@ -110,7 +110,7 @@ def test_pypy_runs_and_shows_its_documented_difference(tmp_path: Path) -> None:
     assert "expected g1: died ExcValue('GreenletExit'" in done.stdout
 
 
-#: What a campaign on PyPy 3.9.16 (``--known pypy``, seed 2045) stopped at within 60 s,
+#: What a campaign on PyPy 3.9.16 (``--known pypy``, seed 2045) found in its first 116 s,
 #: each shrunk: PyPy's greenlet, documented in ``pypy.json`` since, by difference id.
 PYPY_DIFFERENCES = {
     "finalizer-runs-at-collection": Program(
