@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import keyword
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from greenfuzz.harness.families.base import MAIN, Op, flatten, span, spec, walk
@@ -498,38 +499,33 @@ class Writer:
         return lines
 
 
-#: Names the file binds outside its helpers' top-level definitions (``taken_names`` adds
-#: those, listed here or not): a greenlet may not be held under one of them.
-RESERVED = {"greenlet", "main", "check", "fail", "seen", "check_seen", "Exc", "label",
-             "names", "refs", "check_alive", "stack", "handled", "in_flight", "tracer",
-             "raising_tracer", "in_thread", "Held", "a", "b", "e", "x", "y", "dead", "os", "sys",
-             "gc",
-             "weakref", "threading", "time", "contextvars", "importlib", "implementation",
-             "FuzzError", "args", "kwargs", "k", "v", "problem", "finalizers", "peers",
-             "side_by_side", "Peers", "parked_greenlet", "collector", "broken", "weak",
-             "make_garbage", "collector_report", "event", "late", "exit_status", "atexit",
-             "subprocess", "signal", "early_callbacks", "parked", "started"}
-
-
-_TAKEN: Dict[int, FrozenSet[str]] = {}
+#: Names the file binds that no helper defines at its top level (modules it imports,
+#: loop and handler variables, what the writer's own lines bind); ``taken_names`` adds
+#: the helpers' names: a greenlet may not be held under any of them.
+RESERVED = {"greenlet", "main", "os", "sys", "gc", "weakref", "threading", "time",
+            "contextvars", "importlib", "atexit", "subprocess", "signal", "args", "kwargs",
+            "k", "v", "e", "x", "y", "dead", "problem", "peers", "parked",
+            "early_callbacks", "exit_status"}
 
 
 def taken_names() -> FrozenSet[str]:
     """``RESERVED`` and every top-level name a helper defines: a greenlet held under one
     would replace it (a program's names are any ``schema.NAME``, ``token`` included)."""
-    if len(HELPERS) not in _TAKEN:  # families define helpers when they are imported
-        names = set(RESERVED)
-        for helper in HELPERS.values():
-            for node in ast.parse(helper.text).body:
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                    names.add(node.name)
-                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    names.update(n.id for t in targets for n in ast.walk(t)
-                                 if isinstance(n, ast.Name))
-        _TAKEN.clear()
-        _TAKEN[len(HELPERS)] = frozenset(names)
-    return _TAKEN[len(HELPERS)]
+    return _taken_names(len(HELPERS))  # families define helpers when they are imported
+
+
+@lru_cache(maxsize=1)
+def _taken_names(helpers: int) -> FrozenSet[str]:
+    names = set(RESERVED)
+    for helper in HELPERS.values():
+        for node in ast.parse(helper.text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t)
+                             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return frozenset(names)
 
 
 def assigned_names(ops: Sequence[Op], me: str) -> Set[str]:
