@@ -234,10 +234,10 @@ def _summary(console: Console, impl: implementations.Implementation,
         table.add_row("model rules fired", f"{len(rules()) - len(never)} of {len(rules())}"
                       + (f"; never: {', '.join(never)}" if never else ""))
     if result.state_dependent:
-        most = sorted(result.state_dependent_by.items(), key=lambda kv: -kv[1])[:3]
+        commonest = result.state_dependent_by.most_common(3)
         table.add_row("failed only after other programs", f"{result.state_dependent} (passed "
                       "in a fresh child; see the note): " + ", ".join(
-                          f"{how} {count}" for how, count in most))
+                          f"{how} {count}" for how, count in commonest))
     if result.memory_checks:
         table.add_row("raw-memory checks", f"{result.memory_checks} "
                                            f"({result.memory_seconds:.1f} s)")

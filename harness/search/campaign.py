@@ -123,12 +123,11 @@ class CampaignResult:
     unsaved: List[Tuple[Finding, str]] = field(default_factory=list)
     #: How many programs run contained ops of each family.
     family_counts: Dict[str, int] = field(default_factory=dict)
-    #: Programs that failed in a reused child but passed in a fresh one: state that
-    #: earlier programs left behind (in the implementation or the harness), not findings.
-    state_dependent: int = 0
-    #: Those programs by how they failed in the reused child: the verdict's signature
-    #: there (``mismatch:value->caught``), or the outcome of a crash or hang.
-    state_dependent_by: Dict[str, int] = field(default_factory=dict)
+    #: Programs that failed in a reused child but passed in a fresh one (state that
+    #: earlier programs left behind, in the implementation or the harness; not findings),
+    #: by how they failed there: the verdict's signature (``mismatch:value->caught``), or
+    #: the outcome of a crash or hang.
+    state_dependent_by: Counter = field(default_factory=Counter)
     #: Raw-memory checks run, and the seconds they took.
     memory_checks: int = 0
     memory_seconds: float = 0.0
@@ -153,6 +152,11 @@ class CampaignResult:
     repeats: int = 0
     #: Each job's seed, programs and digest, when the result merges several jobs.
     per_job: List[Dict[str, object]] = field(default_factory=list)
+
+    @property
+    def state_dependent(self) -> int:
+        """How many programs failed only after other programs (``state_dependent_by``)."""
+        return sum(self.state_dependent_by.values())
 
 
 #: How many of the last programs that passed a campaign remembers, so as not to run one
@@ -525,12 +529,11 @@ def _make_test(config: CampaignConfig, executor: Optional[IsolatedExecutor],
         if finding.kind != runner.HANG:
             result.run_seconds += finding.observation.seconds
         if finding.verdict.ok and "after_other_programs" in finding.observation.extra:
-            result.state_dependent += 1
             extra = finding.observation.extra
             first = extra["after_other_programs"]
             how = str(extra.get("after_other_signature") or (
                 first.get("outcome") if isinstance(first, dict) else "") or "failure")
-            result.state_dependent_by[how] = result.state_dependent_by.get(how, 0) + 1
+            result.state_dependent_by[how] += 1
             if result.state_dependent == 1:
                 result.notes.append(
                     "a program failed in a child that had run other programs and passed in a "

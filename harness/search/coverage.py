@@ -83,8 +83,7 @@ def rule_stats(result: CampaignResult) -> Dict[str, object]:
         "seconds": round(result.elapsed, 3),
         "overrun_seconds": round(result.overrun, 3),
         "programs_digest": result.programs_digest,
-        "failed_only_after_other_programs": dict(sorted(
-            result.state_dependent_by.items(), key=lambda kv: -kv[1])),
+        "failed_only_after_other_programs": dict(result.state_dependent_by.most_common()),
         "rules": {r: result.rules[r] for r in every},
         "never_fired": [r for r in every if not result.rules[r]],
         "op_pairs_seen": len(result.pairs),

@@ -271,15 +271,14 @@ def merge(results: List[CampaignResult], elapsed: float, budget: float,
         merged.refused += r.refused
         merged.run_seconds += r.run_seconds
         merged.unsaved += r.unsaved
-        merged.state_dependent += r.state_dependent
         merged.memory_checks += r.memory_checks
         merged.memory_seconds += r.memory_seconds
         merged.duplicates += r.duplicates
         merged.repeats += r.repeats
         merged.rules.update(r.rules)
         merged.pairs.update(r.pairs)
-        for counts, into in ((r.known, merged.known), (r.family_counts, merged.family_counts),
-                             (r.state_dependent_by, merged.state_dependent_by)):
+        merged.state_dependent_by.update(r.state_dependent_by)
+        for counts, into in ((r.known, merged.known), (r.family_counts, merged.family_counts)):
             for name, count in counts.items():
                 into[name] = into.get(name, 0) + count
         notes.update(dict.fromkeys(r.notes))
