@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, List, NamedTuple, Optional
 
 import greenlet
 import pytest
@@ -23,7 +24,14 @@ from greenfuzz.harness.program.ir import (
     Switch,
     ThreadParent,
 )
-from tests.test_crash_scripts import ABORTS_IN, release
+from tests.test_crash_scripts import (
+    ABORTS_IN,
+    CRASHES,
+    KILL_FINALIZER,
+    KILL_RESURRECT,
+    SELF_SWITCH_KILL,
+    release,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,10 +174,9 @@ def on_3_11() -> differences.Profile:
     return data
 
 
-#: ``docs/upstream/gc-self-switch-stale-frame.md``'s second program (7 ops).
-KILL_RESURRECT = ROOT / "tests" / "crashes" / "gc_kill_resurrect_stale_frame.json"
-#: What faulthandler printed for it on greenlet 3.5.6 under CPython 3.11.7: it dies
-#: printing the stale frame.
+#: What faulthandler printed for ``KILL_RESURRECT`` (``docs/upstream/
+#: gc-self-switch-stale-frame.md``'s second program) on greenlet 3.5.6 under CPython
+#: 3.11.7: it dies printing the stale frame.
 CUT_DUMP = ("killed by SIGSEGV (11)\nFatal Python error: Segmentation fault\n\nCurrent "
             "thread 0x00007f1d97ea4b80 (most recent call first):\n  File ")
 
@@ -199,17 +206,12 @@ def test_the_stale_frame_segfault_is_known_by_its_cut_dump() -> None:
         d.id for d in differences.for_greenlet("3.0.0rc2", "3.11.7").differences}
 
 
-#: The same page's fourth program (7 ops: g1 waits in a switch to main; main makes
-#: switching garbage, drops g1 and switches to itself), found by the ninth session's campaign
-#: (seed 2031) and kept as written; on greenlet 3.5.6 faulthandler dies before it
-#: prints any frame.
-SELF_SWITCH_KILL = ROOT / "tests" / "crashes" / "gc_kill_self_switch_segfault.json"
-
-
 def test_a_dump_cut_at_its_first_frame_is_the_stale_frame_only_with_garbage() -> None:
     """A dump that stops at its ``Current thread`` line, or inside the line after it, is
     the stale frame in a program with garbage whose finalizers switch; in any other
-    program it stays a finding (a thread with no Python frame dies so too)."""
+    program it stays a finding (a thread with no Python frame dies so too).
+    ``SELF_SWITCH_KILL``, the same page's fourth program: on greenlet 3.5.6 faulthandler
+    dies before it prints any frame."""
     from greenfuzz.harness.families.gc import Garbage
 
     data = on_3_11()
@@ -229,11 +231,6 @@ def test_a_dump_cut_at_its_first_frame_is_the_stale_frame_only_with_garbage() ->
     assert known(without(p, Garbage), detail) is None
     assert known(p, detail + '  File "x.py", line 3 in <module>\n') is None
     assert known(p, detail.replace("Segmentation fault", "Aborted")) is None
-
-
-#: ``docs/upstream/gc-self-switch-stale-frame.md``'s smallest program, as the deep campaign
-#: found it (confirmed): main lists g3's frames after g3 dropped g1 beside a finalizer.
-KILL_FINALIZER = ROOT / "tests" / "crashes" / "kill_beside_finalizer_frame.json"
 
 
 def without(p: Program, kind: type) -> Program:
@@ -329,7 +326,7 @@ def test_bad_bytecode_after_a_kill_beside_a_finalizer_is_known_only_with_both() 
 #: The deep campaign's ``mismatch-1b5d23e6f0`` (confirmed: its reproducer diverged in the
 #: 3rd of up to 10 runs, the race going the bug's way): a finalizer's own greenlet ends while a kill
 #: from another thread's drop is queued.
-FOREIGN_KILL_IN_FINALIZER = ROOT / "tests" / "crashes" / "foreign_kill_value_in_finalizer.json"
+FOREIGN_KILL_IN_FINALIZER = CRASHES / "foreign_kill_value_in_finalizer.json"
 
 
 def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop() -> None:
@@ -355,46 +352,63 @@ def test_the_foreign_kill_value_seen_by_a_finalizer_is_known_with_a_foreign_drop
 #: (seed 2040), shrunk to three ops: ``Spawn(g1)``, ``CtxCopy(g1)`` (not needed: without
 #: it 3 of 6 replays crashed too), ``Leave(daemon_switching, 4)``.  Its replays died of
 #: SIGSEGV at exit in 7 of 12 runs.
-DAEMON_3_13 = ROOT / "tests" / "crashes" / "daemon_switching_exit_segfault_3_13.json"
+DAEMON_3_13 = CRASHES / "daemon_switching_exit_segfault_3_13.json"
 
 
-def daemon_3_13_verdict(program: Program):  # type: ignore[no-untyped-def]
-    """The kept finding's recorded crash, judged as a run of ``program``."""
+class Recorded(NamedTuple):
+    """A kept finding's program and its recorded run, judged again as a campaign judges
+    it (``campaign.judge``): what the bundled data is matched against."""
+
+    program: Program
+    verdict: Any
+    expected: List[tuple]
+    trace: List[tuple]
+    detail: str
+
+    def known(self, python: str, program: Optional[Program] = None,
+              detail: Optional[str] = None) -> Optional[str]:
+        """The id of the difference greenlet 3.5.6's data under ``python`` names (the
+        program or the run's text replaced when given), or None."""
+        data = differences.for_greenlet("3.5.6", python)
+        assert data is not None
+        found = data.known(program or self.program, self.verdict.kind, self.expected,
+                           self.trace, self.verdict.index,
+                           self.detail if detail is None else detail)
+        return found and found.id
+
+
+def recorded(path: Path, **extra: Any) -> Recorded:
+    """``path``'s program and recorded run (``extra``: what the run's observation adds,
+    such as a run at exit's status)."""
     from greenfuzz.harness.execution.runner import Observation
     from greenfuzz.harness.judging import checks
     from greenfuzz.harness.target import codec
 
-    observed = json.loads(DAEMON_3_13.read_text())["observed"]
-    run = Observation(trace=codec.decode_trace(observed["trace"]), outcome=observed["outcome"],
-                      detail=observed["detail"],
-                      extra={"at_exit": True, "status": -11, "signum": 11, "signal": "SIGSEGV"})
+    record = json.loads(path.read_text())
+    program = Program.from_json(record["program"])
+    observed = record["observed"]
+    run = Observation(trace=codec.decode_trace(observed["trace"]),
+                      outcome=observed["outcome"], detail=observed["detail"], extra=extra)
     expected = model.predict(program)
     verdict = checks.compare(program, expected, run)
-    return verdict, expected, checks.judged_trace(run), f"{verdict.summary}\n{run.detail}"
+    return Recorded(program, verdict, expected, checks.judged_trace(run),
+                    f"{verdict.summary}\n{run.detail}")
 
 
 def test_the_daemon_segfault_at_exit_is_known_on_cpython_3_13_only() -> None:
     from greenfuzz.harness.families.shutdown import Leave
 
-    program = Program.from_json(json.loads(DAEMON_3_13.read_text())["program"])
-    verdict, expected, trace, detail = daemon_3_13_verdict(program)
-    assert verdict.kind == "crash"
-
-    def known(python: str, p: Program = program, detail: str = detail) -> object:
-        data = differences.for_greenlet("3.5.6", python)
-        assert data is not None
-        found = data.known(p, verdict.kind, expected, trace, verdict.index, detail)
-        return found and found.id
-
-    assert known("3.13.0") == "daemon-greenlets-segfault-at-exit"
-    assert known("3.12.1") is None and known("3.11.7") is None
+    run = recorded(DAEMON_3_13, at_exit=True, status=-11, signum=11, signal="SIGSEGV")
+    assert run.verdict.kind == "crash"
+    assert run.known("3.13.0") == "daemon-greenlets-segfault-at-exit"
+    assert run.known("3.12.1") is None and run.known("3.11.7") is None
     # The other two forms the same campaign met (each replayed as SIGSEGV).
     for other in ("crash at exit: killed by SIGBUS\nkilled by SIGBUS (7) at exit\n",
                   "crash at exit: Fatal Python error:\n"):
-        assert known("3.13.0", detail=other) == "daemon-greenlets-segfault-at-exit"
+        assert run.known("3.13.0", detail=other) == "daemon-greenlets-segfault-at-exit"
     # Daemon threads that do not switch greenlets: not this bug.
     idle = Program(main=(Spawn("g1"), Leave("daemon_idle", 4)), greenlets=(("g1", ()),))
-    assert known("3.13.0", idle) is None
+    assert run.known("3.13.0", idle) is None
 
 
 @pytest.mark.network
@@ -419,30 +433,14 @@ def test_replaying_the_daemon_finding_on_3_13_says_known() -> None:
 
 #: A confirmed finding of the tenth session's campaign on greenlet 3.5.6 / CPython 3.10.13
 #: (seed 2044): main throws the exception it handles into itself twice.
-THROW_TO_SELF_3_10 = ROOT / "tests" / "crashes" / "throw_to_self_traceback_3_10.json"
+THROW_TO_SELF_3_10 = CRASHES / "throw_to_self_traceback_3_10.json"
 
 
 def test_the_shorter_traceback_on_3_10_is_known_there_only() -> None:
-    from greenfuzz.harness.execution.runner import Observation
-    from greenfuzz.harness.judging import checks
-    from greenfuzz.harness.target import codec
-
-    record = json.loads(THROW_TO_SELF_3_10.read_text())
-    program = Program.from_json(record["program"])
-    run = Observation(trace=codec.decode_trace(record["observed"]["trace"]))
-    expected = model.predict(program)
-    verdict = checks.compare(program, expected, run)
-    assert not verdict.ok and verdict.kind == "mismatch", verdict.summary
-
-    def known(python: str) -> object:
-        data = differences.for_greenlet("3.5.6", python)
-        assert data is not None
-        found = data.known(program, verdict.kind, expected, run.trace, verdict.index,
-                           verdict.summary)
-        return found and found.id
-
-    assert known("3.10.13") == "throw-to-self-traceback-entry"
-    assert known("3.11.7") is None and known("3.12.1") is None
+    run = recorded(THROW_TO_SELF_3_10)
+    assert not run.verdict.ok and run.verdict.kind == "mismatch", run.verdict.summary
+    assert run.known("3.10.13") == "throw-to-self-traceback-entry"
+    assert run.known("3.11.7") is None and run.known("3.12.1") is None
 
 
 @pytest.mark.network
